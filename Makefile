@@ -1,0 +1,50 @@
+# The two commands that matter: `make test` and `make demo`. Both install what they need first
+# (Debian packages through apt-get, Python packages into .venv), and doing so twice costs nothing.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RADE := $(VENV)/bin/rade
+PYTEST_ARGS ?=
+
+# What the tests and the demo use from Debian: busybox-static and debootstrap for base images, skopeo,
+# podman, umoci and docker-registry for image interoperability, crun/runc for side-by-side figures,
+# Open MPI (with its headers, for mpi4py) for the MPI tests, iproute2 for test hosts in netns.
+APT_PACKAGES := busybox-static debootstrap skopeo podman umoci docker-registry crun runc \
+	openmpi-bin libopenmpi-dev libseccomp2 zstd iproute2 tar gzip
+
+.PHONY: test demo deps sysdeps venv lint bench clean
+
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: deps
+	bash examples/demo.sh $(RADE)
+
+bench: deps
+	$(PY) bench/run_all.py
+
+deps: sysdeps venv
+
+sysdeps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,mpi]'
+	touch $@
+
+lint: venv
+	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check jobs engine agent scheduler rade tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,83 @@
+"""The `rade` command frame: global options, the subcommand table, and the one place errors become exit codes.
+
+Each group of subcommands lives in a module of `rade.commands` with a `register(subparsers)` function that
+adds its parsers and sets `func` (args -> exit code). Command modules import the packages they drive
+inside their functions, so `rade run --rm` does not pay for importing the scheduler's dependencies.
+
+Errors: a `RadeError` prints one line, `rade: error: ...`, and exits with its code (125, or 2 for usage);
+anything else is a bug and says so in one line; `--debug` shows the traceback either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from jobs.errors import EXIT_RADE, EXIT_USAGE, RadeError
+from rade import __version__
+from rade.commands import COMMAND_MODULES
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in rade's one-line form (exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"rade: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def default_root() -> str:
+    """Where state lives: `RADE_ROOT`, else /var/lib/rade for root, else ~/.local/share/rade."""
+    if os.environ.get("RADE_ROOT"):
+        return os.environ["RADE_ROOT"]
+    if os.geteuid() == 0:
+        return "/var/lib/rade"
+    return os.path.join(os.path.expanduser("~"), ".local", "share", "rade")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: global options, then one subparser per registered command."""
+    parser = _Parser(prog="rade", description="HPC cluster containers: jobs, nodes, images and containers.")
+    parser.add_argument("--version", action="version", version=f"rade {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--root", default=None, help="where state lives (default: $RADE_ROOT or /var/lib/rade)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.root is None:
+        args.root = default_root()
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="rade: %(levelname)s: %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except RadeError as err:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"rade: error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `rade queue | head`: the reader left; nothing to report.
+        sys.stderr.close()
+        return 0
+    except Exception as err:  # noqa: BLE001 - the one place a bug becomes a message
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"rade: error: internal error: {type(err).__name__}: {err} "
+                         "(run with --debug for the traceback)\n")
+        return EXIT_RADE

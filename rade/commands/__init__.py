@@ -1,0 +1,10 @@
+"""The subcommands of `rade`, one module a group; `COMMAND_MODULES` is the order they are registered in.
+
+Each module has `register(subparsers)`; a command is registered only once it works.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+COMMAND_MODULES: tuple[ModuleType, ...] = ()

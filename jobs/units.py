@@ -210,3 +210,19 @@ def parse_array(value: str | int) -> ArrayRange:
             raise UnitError(f"'{text}' makes more than {MAX_ARRAY_SIZE} array jobs")
         indices.update(range(low, high + 1, step))
     return ArrayRange(tuple(sorted(indices)), max_running)
+
+
+def format_array(array: ArrayRange) -> str:
+    """The compact text of an array range, which `parse_array` reads back: (0..9, limit 2) -> `0-9%2`."""
+    parts: list[str] = []
+    indices = sorted(set(array.indices))
+    start = 0
+    while start < len(indices):
+        end = start
+        while end + 1 < len(indices) and indices[end + 1] == indices[end] + 1:
+            end += 1
+        low, high = indices[start], indices[end]
+        parts.append(str(low) if low == high else f"{low}-{high}")
+        start = end + 1
+    text = ",".join(parts)
+    return f"{text}%{array.max_running}" if array.max_running is not None else text

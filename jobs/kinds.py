@@ -1,0 +1,386 @@
+"""The kinds of value a job spec field can hold, each able to check a `Node` and to describe itself.
+
+A kind's `check(node, path, problems)` returns the plain Python value of a good node, or `INVALID` after
+adding a located problem that says what was expected and how to write it. `schema()` gives the same rules
+as JSON Schema, so that the validator and `rade schema` cannot drift apart: both read one field table
+(`jobs.fields`). Checks never raise for bad input; they collect, so that one run shows every problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from jobs.document import Node
+from jobs.errors import UnitError
+from jobs.problems import Problems
+from jobs.units import parse_array, parse_cpus, parse_duration, parse_size
+
+MAX_INT = 2**63 - 1  # what msgpack and SQLite can carry
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
+
+
+class Kind(Protocol):
+    """What a field may hold."""
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any: ...
+
+    def schema(self) -> dict[str, Any]: ...
+
+
+def describe(node: Node) -> str:
+    """How a value reads in an error message: 'a list', 'the number 4', "the text '4'"."""
+    value = node.value
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"{node.text or str(value).lower()} (a yes/no value)"
+    if isinstance(value, int | float):
+        return f"the number {node.text or value}"
+    if isinstance(value, str):
+        return f"the text {_clip(value)!r}"
+    return f"{node.text or value!s} (read by YAML as a {type(value).__name__})"
+
+
+def _clip(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _scalar_text(node: Node) -> str | None:
+    """The text of a scalar as written: quoted text, or a plain scalar's source even if YAML typed it."""
+    if isinstance(node.value, str):
+        return node.value
+    if node.is_scalar and node.value is not None and node.text is not None:
+        return node.text
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A string; `pattern` (with `hint`) restricts it, `absolute` demands an absolute container path."""
+
+    pattern: str | None = None
+    hint: str = ""
+    absolute: bool = False
+    example: str = "text"
+    allow_empty: bool = False
+    suggest: Callable[[str], str] | None = None
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any:
+        text = _scalar_text(node)
+        if node.value is None:
+            problems.add(node.mark, path, f"has no value; write e.g. {self.example}")
+            return INVALID
+        if text is None:
+            problems.add(node.mark, path, f"expected text (e.g. {self.example}), got {describe(node)}")
+            return INVALID
+        if not text and not self.allow_empty:
+            problems.add(node.mark, path, f"is empty; write e.g. {self.example}")
+            return INVALID
+        if "\0" in text:
+            problems.add(node.mark, path, "contains a NUL character; remove it")
+            return INVALID
+        if self.absolute and not text.startswith("/"):
+            problems.add(node.mark, path, f"{_clip(text)!r} is not an absolute path inside the container; "
+                                          f"start it with '/', e.g. /{text.lstrip('./') or 'work'}")
+            return INVALID
+        if self.pattern and not re.fullmatch(self.pattern, text):
+            better = self.suggest(text) if self.suggest else ""
+            fix = f"; try {better!r}" if better and better != text and re.fullmatch(self.pattern, better) else ""
+            problems.add(node.mark, path, f"{_clip(text)!r} {self.hint}{fix}")
+            return INVALID
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"type": "string"} if self.allow_empty else {"type": "string", "minLength": 1}
+        if self.pattern:
+            result["pattern"] = f"^(?:{self.pattern})$"
+        elif self.absolute:
+            result["pattern"] = "^/"
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Integer:
+    """A whole number in [minimum, maximum]."""
+
+    minimum: int | None = None
+    maximum: int = MAX_INT
+    example: str = "1"
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any:
+        value = node.value
+        if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT:
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            hint = " (remove the quotes)" if isinstance(value, str) and re.fullmatch(r"-?\d+", value) else ""
+            problems.add(node.mark, path, f"expected a whole number (e.g. {self.example}), "
+                                          f"got {describe(node)}{hint}")
+            return INVALID
+        if self.minimum is not None and value < self.minimum:
+            problems.add(node.mark, path, f"must be at least {self.minimum}, got {value}")
+            return INVALID
+        if value > self.maximum:
+            problems.add(node.mark, path, f"must be at most {self.maximum}, got {value}")
+            return INVALID
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"type": "integer", "maximum": self.maximum}
+        if self.minimum is not None:
+            result["minimum"] = self.minimum
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Boolean:
+    """true or false (YAML also reads yes/no and on/off as these)."""
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any:
+        if isinstance(node.value, bool):
+            return node.value
+        hint = " (remove the quotes)" if str(node.value).lower() in ("true", "false", "yes", "no") else ""
+        problems.add(node.mark, path, f"expected true or false, got {describe(node)}{hint}")
+        return INVALID
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A value read by one of `jobs.units`' parsers: a size, a duration, a CPU count, an array range."""
+
+    parse: Callable[[Any], Any]
+    what: str
+    string_pattern: str
+    minimum: int = 0
+    below_minimum: str = ""
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any:
+        value = node.value
+        if not node.is_scalar or value is None or isinstance(value, bool):
+            problems.add(node.mark, path, f"expected {self.what}, got {describe(node)}")
+            return INVALID
+        if not isinstance(value, int | float | str):
+            value = node.text or str(value)
+        elif self.parse is parse_duration and node.text and ":" in node.text:
+            value = node.text  # YAML 1.1 read 30:00 as the base-60 number 1800; the user meant 30 minutes
+        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+            problems.add(node.mark, path, f"{node.text or value!r} is not {self.what}")
+            return INVALID
+        try:
+            parsed = self.parse(value)
+        except UnitError as err:
+            problems.add(node.mark, path, err.message)
+            return INVALID
+        except (OverflowError, ValueError):
+            problems.add(node.mark, path, f"'{value}' is not {self.what}")
+            return INVALID
+        number = parsed if isinstance(parsed, int | float) else None
+        if number is not None and (number > MAX_INT or number < self.minimum):
+            problems.add(node.mark, path, self.below_minimum if number < self.minimum
+                         else f"'{value}' is too large")
+            return INVALID
+        return parsed
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": self.string_pattern}]}
+
+
+def Size(minimum: int = 0, below: str = "") -> Unit:  # noqa: N802 - reads as a kind, like the classes
+    return Unit(parse_size, "a size such as 512M or 4G", r"^\s*(\d+(\.\d+)?|\.\d+)\s*[kKmMgGtTpP]?([iI]?[bB])?\s*$",
+                minimum, below)
+
+
+def Duration() -> Unit:  # noqa: N802
+    return Unit(parse_duration, "a duration such as 30m, 2h or 1-00:00:00",
+                r"^\s*((\d+(\.\d+)?\s*[smhdSMHD]\s*)+|(\d+-)?\d+(:\d+){0,2})\s*$")
+
+
+def Cpus() -> Unit:  # noqa: N802
+    return Unit(parse_cpus, "a number of CPUs such as 1, 4 or 0.5", r"^\s*(\d+(\.\d*)?|\.\d+)\s*$")
+
+
+def ArraySpec() -> Unit:  # noqa: N802
+    return Unit(parse_array, "an array range such as 0-9, 1,3,5 or 0-99%10",
+                r"^[\d\s,:%-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One of a few words."""
+
+    values: tuple[str, ...]
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any:
+        text = _scalar_text(node)
+        if text in self.values:
+            return text
+        allowed = " | ".join(self.values)
+        if text is None:
+            problems.add(node.mark, path, f"expected one of {allowed}, got {describe(node)}")
+            return INVALID
+        close = difflib.get_close_matches(text.lower(), self.values, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        problems.add(node.mark, path, f"{_clip(text)!r} is not allowed here; {hint}use one of {allowed}")
+        return INVALID
+
+    def schema(self) -> dict[str, Any]:
+        return {"enum": list(self.values)}
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    """A list of one kind; `split_text` also takes a single string split as a shell would (`command`),
+    `single` also takes one bare item as a one-item list (`exclude: n3`)."""
+
+    item: Kind
+    split_text: bool = False
+    single: bool = False
+    example: str = "[a, b]"
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any:
+        if self.split_text and isinstance(node.value, str):
+            try:
+                return tuple(shlex.split(node.value))
+            except ValueError as err:
+                problems.add(node.mark, path, f"cannot split {_clip(node.value)!r} into words ({err}); "
+                                              "write a list instead, e.g. [python3, run.py]")
+                return INVALID
+        if self.single and node.is_scalar and node.value is not None:
+            items = [node]
+        elif node.is_sequence:
+            items = node.value
+        else:
+            problems.add(node.mark, path, f"expected a list (e.g. {self.example}), got {describe(node)}")
+            return INVALID
+        values = [self.item.check(child, f"{path}[{i}]", problems) for i, child in enumerate(items)]
+        return INVALID if any(v is INVALID for v in values) else tuple(values)
+
+    def schema(self) -> dict[str, Any]:
+        listed = {"type": "array", "items": self.item.schema()}
+        if self.split_text:
+            return {"anyOf": [listed, {"type": "string"}]}
+        if self.single:
+            return {"anyOf": [listed, self.item.schema()]}
+        return listed
+
+
+@dataclass(frozen=True, slots=True)
+class StrMap:
+    """A mapping from names (matching `key_pattern`) to values of one kind: `env`, `constraints`."""
+
+    key_pattern: str
+    key_hint: str
+    value: Kind
+    reserved_prefix: str | None = None
+    example: str = "{KEY: value}"
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any:
+        if not node.is_mapping:
+            problems.add(node.mark, path, f"expected a mapping (e.g. {self.example}), got {describe(node)}")
+            return INVALID
+        result: dict[str, Any] = {}
+        for key, child in node.value.items():
+            where = f"{path}.{key}"
+            if not re.fullmatch(self.key_pattern, key):
+                problems.add(node.keys[key], where, f"{_clip(key)!r} {self.key_hint}")
+                continue
+            if self.reserved_prefix and key.startswith(self.reserved_prefix):
+                problems.add(node.keys[key], where, f"names starting with {self.reserved_prefix} are set by "
+                                                    "rade inside every container; choose another name")
+                continue
+            result[key] = self.value.check(child, where, problems)
+        return INVALID if any(v is INVALID for v in result.values()) else result
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "propertyNames": {"pattern": f"^(?:{self.key_pattern})$"},
+                "additionalProperties": self.value.schema()}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One key of a mapping: its kind, whether it must be given, its default, and what it means."""
+
+    name: str
+    kind: Kind
+    doc: str
+    default: Any = None
+    required: bool = False
+    example: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A mapping with a fixed set of keys. Unknown keys name the closest known one."""
+
+    fields: tuple[Field, ...]
+    example: str = "a mapping"
+    by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+
+    def check(self, node: Node, path: str, problems: Problems) -> Any:
+        if not node.is_mapping:
+            problems.add(node.mark, path, f"expected a mapping ({self.example}), got {describe(node)}")
+            return INVALID
+        result: dict[str, Any] = {}
+        for key, child in node.value.items():
+            where = f"{path}.{key}" if path else key
+            spec = self.by_name.get(key)
+            if spec is None:
+                problems.add(node.keys[key], where, self.unknown_key_message(key))
+                continue
+            if child.value is None and not spec.required:
+                continue  # `mpi:` with nothing after it means no mpi section, as if the key were absent
+            result[key] = spec.kind.check(child, where, problems)
+        for spec in self.fields:
+            if spec.required and spec.name not in node.value:
+                where = f"{path}.{spec.name}" if path else spec.name
+                problems.add(node.mark, where, f"is missing; add e.g. '{spec.name}: {spec.example}'")
+                result[spec.name] = INVALID
+        return result
+
+    def unknown_key_message(self, key: str) -> str:
+        names = [f.name for f in self.fields]
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key {_clip(key)!r}; did you mean {close[0]!r}?"
+        for spec in self.fields:
+            inner = spec.kind
+            if isinstance(inner, Record) and key in inner.by_name:
+                return f"unknown key {_clip(key)!r} here; it belongs under '{spec.name}:' " \
+                       f"(write {spec.name}: {{{key}: ...}})"
+        return f"unknown key {_clip(key)!r}; known keys are {', '.join(names)}"
+
+    def schema(self) -> dict[str, Any]:
+        properties = {}
+        for spec in self.fields:
+            entry = dict(spec.kind.schema())
+            entry["description"] = spec.doc
+            if spec.default is not None and not spec.required:
+                entry["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            properties[spec.name] = entry
+        result: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+        required = [spec.name for spec in self.fields if spec.required]
+        if required:
+            result["required"] = required
+        return result
+

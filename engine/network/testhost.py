@@ -1,0 +1,90 @@
+"""Test hosts: network namespaces on one machine that stand in for the nodes of a cluster.
+
+A test host is a named namespace (/run/netns/NAME) with loopback up and one veth pair into a bridge,
+its own address on the bridge's subnet and no default route: it reaches the other test hosts and the
+host's address on the bridge, nothing else. Its hostname is recorded for whoever starts processes in it
+(they enter its namespace and set the hostname in a UTS namespace of their own). The bridge is made by
+`ensure_bridge` and removed by `remove_bridge` once the last host is gone; callers that add and remove
+hosts concurrently serialise those two calls themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
+from pathlib import Path
+
+from engine.network.errors import NetworkError
+from engine.network.links import (
+    BridgeSpec,
+    bring_loopback_up,
+    check_link_name,
+    ensure_bridge,
+    link_name_for,
+    plug_veth,
+    remove_link,
+)
+from engine.network.netns import create_netns, delete_netns, netns_path
+
+__all__ = ["BridgeSpec", "TestHost", "create_test_host", "ensure_bridge", "remove_bridge", "remove_test_host"]
+
+
+@dataclass(frozen=True, slots=True)
+class TestHost:
+    """A namespace standing for one host: where it is, what it is called, how it is plugged in."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    name: str
+    hostname: str
+    netns: Path
+    address: IPv4Interface
+    host_link: str
+    bridge: str
+
+
+def default_host_link(name: str) -> str:
+    """The host-side veth name of test host `name`."""
+    return link_name_for("rade-h", name)
+
+
+def create_test_host(
+    name: str,
+    hostname: str,
+    bridge: BridgeSpec,
+    address: IPv4Interface,
+    host_link: str | None = None,
+) -> TestHost:
+    """Make test host `name` (namespace /run/netns/NAME) at `address` on `bridge`, which must exist.
+
+    `address` must lie in the bridge's subnet and differ from its gateway. On failure nothing is left.
+    """
+    if address.network != bridge.gateway.network or address.ip == bridge.gateway.ip:
+        raise NetworkError(
+            f"test host {name}: address {address} is not a free address of {bridge.gateway.network}",
+            f"the bridge {bridge.name} is {bridge.gateway}",
+        )
+    link = check_link_name(host_link or default_host_link(name))
+    path = create_netns(name)
+    try:
+        bring_loopback_up(path)
+        plug_veth(path, bridge, link, address, default_route=False)
+    except BaseException:
+        remove_link(link)
+        delete_netns(path)
+        raise
+    return TestHost(name, hostname, path, address, link, bridge.name)
+
+
+def remove_test_host(host: TestHost | str, host_link: str | None = None) -> None:
+    """Remove a test host's veth pair and namespace; safe to call twice. Processes still inside the
+    namespace keep it alive until they exit: stop them first."""
+    name = host.name if isinstance(host, TestHost) else host
+    link = host.host_link if isinstance(host, TestHost) else (host_link or default_host_link(name))
+    remove_link(link)
+    delete_netns(netns_path(name))
+
+
+def remove_bridge(bridge: BridgeSpec | str) -> bool:
+    """Delete a bridge; False if it did not exist."""
+    return remove_link(bridge.name if isinstance(bridge, BridgeSpec) else bridge)

@@ -1,0 +1,74 @@
+"""Test hosts for a dev cluster: namespaces on one bridge that reach each other and nothing beyond."""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Interface
+
+import pytest
+
+from engine.network.errors import NetworkError
+from engine.network.links import BridgeSpec, link_exists, link_names_in
+from engine.network.testhost import (
+    create_test_host,
+    ensure_bridge,
+    remove_bridge,
+    remove_test_host,
+)
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def cluster_bridge(root_only):
+    spec = BridgeSpec("rade-tcl", IPv4Interface("198.18.241.1/24"))
+    ensure_bridge(spec)
+    try:
+        yield spec
+    finally:
+        remove_bridge(spec)
+
+
+@pytest.fixture
+def hosts(cluster_bridge):
+    made = []
+
+    def new(n: int):
+        host = create_test_host(
+            f"rade-t{os.getpid()}-node{n}", f"node{n}", cluster_bridge, IPv4Interface(f"198.18.241.{10 + n}/24")
+        )
+        made.append(host)
+        return host
+
+    try:
+        yield new
+    finally:
+        for host in made:
+            remove_test_host(host)
+
+
+def test_test_hosts_reach_each_other_and_have_no_route_out(hosts, cluster_bridge, ping, netns_exec):
+    one, two = hosts(1), hosts(2)
+    assert one.hostname == "node1" and one.bridge == "rade-tcl"
+    assert sorted(link_names_in(one.netns)) == ["eth0", "lo"]
+    assert ping(one.name, str(two.address.ip))
+    assert ping(two.name, str(cluster_bridge.gateway.ip))
+    routes = netns_exec(one.name, "ip", "-4", "route").stdout
+    assert "default" not in routes
+    assert routes.strip() == "198.18.241.0/24 dev eth0 proto kernel scope link src 198.18.241.11"
+
+
+def test_removing_a_test_host_leaves_nothing_and_is_safe_twice(hosts):
+    host = hosts(3)
+    remove_test_host(host)
+    assert not link_exists(host.host_link) and not host.netns.exists()
+    remove_test_host(host)
+    remove_test_host(host.name)
+
+
+def test_address_outside_the_bridge_subnet_is_refused(cluster_bridge):
+    with pytest.raises(NetworkError, match="is not a free address of 198.18.241.0/24"):
+        create_test_host("rade-tbad", "bad", cluster_bridge, IPv4Interface("198.18.242.5/24"))
+    with pytest.raises(NetworkError, match="is not a free address"):
+        create_test_host("rade-tbad", "bad", cluster_bridge, cluster_bridge.gateway)
+    assert not os.path.exists("/run/netns/rade-tbad")

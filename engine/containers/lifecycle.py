@@ -1,0 +1,286 @@
+"""The container lifecycle as functions over the store: create, start, signal, stop, wait, remove, and
+the reconciliation of a record whose supervisor died.
+
+Every command (and the engine API) goes through here, so the rules live in one place: which state allows
+what (`engine.containers.status`), what `create` takes from the image and what from the caller, and that
+a container is stopped and cleaned up before it is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from engine.containers import status as st
+from engine.containers.client import AttachClient, connect
+from engine.containers.ports import parse_ports
+from engine.containers.record import (
+    ContainerConfig,
+    ContainerRecord,
+    HostConfig,
+    PortMapping,
+    Resources,
+    VolumeMount,
+    now_rfc3339,
+)
+from engine.containers.spawn import ReadyReader, spawn, spawn_exec
+from engine.containers.status import ContainerStatus
+from engine.containers.store import ContainerStore
+from engine.containers.volumes import VolumeError, VolumeStore, resolve
+from engine.errors import ContainerError
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOptions:
+    """What `rade create`/`run` (or the engine API) asks for; None means "as the image says"."""
+
+    image: str
+    command: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    name: str | None = None
+    env: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    volumes_from: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    publish_all: bool = False
+    network: str = "bridge"
+    resources: Resources = field(default_factory=Resources)
+    user: str | None = None
+    workdir: str | None = None
+    hostname: str | None = None
+    read_only: bool = False
+    tty: bool = False
+    interactive: bool = False
+    auto_remove: bool = False
+    default_capabilities: bool = True
+    labels: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None  # where relative bind sources are resolved
+
+
+def image_config(root: str | os.PathLike[str], ref: str) -> tuple[str, dict[str, Any]]:
+    """(image id, the image's OCI `config` object) for a reference; ("", {}) for scratch."""
+    if ref == "scratch":
+        return "", {}
+    from engine.images.store import ImageStore
+
+    image = ImageStore(root).resolve(ref)
+    config = image.config or {}
+    if "config" in config and isinstance(config["config"], dict):
+        config = config["config"]
+    return image.id, config
+
+
+def merge_env(image_env: list[str], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """Image env overridden by `-e` by key; `-e NAME` alone takes the caller's value, as Docker does."""
+    merged: dict[str, str] = {}
+    for item in image_env:
+        key, _, value = item.partition("=")
+        merged[key] = value
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise ContainerError(f"-e {item!r}: no variable name", "use -e NAME=VALUE")
+        if not sep:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        merged[key] = value
+    return tuple(f"{k}={v}" for k, v in merged.items())
+
+
+def create(store: ContainerStore, opts: CreateOptions) -> ContainerRecord:
+    """A new container in the created state, its volumes made, nothing running yet."""
+    image_id, img = image_config(store.root, opts.image)
+    env = merge_env(list(img.get("Env") or []), opts.env)
+    entrypoint = tuple(opts.entrypoint if opts.entrypoint is not None else (img.get("Entrypoint") or ()))
+    cmd = tuple(opts.command or (img.get("Cmd") or ()) if opts.entrypoint is None or opts.command else ())
+    exposed = tuple(sorted(int(p.split("/")[0]) for p in (img.get("ExposedPorts") or {})))
+    ports = tuple(parse_ports(opts.ports))
+    if opts.publish_all:
+        have = {p.container_port for p in ports}
+        ports += tuple(PortMapping(p) for p in exposed if p not in have)
+    if ports and opts.network != "bridge":
+        raise ContainerError(f"publishing ports needs --network bridge (not {opts.network})",
+                             "drop -p/-P, or use the bridge network")
+    volume_specs = list(opts.volumes)
+    given = {spec.split(":")[1] if ":" in spec else spec for spec in volume_specs}
+    volume_specs += [path for path in (img.get("Volumes") or {}) if path not in given]
+    vstore = VolumeStore(store.root)
+    resolved = resolve(volume_specs, vstore, opts.cwd)
+    mounts: list[VolumeMount] = [m for m, _ in resolved]
+    mounts += _volumes_from(store, opts.volumes_from, {m.destination for m in mounts})
+    for mount, made in resolved:
+        if made and mount.kind == "volume":
+            (Path(mount.source).parent / "fill-pending").touch()
+    labels = dict((img.get("Labels") or {}).items())
+    labels.update(dict(opts.labels))
+    config = ContainerConfig(
+        image=opts.image, image_id=image_id, entrypoint=entrypoint, cmd=cmd, env=env,
+        workdir=opts.workdir or img.get("WorkingDir") or "/", user=opts.user if opts.user is not None
+        else (img.get("User") or ""), hostname=opts.hostname or "", tty=opts.tty, open_stdin=opts.interactive,
+        labels=tuple(sorted(labels.items())), exposed_ports=exposed)
+    host = HostConfig(
+        network=opts.network, volumes=tuple(mounts), volumes_from=opts.volumes_from, ports=ports,
+        publish_all=opts.publish_all, resources=opts.resources, read_only=opts.read_only,
+        auto_remove=opts.auto_remove, default_capabilities=opts.default_capabilities)
+    try:
+        return store.create(lambda cid, name: ContainerRecord(
+            id=cid, name=name, created=now_rfc3339(), config=config, host_config=host), opts.name)
+    except BaseException:
+        for mount, made in resolved:
+            if made and mount.kind == "volume":
+                vstore.remove(mount.name)
+        raise
+
+
+def _volumes_from(store: ContainerStore, refs: tuple[str, ...], taken: set[str]) -> list[VolumeMount]:
+    out = []
+    for ref in refs:
+        name, _, mode = ref.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise VolumeError(f"--volumes-from {ref}: mode must be ro or rw", "use e.g. --volumes-from data:ro")
+        for mount in store.find(name).host_config.volumes:
+            if mount.destination in taken:
+                continue
+            taken.add(mount.destination)
+            out.append(replace(mount, read_only=mount.read_only if not mode else mode == "ro"))
+    return out
+
+
+def start(store: ContainerStore, record: ContainerRecord, attach: bool = False,
+          threaded_caller: bool = False) -> ReadyReader:
+    """Start the container's supervisor; read `listening`/`started`/`error` from the returned reader.
+
+    With `attach`, the supervisor waits for the first attach client before it launches, so no output is
+    missed. `threaded_caller` spawns through a fresh interpreter instead of forking the caller.
+    """
+    record = refresh(store, record)
+    if not st.can_start(record.status):
+        raise ContainerError(f"container {record.name} is {record.status.value}", "it cannot be started now")
+    return (spawn_exec if threaded_caller else spawn)(store.root, record.id, wait_attach=attach)
+
+
+def is_supervised(store: ContainerStore, record: ContainerRecord) -> bool:
+    """Whether a supervisor answers on the container's socket."""
+    try:
+        connect(store.dir(record.id)).close()
+    except ConnectionError:
+        return False
+    return True
+
+
+def refresh(store: ContainerStore, record: ContainerRecord) -> ContainerRecord:
+    """The record, corrected if it says running but no supervisor answers (it was killed): then the
+    container is recorded as exited and whatever the supervisor left is cleaned up."""
+    if not st.is_active(record.status) or is_supervised(store, record):
+        return record
+    _cleanup_orphan(store, record)
+    return store.update(record.id, lambda r: r.moved(
+        ContainerStatus.EXITED, exit_code=255 if r.exit_code == 0 else r.exit_code, pid=0,
+        finished_at=now_rfc3339(), error="the container's supervisor died")
+        if st.is_active(r.status) else r)
+
+
+def _cleanup_orphan(store: ContainerStore, record: ContainerRecord) -> None:
+    """Kill what is left of a container whose supervisor died, and undo its mounts and network."""
+    if record.pid:
+        try:
+            os.kill(record.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    rootfs = store.dir(record.id).rootfs
+    if os.path.ismount(rootfs):
+        from engine.syscalls import LinuxSyscalls
+
+        LinuxSyscalls().umount2(str(rootfs), 2)  # MNT_DETACH: busy submounts go with it
+    from engine.network.container import teardown_container_network
+
+    teardown_container_network(store.root, record.id)
+
+
+def signal_container(store: ContainerStore, record: ContainerRecord, signum: int) -> None:
+    record = refresh(store, record)
+    if not st.can_signal(record.status):
+        raise ContainerError(f"container {record.name} is not running", f"it is {record.status.value}")
+    client = AttachClient(store.dir(record.id))
+    try:
+        client.signal(signum)
+    finally:
+        client.close()
+
+
+def wait(store: ContainerStore, record: ContainerRecord, timeout: float | None = None) -> ContainerRecord:
+    """Block until the container has exited and been cleaned up; its final record."""
+    record = refresh(store, record)
+    if st.is_active(record.status):
+        try:
+            client = AttachClient(store.dir(record.id))
+        except ContainerError:
+            return refresh(store, store.get(record.id))
+        try:
+            client.wait(timeout)
+        finally:
+            client.close()
+    try:
+        return refresh(store, store.get(record.id))
+    except ContainerError:
+        return record  # removed by --rm
+
+
+def stop(store: ContainerStore, record: ContainerRecord, timeout: float = 10.0,
+         signum: int = signal.SIGTERM) -> ContainerRecord:
+    """SIGTERM, up to `timeout` seconds of grace, then SIGKILL; the final record."""
+    record = refresh(store, record)
+    if not st.is_active(record.status):
+        return record
+    try:
+        client = AttachClient(store.dir(record.id))
+    except ContainerError:
+        return refresh(store, store.get(record.id))
+    try:
+        client.signal(signum)
+        if client.wait(timeout) is None:
+            client.signal(signal.SIGKILL)
+            client.wait()
+    finally:
+        client.close()
+    try:
+        return store.get(record.id)
+    except ContainerError:
+        return record
+
+
+def remove(store: ContainerStore, record: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+    """Remove a container: refused while running unless `force`, which kills it first."""
+    record = refresh(store, record)
+    if not st.can_remove(record.status, force):
+        raise ContainerError(f"container {record.name} is {record.status.value}",
+                             "stop it first, or use 'rade rm -f'")
+    if st.is_active(record.status):
+        record = stop(store, record, timeout=0, signum=signal.SIGKILL)
+        if record.status is not ContainerStatus.EXITED:
+            return  # removed by its own --rm
+    remove_stopped(store, record, volumes)
+
+
+def remove_stopped(store: ContainerStore, record: ContainerRecord, volumes: bool) -> None:
+    """Delete a stopped container's directory, and with `volumes` its anonymous volumes."""
+    store.update(record.id, lambda r: r.moved(ContainerStatus.REMOVING))
+    try:
+        store.delete(record.id)
+    except ContainerError:
+        store.update(record.id, lambda r: r.moved(ContainerStatus.EXITED))
+        raise
+    if volumes:
+        vstore = VolumeStore(store.root)
+        for mount in record.host_config.volumes:
+            if mount.kind == "volume" and len(mount.name) == 64 and vstore.exists(mount.name):
+                if not volume_users(store, mount.name):
+                    vstore.remove(mount.name)
+
+
+def volume_users(store: ContainerStore, name: str) -> list[str]:
+    return [r.name for r in store.all() if any(v.name == name for v in r.host_config.volumes)]

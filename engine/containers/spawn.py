@@ -1,0 +1,129 @@
+"""Starting a supervisor detached from its caller, and hearing back whether the container started.
+
+Two ways, one result: `spawn()` double-forks the calling process (fast, for the `rade` command, which
+has no threads), and `spawn_exec()` runs `python -m engine.containers.spawn`, which double-forks itself
+(for callers with threads, such as the node agent, that must not fork their own image). Either way the
+supervisor ends up in its own session, a child of init, with stdio on /dev/null, and writes JSON lines
+on the ready pipe: `listening`, then `started` or `error`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.containers.store import ContainerStore
+from engine.errors import ContainerError
+
+
+class ReadyReader:
+    """The caller's end of the ready pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.file = os.fdopen(fd, "rb")
+
+    def next(self) -> dict[str, Any]:
+        line = self.file.readline()
+        if not line:
+            raise ContainerError("the container's supervisor exited before reporting its start",
+                                 "see supervisor.log in the container's directory")
+        return json.loads(line)
+
+    def until_started(self) -> dict[str, Any]:
+        """The `started` or `error` message, skipping `listening`."""
+        while True:
+            message = self.next()
+            if message.get("state") != "listening":
+                return message
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach: bool) -> int:
+    """In the grandchild: detach stdio, log to the container's dir, run the supervisor."""
+    from engine.containers.supervisor import Ready, Supervisor
+
+    store = ContainerStore(root)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.closerange(3, ready_fd)
+    os.closerange(ready_fd + 1, 1 << 16)
+    logging.basicConfig(filename=str(store.dir(container_id).supervisor_log), level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+    return Supervisor(store, container_id, Ready(ready_fd), wait_attach).run()
+
+
+def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False) -> ReadyReader:
+    """Double-fork a supervisor for the container; read its reports from the returned reader.
+
+    Only from a process without threads: the child runs Python code before anything is exec'd.
+    """
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            os.close(read_fd)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            code = _become_supervisor(str(root), container_id, write_fd, wait_attach)
+        except BaseException:  # noqa: BLE001 - nothing may escape into the caller's code in this process
+            logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    return ReadyReader(read_fd)
+
+
+def spawn_exec(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False) -> ReadyReader:
+    """As `spawn`, through a fresh interpreter: safe from a process with threads."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    argv = [sys.executable, "-m", "engine.containers.spawn", "--root", str(root), "--id", container_id,
+            "--ready-fd", str(write_fd)] + (["--wait-attach"] if wait_attach else [])
+    try:
+        subprocess.run(argv, pass_fds=(write_fd,), stdin=subprocess.DEVNULL, check=True,
+                       cwd=str(Path(__file__).resolve().parents[2]))
+    except subprocess.CalledProcessError as err:
+        os.close(read_fd)
+        raise ContainerError(f"starting the supervisor of {container_id[:12]} failed ({err})") from None
+    finally:
+        os.close(write_fd)
+    return ReadyReader(read_fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.containers.spawn")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--ready-fd", type=int, required=True)
+    parser.add_argument("--wait-attach", action="store_true")
+    args = parser.parse_args(argv)
+    os.setsid()
+    if os.fork() != 0:
+        return 0
+    code = 125
+    try:
+        code = _become_supervisor(args.root, args.id, args.ready_fd, args.wait_attach)
+    finally:
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

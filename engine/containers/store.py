@@ -1,0 +1,165 @@
+"""The on-disk layout of containers: ROOT/containers/<64-hex id>/ holding `state.json` (versioned, written
+temp-then-rename under a lock), the log, the attach socket and the overlay dirs.
+
+This module is the only writer of `state.json`. Creation takes the store lock so that two `rade run
+--name x` at once cannot both get `x`; every update takes the container's own lock, reads, applies a pure
+change and renames the new file into place, so a reader never sees half a record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from engine.containers.names import check_name, random_name
+from engine.containers.record import ContainerRecord, from_json, to_json
+from engine.errors import ContainerError
+
+STATE_VERSION = 1
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` (created if missing), released on exit even on error."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class ContainerDir:
+    """The paths inside one container's directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = path / "state.json"
+        self.lock = path / "state.lock"
+        self.log = path / "ctr.log"
+        self.socket = path / "attach.sock"
+        self.upper = path / "upper"
+        self.work = path / "work"
+        self.rootfs = path / "rootfs"
+        self.supervisor_log = path / "supervisor.log"
+
+
+class ContainerStore:
+    """All containers under ROOT/containers."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.base = self.root / "containers"
+
+    def dir(self, container_id: str) -> ContainerDir:
+        return ContainerDir(self.base / container_id)
+
+    def _ensure(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def create(self, make: Callable[[str, str], ContainerRecord], name: str | None = None) -> ContainerRecord:
+        """Make a container: a new id and a unique name, passed to `make(id, name)` for the record."""
+        self._ensure()
+        with file_lock(self.base / ".lock"):
+            taken = {r.name for r in self.all()}
+            if name is not None:
+                check_name(name)
+                if name in taken:
+                    other = self.find(name)
+                    raise ContainerError(f"the container name {name!r} is already in use by {other.short_id}",
+                                         f"remove it with 'rade rm {name}' or choose another --name")
+            else:
+                name = random_name(taken)
+            container_id = secrets.token_hex(32)
+            record = make(container_id, name)
+            cdir = self.dir(container_id)
+            cdir.path.mkdir(mode=0o700)
+            for sub in (cdir.upper, cdir.work, cdir.rootfs):
+                sub.mkdir(mode=0o755)
+            self._write(cdir, record)
+        return record
+
+    def _write(self, cdir: ContainerDir, record: ContainerRecord) -> None:
+        body = {"version": STATE_VERSION, "container": to_json(record)}
+        write_atomic(cdir.state, json.dumps(body, indent=1).encode())
+
+    def get(self, container_id: str) -> ContainerRecord:
+        """The record of a container by its full id."""
+        cdir = self.dir(container_id)
+        try:
+            body = json.loads(cdir.state.read_bytes())
+        except FileNotFoundError:
+            raise ContainerError(f"no such container: {container_id[:12]}") from None
+        except (OSError, ValueError) as err:
+            raise ContainerError(f"container {container_id[:12]}: unreadable state.json: {err}") from None
+        if body.get("version") != STATE_VERSION:
+            raise ContainerError(f"container {container_id[:12]}: state.json version {body.get('version')} "
+                                 f"is not {STATE_VERSION}", "this rade is older or newer than the one that made it")
+        return from_json(body["container"])
+
+    def ids(self) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self.base) if len(e.name) == 64 and e.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def all(self) -> list[ContainerRecord]:
+        """Every container, newest first (as `ps` lists them)."""
+        records = []
+        for cid in self.ids():
+            try:
+                records.append(self.get(cid))
+            except ContainerError:
+                continue  # removed while we listed, or being created
+        records.sort(key=lambda r: r.created, reverse=True)
+        return records
+
+    def find(self, ref: str) -> ContainerRecord:
+        """A container by full id, name, or unique id prefix, as Docker resolves them."""
+        if len(ref) == 64 and self.dir(ref).state.exists():
+            return self.get(ref)
+        records = self.all()
+        for record in records:
+            if record.name == ref:
+                return record
+        matches = [r for r in records if r.id.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ContainerError(f"{ref!r} matches {len(matches)} containers", "give more of the id")
+        raise ContainerError(f"no such container: {ref}", "see 'rade ps -a'")
+
+    def update(self, container_id: str, change: Callable[[ContainerRecord], ContainerRecord]) -> ContainerRecord:
+        """Apply `change` to the current record under the container's lock and store the result."""
+        cdir = self.dir(container_id)
+        if not cdir.path.is_dir():
+            raise ContainerError(f"no such container: {container_id[:12]}")
+        with file_lock(cdir.lock):
+            record = change(self.get(container_id))
+            self._write(cdir, record)
+        return record
+
+    def delete(self, container_id: str) -> None:
+        """Remove the container's directory; refused while its root is still mounted, since removing
+        through a mount would delete what volumes bind into it."""
+        cdir = self.dir(container_id)
+        if os.path.ismount(cdir.rootfs):
+            raise ContainerError(f"container {container_id[:12]}: its root is still mounted at {cdir.rootfs}",
+                                 "stop it first, or unmount the path")
+        shutil.rmtree(cdir.path, ignore_errors=True)

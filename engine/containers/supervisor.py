@@ -1,0 +1,384 @@
+"""The supervisor: one small process per running container (as Podman's conmon), detached from whoever
+started it, that launches the container and outlives the `rade` command.
+
+It holds the container's stdio (pipes, or the pty master for `-t`), writes every byte to the log, serves
+attach clients on the unix socket in the container's dir, relays signals, and when the container exits
+records the exit code, OOM kill and finish time in `state.json`, then cleans up (the launch's mounts and
+cgroup, the network namespace) and removes the container if it was started with `--rm`. The command that
+started it may exit or be killed at any point: nothing here depends on it after the start is reported.
+
+The launcher is passed in (normally `engine.launch.launch`), so the event loop is tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.containers import launchspec
+from engine.containers.attach import Frame, Message, encode, encode_data
+from engine.containers.channels import (
+    Channel,
+    ClientChannel,
+    InputChannel,
+    ListenerChannel,
+    OutputChannel,
+    SignalChannel,
+)
+from engine.containers.logs import STDERR, STDOUT, LogWriter
+from engine.containers.record import ContainerRecord, NetworkState, now_rfc3339
+from engine.containers.status import ContainerStatus
+from engine.containers.store import ContainerStore
+from jobs.errors import RadeError
+
+log = logging.getLogger(__name__)
+
+ATTACH_WAIT_SECONDS = 30.0
+DRAIN_SECONDS = 2.0
+
+
+class Ready:
+    """The pipe back to the starter: JSON lines `listening`, then `started` or `error`. Best effort: the
+    starter may be gone, which must not stop the container."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def send(self, **message: Any) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, json.dumps(message).encode() + b"\n")
+        except OSError:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def exit_status(code: int) -> int:
+    """A shell-style exit code: a death by signal N is 128+N."""
+    return 128 - code if code < 0 else code
+
+
+class Supervisor:
+    def __init__(self, store: ContainerStore, container_id: str, ready: Ready, wait_attach: bool,
+                 launcher: Callable[[Any], Any] | None = None) -> None:
+        self.store = store
+        self.cid = container_id
+        self.cdir = store.dir(container_id)
+        self.ready = ready
+        self.wait_attach = wait_attach
+        self.launcher = launcher
+        self.selector = selectors.DefaultSelector()
+        self.channels: dict[int, Channel] = {}
+        self.clients: list[ClientChannel] = []
+        self.stdin: Channel | None = None
+        self.pty_master: int | None = None
+        self.process: Any = None
+        self.exited = False
+        self.log_writer: LogWriter | None = None
+        self.proxy: Any = None
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def add(self, channel: Channel) -> None:
+        self.channels[channel.fd] = channel
+        self.selector.register(channel.fd, self._events(channel), channel)
+
+    def _events(self, channel: Channel) -> int:
+        return (selectors.EVENT_READ if channel.reads else 0) | (
+            selectors.EVENT_WRITE if channel.wants_write() else 0)
+
+    def _sync(self) -> None:
+        """Drop closed channels, update what each remaining one waits for."""
+        for fd, channel in list(self.channels.items()):
+            if channel.closed:
+                self.selector.unregister(fd)
+                del self.channels[fd]
+                if channel in self.clients:
+                    self.clients.remove(channel)
+                continue
+            events = self._events(channel)
+            if events == 0:
+                events = selectors.EVENT_READ  # keep it registered; a writer-only fd reads as EOF/HUP
+            if self.selector.get_key(fd).events != events:
+                self.selector.modify(fd, events, channel)
+
+    def poll(self, timeout: float | None) -> None:
+        self._sync()
+        for key, mask in self.selector.select(timeout):
+            channel: Channel = key.data
+            if channel.closed:
+                continue
+            if mask & selectors.EVENT_WRITE:
+                channel.on_writable()
+            if mask & selectors.EVENT_READ and not channel.closed:
+                if channel.reads:
+                    channel.on_readable()
+                elif not channel.pending:
+                    channel.close()  # a write-only fd readable: the reader is gone
+        self._sync()
+
+    # -- clients --------------------------------------------------------------------------------------
+
+    def on_client(self, conn: socket.socket) -> None:
+        client = ClientChannel(conn, self.on_message)
+        self.clients.append(client)
+        self.add(client)
+        if self.exited:
+            client.close()
+
+    def on_message(self, client: ClientChannel, message: Message) -> None:
+        if message.kind is Frame.HELLO:
+            client.hello = message.json()
+            self._resize(client.hello)
+        elif message.kind is Frame.STDIN and self.stdin is not None:
+            self.stdin.queue(message.data)
+        elif message.kind is Frame.STDIN_EOF and isinstance(self.stdin, InputChannel):
+            self.stdin.finish()
+        elif message.kind is Frame.RESIZE:
+            self._resize(message.json())
+        elif message.kind is Frame.SIGNAL and self.process is not None and not self.exited:
+            try:
+                self.process.kill(int(message.json().get("signal", signal.SIGTERM)))
+            except (OSError, RadeError) as err:
+                log.warning("signal to container %s: %s", self.cid[:12], err)
+
+    def _resize(self, size: dict) -> None:
+        if self.pty_master is None or not size.get("rows"):
+            return
+        import fcntl
+        import struct
+        import termios
+
+        winsize = struct.pack("HHHH", int(size["rows"]), int(size.get("cols") or 80), 0, 0)
+        try:
+            fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, winsize)
+        except OSError:
+            pass
+
+    def broadcast(self, kind: Frame, data: bytes | dict, stream: str | None = None) -> None:
+        frame = encode_data(kind, data) if isinstance(data, bytes) else encode(kind, data)
+        for client in list(self.clients):
+            if stream is None or client.wants(stream):
+                client.queue(frame)
+
+    def on_output(self, stream: str, data: bytes) -> None:
+        assert self.log_writer is not None
+        self.log_writer.write(stream, data)
+        self.broadcast(Frame.STDOUT if stream == STDOUT else Frame.STDERR, data, stream)
+
+    def on_exit(self) -> None:
+        self.exited = True
+
+    # -- the container's life -------------------------------------------------------------------------
+
+    def listen(self) -> None:
+        # Bind by a relative name: the socket's full path may exceed the 108 bytes sun_path holds.
+        os.chdir(self.cdir.path)
+        try:
+            os.unlink("attach.sock")
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.bind("attach.sock")
+        sock.listen(16)
+        self.add(ListenerChannel(sock, self.on_client))
+
+    def await_first_client(self) -> None:
+        deadline = time.monotonic() + ATTACH_WAIT_SECONDS
+        while time.monotonic() < deadline and not any(c.hello is not None for c in self.clients):
+            self.poll(deadline - time.monotonic())
+
+    def open_stdio(self, record: ContainerRecord) -> tuple[tuple[int, int, int], list[int]]:
+        """The fds the container gets as 0, 1, 2, and the ones to close here once it has them."""
+        if record.config.tty:
+            master, slave = os.openpty()
+            os.set_inheritable(slave, False)
+            self.pty_master = master
+            out = OutputChannel(master, STDOUT, self.on_output, takes_input=True)
+            self.add(out)
+            self.stdin = out if record.config.open_stdin else None
+            for client in self.clients:
+                if client.hello:
+                    self._resize(client.hello)
+            return (slave, slave, slave), [slave]
+        to_close = []
+        if record.config.open_stdin:
+            stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+            self.stdin = InputChannel(stdin_w)
+            self.add(self.stdin)
+            to_close.append(stdin_r)
+        else:
+            stdin_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            to_close.append(stdin_r)
+        fds = [stdin_r]
+        for stream in (STDOUT, STDERR):
+            r, w = os.pipe2(os.O_CLOEXEC)
+            self.add(OutputChannel(r, stream, self.on_output))
+            fds.append(w)
+            to_close.append(w)
+        return (fds[0], fds[1], fds[2]), to_close
+
+    def start(self, record: ContainerRecord) -> ContainerRecord:
+        """Network, launch, and the record marked running; RadeError if any step fails."""
+        network_state, launch_network, hosts = self._network(record)
+        layers = launchspec.image_layers(self.store.root, record.config.image_id)
+        self._fill_new_volumes(record, layers)
+        stdio, to_close = self.open_stdio(record)
+        try:
+            config = launchspec.build(record, self.cdir, layers, launch_network, hosts, stdio)
+            launcher = self.launcher
+            if launcher is None:
+                from engine.launch import launch as launcher
+            self.process = launcher(config)
+        finally:
+            for fd in to_close:
+                os.close(fd)
+        self.add(SignalChannel(os.pidfd_open(self.process.pid), self.on_exit))
+        self._start_proxy(record, network_state)
+        return self.store.update(self.cid, lambda r: r.moved(
+            ContainerStatus.RUNNING, pid=self.process.pid, supervisor_pid=os.getpid(), started_at=now_rfc3339(),
+            finished_at=r.finished_at, exit_code=0, oom_killed=False, error="", network=network_state,
+            restart_count=r.restart_count + (1 if r.status is ContainerStatus.EXITED else 0)))
+
+    def _network(self, record: ContainerRecord) -> tuple[NetworkState, str, str | None]:
+        from engine.network.container import NetworkMode, setup_container_network
+        from engine.network.hosts import render_hosts
+
+        mode = NetworkMode.parse(record.host_config.network)
+        hostname = record.config.hostname or record.id[:12]
+        if mode is NetworkMode.HOST:
+            return NetworkState(), "host", None
+        net = setup_container_network(self.store.root, self.cid, mode, self.cdir.path)
+        address = net.address.ip if net.address is not None else None
+        state = NetworkState(
+            ip_address=str(address or ""), gateway=str(net.gateway or ""),
+            prefix_len=net.address.network.prefixlen if net.address is not None else 0)
+        return state, net.launch_network, render_hosts(hostname, address, [record.name])
+
+    def _fill_new_volumes(self, record: ContainerRecord, layers: list[Path]) -> None:
+        from engine.containers.volumes import copy_image_content
+
+        for volume in record.host_config.volumes:
+            marker = Path(volume.source).parent / "fill-pending"
+            if volume.kind == "volume" and marker.exists():
+                copy_image_content(layers, volume.destination, Path(volume.source))
+                marker.unlink()
+
+    def _start_proxy(self, record: ContainerRecord, network: NetworkState) -> None:
+        if not network.ports:
+            return
+        from engine.network.proxy import start_port_proxy  # type: ignore[import-not-found]
+
+        self.proxy = start_port_proxy(network.ip_address, network.ports)
+
+    def serve(self) -> int:
+        """Relay until the container has exited and its output is drained; its exit status."""
+        while not self.exited:
+            self.poll(None)
+        code = exit_status(self.process.wait())
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline and any(
+                isinstance(c, OutputChannel) for c in self.channels.values()):
+            self.poll(deadline - time.monotonic())
+        return code
+
+    def finish(self, code: int) -> ContainerRecord:
+        oom = False
+        try:
+            oom = bool(self.process.oom_killed())
+        except (OSError, RadeError) as err:
+            log.warning("container %s: reading the OOM state: %s", self.cid[:12], err)
+        record = self.store.update(self.cid, lambda r: r.moved(
+            ContainerStatus.EXITED, exit_code=code, oom_killed=oom, finished_at=now_rfc3339(), pid=0))
+        self.broadcast(Frame.EXIT, {"exit_code": code, "oom_killed": oom})
+        return record
+
+    def teardown(self) -> None:
+        """Undo what the start made, each step on its own so one failure does not keep the rest."""
+        steps: list[tuple[str, Callable[[], Any]]] = []
+        if self.proxy is not None:
+            steps.append(("port proxy", self.proxy.close))
+        if self.process is not None:
+            steps.append(("launch cleanup", self.process.cleanup))
+
+        def network() -> None:
+            from engine.network.container import teardown_container_network
+            teardown_container_network(self.store.root, self.cid)
+
+        steps.append(("network", network))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001 - every step runs, failures are logged
+                log.error("container %s: %s: %s", self.cid[:12], what, err)
+
+    def flush_clients(self, close: bool) -> None:
+        """Send what is queued for clients; with `close`, then hang up on everyone (the signal that the
+        container is gone and cleaned up, which control clients wait for)."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline and any(c.pending for c in self.clients if not c.closed):
+            self.poll(deadline - time.monotonic())
+        if close:
+            for channel in list(self.channels.values()):
+                channel.close()
+            self._sync()
+
+    def run(self) -> int:
+        record = self.store.get(self.cid)
+        self.log_writer = LogWriter(self.cdir.log)
+        self.listen()
+        self.ready.send(state="listening")
+        if self.wait_attach:
+            self.await_first_client()
+        try:
+            record = self.start(record)
+        except Exception as err:  # noqa: BLE001 - a failed start is recorded, whatever it was
+            self._start_failed(err)
+            return getattr(err, "exit_code", 125)
+        self.ready.send(state="started", pid=record.pid)
+        self.ready.close()
+        self.broadcast(Frame.STARTED, {"pid": record.pid})
+        code = self.serve()
+        record = self.finish(code)
+        self.flush_clients(close=False)
+        self.teardown()
+        self.log_writer.close()
+        if record.host_config.auto_remove:
+            from engine.containers.lifecycle import remove_stopped
+
+            remove_stopped(self.store, record, volumes=True)
+        self.flush_clients(close=True)
+        return code
+
+    def _start_failed(self, err: Exception) -> None:
+        code = getattr(err, "exit_code", 125)
+        message = err.message if isinstance(err, RadeError) else f"{type(err).__name__}: {err}"
+        hint = err.hint if isinstance(err, RadeError) else None
+        if not isinstance(err, RadeError):
+            log.exception("container %s: start failed", self.cid[:12])
+        self.teardown()
+        record = self.store.update(self.cid, lambda r: r.moved(
+            ContainerStatus.EXITED, exit_code=code, error=message, finished_at=now_rfc3339(), pid=0))
+        self.ready.send(state="error", message=message, hint=hint, exit_code=code)
+        self.ready.close()
+        self.broadcast(Frame.ERROR, {"message": message, "hint": hint, "exit_code": code})
+        if self.log_writer is not None:
+            self.log_writer.close()
+        if record.host_config.auto_remove:
+            from engine.containers.lifecycle import remove_stopped
+
+            remove_stopped(self.store, record, volumes=True)
+        self.flush_clients(close=True)

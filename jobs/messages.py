@@ -106,6 +106,16 @@ class Registered:
     scheduler_id: str = ""
 
 
+@_message("reregister")
+@dataclass(frozen=True, slots=True)
+class Reregister:
+    """The scheduler does not know what this node runs (it restarted, or had declared the node down):
+    the agent sends `Register` again with its running tasks, then its tasks' latest updates."""
+
+    node: str
+    reason: str = ""
+
+
 @_message("launch")
 @dataclass(frozen=True, slots=True)
 class Launch:
@@ -202,8 +212,8 @@ class ErrorReply:
     hint: str | None = None
 
 
-Message = (Register | Heartbeat | TaskUpdate | Registered | Launch | Kill | Submit | Cancel | Query | Drain
-           | Resume | Logs | Reply | ErrorReply)
+Message = (Register | Heartbeat | TaskUpdate | Registered | Reregister | Launch | Kill | Submit | Cancel | Query
+           | Drain | Resume | Logs | Reply | ErrorReply)
 MESSAGE_TYPES: dict[str, type] = dict(_TYPES)
 
 

@@ -20,7 +20,7 @@ from jobs.document import Node
 from jobs.fields import DEFAULT_MEMORY, JOB
 from jobs.kinds import INVALID
 from jobs.problems import Mark, Problems
-from jobs.units import ArrayRange, format_array, parse_array
+from jobs.units import ArrayRange, format_array, format_size, parse_array, parse_size
 
 def _empty() -> Mapping[str, str]:
     return MappingProxyType({})
@@ -280,3 +280,31 @@ def _assemble(values: dict[str, Any]) -> JobSpec:
     if "array" in given and not isinstance(given["array"], ArrayRange):
         given["array"] = parse_array(given["array"])
     return JobSpec(resources=resources, placement=placement, mpi=mpi, **given)
+
+
+def spec_to_yaml(spec: JobSpec) -> str:
+    """The spec as a person would write it, every default shown: sizes and durations in units, and
+    fields without a value left out. It validates back to the same spec."""
+    import yaml
+
+    data = spec.to_dict()
+    memory = data["resources"]["memory"]
+    if parse_size(format_size(memory)) == memory:
+        data["resources"]["memory"] = format_size(memory)
+    if spec.time_limit is not None:
+        data["time_limit"] = _duration_text(spec.time_limit)
+    data = _without_none(data)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
+
+
+def _duration_text(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value

@@ -7,4 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-COMMAND_MODULES: tuple[ModuleType, ...] = ()
+from rade.commands import spec
+
+COMMAND_MODULES: tuple[ModuleType, ...] = (spec,)

@@ -1,0 +1,80 @@
+"""What a container's cgroup is to the rest of rade: the limits it takes, the stats it gives, and the
+`CgroupDriver` protocol both the v1 and the v2 driver implement.
+
+A driver object is one container's cgroup (under a parent, "rade" by default). Its `remove()` works on a
+cgroup that was never created or created half-way, and twice in a row, so every cleanup path can call it.
+Nothing here touches the filesystem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+DEFAULT_PARENT = "rade"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits for one container; None leaves the kernel's default (no limit).
+
+    cpus: CPUs' worth of time per period (0.5 = half a CPU), by CFS quota/period.
+    cpu_shares: relative weight as Docker's --cpu-shares (1024 = default); v2 maps it to cpu.weight.
+    cpuset_cpus / cpuset_mems: kernel list syntax ("0-3,6").
+    memory / memory_swap: bytes; memory_swap is memory + swap as Docker's --memory-swap (-1 = unlimited).
+    pids: the most tasks the container may have at once.
+    """
+
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    memory: int | None = None
+    memory_swap: int | None = None
+    pids: int | None = None
+
+
+NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupStats:
+    """What a container has used: CPU seconds (user+system), memory now and at its peak, in bytes."""
+
+    cpu_seconds: float
+    memory_current: int
+    memory_peak: int
+    pids: int
+
+
+class CgroupDriver(Protocol):
+    """One container's cgroup. `version` is 1 or 2; `name` is "<parent>/<id>"."""
+
+    version: int
+    name: str
+
+    def create(self) -> None:
+        """Make the cgroup (and its parent if missing); raises CgroupError."""
+
+    def apply(self, limits: Limits) -> None:
+        """Write the limits; raises CgroupError naming the file and value refused."""
+
+    def add(self, pid: int) -> None:
+        """Move a process (and its future children) into the cgroup."""
+
+    def procs(self) -> list[int]:
+        """The pids in the cgroup now."""
+
+    def stats(self) -> CgroupStats: ...
+
+    def oom_killed(self) -> bool:
+        """True when the kernel's OOM killer killed a process of this cgroup."""
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup, including ones forked while killing."""
+
+    def remove(self) -> None:
+        """Remove the cgroup (killing what is left); safe to repeat and after a failed create."""
+
+    def paths(self) -> tuple[str, ...]:
+        """The cgroup directories this container has (one for v2, one per controller for v1)."""

@@ -1,0 +1,176 @@
+"""The cgroup v1 driver: one directory per controller hierarchy, `<mount>/<parent>/<id>`.
+
+Controllers used: cpu (CFS quota, shares), cpuacct (CPU time), cpuset, memory (limit, swap, OOM),
+pids, and freezer (to kill everything at once: freeze, SIGKILL each pid, thaw, so nothing forks in
+between). Hierarchies are found in /proc/self/mountinfo, so co-mounted controllers ("cpu,cpuacct") share
+one directory. A new cpuset cgroup starts with no CPUs, so the shared parent copies its CPUs and memory
+nodes from the hierarchy root once and sets clone_children, letting each container inherit them without
+extra writes. The root cgroups are never written to.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from functools import lru_cache
+
+from engine.cgroups import files
+from engine.cgroups.driver import CgroupStats, Limits
+from engine.errors import CgroupError
+
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer")
+CFS_PERIOD_US = 100_000
+
+
+@lru_cache(maxsize=1)
+def hierarchies() -> dict[str, str]:
+    """controller -> mount point of its v1 hierarchy, from /proc/self/mountinfo."""
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] != "cgroup":
+                continue
+            options = fields[sep + 3].split(",")
+            for controller in CONTROLLERS:
+                if controller in options:
+                    found.setdefault(controller, fields[4])
+    return found
+
+
+class CgroupV1:
+    """One container's cgroups in the v1 hierarchies (see the module docstring)."""
+
+    version = 1
+    __slots__ = ("name", "_parent", "_id", "_mounts", "_dirs")
+
+    def __init__(self, container_id: str, parent: str = "rade", mounts: dict[str, str] | None = None) -> None:
+        self.name = f"{parent}/{container_id}"
+        self._parent = parent
+        self._id = container_id
+        self._mounts = mounts if mounts is not None else hierarchies()
+        self._dirs = {c: f"{m}/{parent}/{container_id}" for c, m in self._mounts.items()}
+
+    def paths(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self._dirs.values()))
+
+    def _dir(self, controller: str) -> str:
+        try:
+            return self._dirs[controller]
+        except KeyError:
+            raise CgroupError(f"the {controller} cgroup controller is not mounted",
+                              "mount it, or run without the limits that need it") from None
+
+    def create(self) -> None:
+        seen: set[str] = set()
+        for controller, mount in self._mounts.items():
+            path = self._dirs[controller]
+            if path in seen:
+                continue  # co-mounted with a controller already done
+            seen.add(path)
+            for _ in range(5):
+                self._ensure_parent(controller, mount)
+                try:
+                    files.make_dir(path)
+                    break
+                except FileNotFoundError:
+                    continue
+            else:
+                raise CgroupError(f"cannot create cgroup {path}: its parent keeps disappearing")
+
+    def _ensure_parent(self, controller: str, mount: str) -> None:
+        parent = f"{mount}/{self._parent}"
+        if not files.make_dir(parent) or controller != "cpuset":
+            return
+        files.write(f"{parent}/cpuset.cpus", files.read(f"{mount}/cpuset.cpus").strip() or "\n")
+        files.write(f"{parent}/cpuset.mems", files.read(f"{mount}/cpuset.mems").strip() or "\n")
+        files.write(f"{parent}/cgroup.clone_children", 1)
+
+    def apply(self, limits: Limits) -> None:
+        if limits.cpus is not None:
+            cpu = self._dir("cpu")
+            files.write(f"{cpu}/cpu.cfs_period_us", CFS_PERIOD_US)
+            files.write(f"{cpu}/cpu.cfs_quota_us", max(1000, round(limits.cpus * CFS_PERIOD_US)))
+        if limits.cpu_shares is not None:
+            files.write(f"{self._dir('cpu')}/cpu.shares", limits.cpu_shares)
+        if limits.cpuset_cpus is not None:
+            files.write(f"{self._dir('cpuset')}/cpuset.cpus", limits.cpuset_cpus)
+        if limits.cpuset_mems is not None:
+            files.write(f"{self._dir('cpuset')}/cpuset.mems", limits.cpuset_mems)
+        if limits.memory is not None:
+            memory = self._dir("memory")
+            files.write(f"{memory}/memory.limit_in_bytes", limits.memory)
+            swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
+            # memsw exists only with swap accounting; without it there is no swap limit to set.
+            if os.path.exists(f"{memory}/memory.memsw.limit_in_bytes"):
+                files.write(f"{memory}/memory.memsw.limit_in_bytes", swap)
+        if limits.pids is not None:
+            files.write(f"{self._dir('pids')}/pids.max", limits.pids)
+
+    def add(self, pid: int) -> None:
+        for path in self.paths():
+            files.write(f"{path}/cgroup.procs", pid)
+
+    def procs(self) -> list[int]:
+        controller = "pids" if "pids" in self._dirs else next(iter(self._dirs))
+        return files.read_pids(f"{self._dirs[controller]}/cgroup.procs")
+
+    def stats(self) -> CgroupStats:
+        memory = self._dirs.get("memory", "/nonexistent")
+        return CgroupStats(
+            cpu_seconds=files.read_int(f"{self._dirs.get('cpuacct', '/nonexistent')}/cpuacct.usage") / 1e9,
+            memory_current=files.read_int(f"{memory}/memory.usage_in_bytes"),
+            memory_peak=files.read_int(f"{memory}/memory.max_usage_in_bytes"),
+            pids=files.read_int(f"{self._dirs.get('pids', '/nonexistent')}/pids.current"),
+        )
+
+    def oom_killed(self) -> bool:
+        memory = self._dirs.get("memory")
+        if memory is None:
+            return False
+        control = files.read_keyed(f"{memory}/memory.oom_control")
+        if "oom_kill" in control:
+            return control["oom_kill"] > 0
+        # Kernels before 4.13 do not count kills; hitting the limit is the best evidence left.
+        return files.read_int(f"{memory}/memory.failcnt") > 0
+
+    def kill_all(self) -> None:
+        freezer = self._dirs.get("freezer")
+        frozen = False
+        if freezer is not None and os.path.isdir(freezer):
+            files.write(f"{freezer}/freezer.state", "FROZEN")
+            deadline = time.monotonic() + 1.0
+            while files.read(f"{freezer}/freezer.state", "FROZEN").strip() != "FROZEN":
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.001)
+            frozen = True
+        try:
+            for _ in range(100):
+                pids = self.procs()
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                if frozen:
+                    break  # frozen processes cannot fork: one pass reaches them all
+        finally:
+            if frozen:
+                files.write(f"{freezer}/freezer.state", "THAWED")
+
+    def remove(self) -> None:
+        for path in self.paths():
+            files.remove_dir(path, self._kill_quietly)
+        for mount in dict.fromkeys(self._mounts.values()):
+            files.remove_parent(f"{mount}/{self._parent}")
+
+    def _kill_quietly(self) -> None:
+        try:
+            self.kill_all()
+        except CgroupError:
+            pass

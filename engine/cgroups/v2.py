@@ -1,0 +1,142 @@
+"""The cgroup v2 driver: one directory, `<mount>/<parent>/<id>`, on the unified hierarchy.
+
+Limits: cpu.max (quota and period), cpu.weight (from Docker's shares, runc's mapping), cpuset.cpus/mems,
+memory.max, memory.swap.max (v2 counts swap apart from memory), pids.max. Stats from cpu.stat,
+memory.current and memory.peak; an OOM kill from memory.events' oom_kill; kill-all by cgroup.kill.
+
+Controllers must be enabled in each ancestor's cgroup.subtree_control: the driver enables, in the mount
+root and in the shared parent, only the ones the root offers (cgroup.controllers) and only when missing —
+that switches a controller on for children, it sets no limit on the root. On a hybrid host whose cgroup2
+mount offers no cpu or memory controller, the core (cgroup.procs, cgroup.kill, cgroup.events) still works
+and a limit that needs a missing controller is refused with the file it could not write.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from engine.cgroups import files
+from engine.cgroups.driver import CgroupStats, Limits
+from engine.errors import CgroupError
+
+WANTED = ("cpu", "cpuset", "memory", "pids")
+CFS_PERIOD_US = 100_000
+
+
+def shares_to_weight(shares: int) -> int:
+    """Docker's --cpu-shares (2..262144, default 1024) as cpu.weight (1..10000, default 100)."""
+    shares = min(max(shares, 2), 262144)
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+class CgroupV2:
+    """One container's cgroup on a cgroup2 mount (see the module docstring)."""
+
+    version = 2
+    __slots__ = ("name", "_mount", "_parent_dir", "path")
+
+    def __init__(self, container_id: str, parent: str = "rade", mount: str = "/sys/fs/cgroup") -> None:
+        self.name = f"{parent}/{container_id}"
+        self._mount = mount
+        self._parent_dir = f"{mount}/{parent}"
+        self.path = f"{self._parent_dir}/{container_id}"
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,)
+
+    def create(self) -> None:
+        for _ in range(5):
+            if files.make_dir(self._parent_dir):
+                self._enable_controllers()
+            try:
+                files.make_dir(self.path)
+                return
+            except FileNotFoundError:
+                continue
+        raise CgroupError(f"cannot create cgroup {self.path}: its parent keeps disappearing")
+
+    def _enable_controllers(self) -> None:
+        offered = files.read(f"{self._mount}/cgroup.controllers", "").split()
+        wanted = [c for c in WANTED if c in offered]
+        if not wanted:
+            return
+        for where in (self._mount, self._parent_dir):
+            enabled = files.read(f"{where}/cgroup.subtree_control", "").split()
+            missing = [c for c in wanted if c not in enabled]
+            if missing:
+                files.write(f"{where}/cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+    def apply(self, limits: Limits) -> None:
+        p = self.path
+        if limits.cpus is not None:
+            files.write(f"{p}/cpu.max", f"{max(1000, round(limits.cpus * CFS_PERIOD_US))} {CFS_PERIOD_US}")
+        if limits.cpu_shares is not None:
+            files.write(f"{p}/cpu.weight", shares_to_weight(limits.cpu_shares))
+        if limits.cpuset_cpus is not None:
+            files.write(f"{p}/cpuset.cpus", limits.cpuset_cpus)
+        if limits.cpuset_mems is not None:
+            files.write(f"{p}/cpuset.mems", limits.cpuset_mems)
+        if limits.memory is not None:
+            files.write(f"{p}/memory.max", limits.memory)
+            if limits.memory_swap is not None and os.path.exists(f"{p}/memory.swap.max"):
+                swap = "max" if limits.memory_swap < 0 else max(0, limits.memory_swap - limits.memory)
+                files.write(f"{p}/memory.swap.max", swap)
+        if limits.pids is not None:
+            files.write(f"{p}/pids.max", limits.pids)
+
+    def add(self, pid: int) -> None:
+        files.write(f"{self.path}/cgroup.procs", pid)
+
+    def procs(self) -> list[int]:
+        return files.read_pids(f"{self.path}/cgroup.procs")
+
+    def populated(self) -> bool:
+        return files.read_keyed(f"{self.path}/cgroup.events").get("populated", 0) == 1
+
+    def stats(self) -> CgroupStats:
+        p = self.path
+        current = files.read_int(f"{p}/memory.current")
+        return CgroupStats(
+            cpu_seconds=files.read_keyed(f"{p}/cpu.stat").get("usage_usec", 0) / 1e6,
+            memory_current=current,
+            # memory.peak arrived in Linux 5.19; before it the current value is all there is.
+            memory_peak=files.read_int(f"{p}/memory.peak", current),
+            pids=files.read_int(f"{p}/pids.current", len(self.procs())),
+        )
+
+    def oom_killed(self) -> bool:
+        return files.read_keyed(f"{self.path}/memory.events").get("oom_kill", 0) > 0
+
+    def kill_all(self) -> None:
+        if not os.path.isdir(self.path):
+            return
+        if os.path.exists(f"{self.path}/cgroup.kill"):
+            files.write(f"{self.path}/cgroup.kill", 1)
+            return
+        # Before Linux 5.14: freeze so nothing forks, kill each, thaw so the kills are delivered.
+        files.write(f"{self.path}/cgroup.freeze", 1)
+        deadline = time.monotonic() + 1.0
+        while files.read_keyed(f"{self.path}/cgroup.events").get("frozen", 1) != 1:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        try:
+            for pid in self.procs():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        finally:
+            files.write(f"{self.path}/cgroup.freeze", 0)
+
+    def remove(self) -> None:
+        files.remove_dir(self.path, self._kill_quietly)
+        files.remove_parent(self._parent_dir)
+
+    def _kill_quietly(self) -> None:
+        try:
+            self.kill_all()
+        except CgroupError:
+            pass

@@ -1,0 +1,107 @@
+"""The container's PID 1: starts the command, forwards signals to it, reaps zombies, exits with its status.
+
+Why a PID 1 of our own: the kernel delivers to a namespace's init only the signals it has handlers for,
+and orphans in the container are reparented to it; a command that is not written to be an init (a shell
+script, mpirun) would ignore `rade stop`'s SIGTERM and leave zombies. This loop is tini's: block every
+forwardable signal, fork the command (which unblocks them before exec), then `sigwaitinfo` — a signal
+is forwarded, SIGCHLD reaps everything that exited, and when the command itself exits PID 1 exits with
+its code (128+N for a signal N), which takes the rest of the namespace with it.
+
+Runs in the launch child after every other step, already inside the container; it imports nothing new.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import termios
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
+
+# Signals PID 1 passes on rather than acts on (SIGKILL and SIGSTOP cannot be caught, and act on PID 1).
+FORWARDED = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
+                                                  signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
+                                                  signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
+# Signals Python or the caller may have set to SIG_IGN: an ignored disposition survives execve.
+_RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
+          signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
+
+KIND_NOT_FOUND = "notfound"
+KIND_NOT_EXECUTABLE = "noexec"
+
+
+def report(fd: int, kind: str, step: str, message: str, hint: str = "") -> None:
+    """Send a structured failure to the parent over the error pipe (one write: atomic under PIPE_BUF)."""
+    payload = "\0".join((kind, step, message, hint)).encode(errors="replace")[:4000]
+    try:
+        os.write(fd, payload)
+    except OSError:
+        pass
+
+
+def exec_command(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd: int) -> NoReturn:
+    """In the command's process: restore signals, take the terminal, exec. Never returns."""
+    try:
+        for sig in _RESET:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if tty:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        os.execvpe(argv[0], list(argv), dict(env))
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            where = "" if "/" in argv[0] else " in $PATH"
+            report(err_fd, KIND_NOT_FOUND, "exec", f"'{argv[0]}' not found{where}",
+                   "check the command and the image's PATH")
+            os._exit(127)
+        report(err_fd, KIND_NOT_EXECUTABLE, "exec", f"'{argv[0]}' cannot be executed: {err.strerror}",
+               "make it executable, or run it through its interpreter")
+        os._exit(126)
+    except BaseException as err:  # noqa: BLE001 - anything here must become a report, not a traceback
+        report(err_fd, "launch", "exec", f"{type(err).__name__}: {err}")
+        os._exit(125)
+
+
+def run(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd: int) -> NoReturn:
+    """Be PID 1: start the command and serve it until it exits. Never returns."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED | {signal.SIGCHLD})
+    child = os.fork()
+    if child == 0:
+        exec_command(argv, env, tty, err_fd)
+    # The command's copy closes on exec; once ours is closed too, the parent's read sees end-of-file.
+    os.close(err_fd)
+    os._exit(serve(child))
+
+
+def serve(child: int) -> int:
+    """Forward signals to `child` and reap until it exits; return the status PID 1 should exit with."""
+    waited = FORWARDED | {signal.SIGCHLD}
+    while True:
+        info = signal.sigwaitinfo(waited)
+        if info.si_signo != signal.SIGCHLD:
+            try:
+                os.kill(child, info.si_signo)
+            except ProcessLookupError:
+                pass
+            continue
+        status = _reap(child)
+        if status is not None:
+            return status
+
+
+def _reap(child: int) -> int | None:
+    """Reap every exited process; the command's exit code if it was among them."""
+    result = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return result
+        if pid == 0:
+            return result
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            result = 128 - code if code < 0 else code

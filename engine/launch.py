@@ -1,0 +1,390 @@
+"""The container launch: one ordered list of named steps from fork to exec.
+
+The seam other parts call:
+
+    launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess
+        returns once the command is exec'ed inside the container, or raises LaunchError (125),
+        CommandNotFound (127), CommandNotExecutable (126) or CgroupError; nothing is left behind then.
+    ContainerProcess: .pid (host pid of the container's PID 1), .cgroup (a CgroupDriver), .wait() -> exit
+        status (128+N for a signal), .poll(), .kill(sig), .stats(), .oom_killed(), .cleanup() (kills what
+        is left and removes the cgroup; safe twice and after a failed launch)
+    LaunchConfig, Mount (engine.launch_config) and Limits (engine.cgroups) are re-exported here.
+
+How it runs (as crun does it): the parent precomputes everything (capability mask, seccomp BPF, /etc
+file contents) so the child only makes syscalls. It unshares a PID namespace for its next child only,
+forks (so the child is PID 1 of the new namespace), and sets its own pid_for_children back. While the
+child builds the root in its new mount namespace, the parent creates the cgroup, writes the limits and
+the child's pid; the child waits on a sync pipe before it starts the command, so nothing the container
+runs escapes the cgroup. A CLOEXEC error pipe carries any failure of the child or of the exec back as a
+structured error; end-of-file on it means the command was exec'ed.
+
+Fork happens before any thread: callers must not run threads in the launching process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from dataclasses import dataclass
+
+from engine import capabilities, init, rootfs
+from engine import seccomp as seccomp_filter
+from engine.cgroups import CgroupDriver, CgroupStats, Limits, open_cgroup
+from engine.errors import CgroupError, CommandNotExecutable, CommandNotFound, LaunchError
+from engine.launch_config import NETWORK_HOST, NETWORK_NONE, LaunchConfig, Mount
+from engine.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID,
+                             CLONE_NEWUTS, LINUX, PR_SET_NO_NEW_PRIVS, Syscalls, bring_up_loopback)
+
+__all__ = ["ContainerProcess", "LaunchConfig", "Limits", "Mount", "launch", "STEPS"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(slots=True)
+class Plan:
+    """What the parent works out before fork, so the child does no parsing or library work."""
+
+    config: LaunchConfig
+    sys: Syscalls
+    hostname: str
+    env: dict[str, str]
+    cap_mask: int
+    last_cap: int
+    program: seccomp_filter.Program | None
+    etc: dict[str, str]
+    netns_fd: int | None
+    console: str | None
+    sync_fd: int
+    err_fd: int
+
+
+def _join_network(p: Plan) -> None:
+    # First: the netns file was opened on the host; joining it before unsharing anything keeps the
+    # namespace the network engineer built (veth, addresses) as the container's.
+    if p.netns_fd is not None:
+        p.sys.setns(p.netns_fd, CLONE_NEWNET)
+        os.close(p.netns_fd)
+
+
+def _unshare(p: Plan) -> None:
+    # One call for all of them (PID was unshared by the parent for this very process).
+    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC
+    if p.config.network == NETWORK_NONE:
+        flags |= CLONE_NEWNET
+    p.sys.unshare(flags)
+
+
+def _private(p: Plan) -> None:
+    # Before any mount: with shared propagation, our mounts would appear in the host's table.
+    rootfs.make_private(p.sys)
+
+
+def _overlay(p: Plan) -> None:
+    rootfs.mount_overlay(p.sys, p.config)
+
+
+def _proc_sys(p: Plan) -> None:
+    # proc after the PID namespace exists (it shows the namespace of the mounter): we are its PID 1.
+    rootfs.mount_proc_sys(p.sys, p.config.rootfs_dir)
+
+
+def _dev(p: Plan) -> None:
+    rootfs.mount_dev(p.sys, p.config.rootfs_dir, p.config.shm_size, p.console)
+
+
+def _etc(p: Plan) -> None:
+    rootfs.bind_etc_files(p.sys, p.config.rootfs_dir, p.config.files_dir, p.etc)
+
+
+def _volumes(p: Plan) -> None:
+    # After /dev and /etc, so a volume may cover them (as Docker lets -v /dev/shm:... win).
+    rootfs.mount_volumes(p.sys, p.config.rootfs_dir, p.config.mounts)
+
+
+def _hostname(p: Plan) -> None:
+    p.sys.sethostname(p.hostname)
+
+
+def _loopback(p: Plan) -> None:
+    if p.config.network == NETWORK_NONE:
+        bring_up_loopback()
+
+
+def _pivot(p: Plan) -> None:
+    # After every mount that needs a host path as its source; before masking, which names the
+    # container's own paths.
+    rootfs.pivot(p.sys, p.config.rootfs_dir)
+
+
+def _mask(p: Plan) -> None:
+    rootfs.mask_paths(p.sys)
+
+
+def _read_only(p: Plan) -> None:
+    # Last of the mounts: creating mount points above needed a writable root.
+    if p.config.read_only:
+        rootfs.read_only_root(p.sys)
+
+
+def _wait_for_cgroup(p: Plan) -> None:
+    # As late as possible, so the parent's cgroup writes overlap the mounts above; before the command
+    # exists, so it starts inside its limits.
+    if os.read(p.sync_fd, 1) != b"1":
+        os._exit(125)  # the parent failed and reports it itself
+    os.close(p.sync_fd)
+
+
+def _cgroup_namespace(p: Plan) -> None:
+    # After joining the cgroup, so the container sees its own cgroup as the root of the tree.
+    p.sys.unshare(CLONE_NEWCGROUP)
+
+
+def _workdir(p: Plan) -> None:
+    # While still root with every capability: a missing workdir is made, as Docker does.
+    path = p.config.cwd
+    if not os.path.isdir(path):
+        if os.path.exists(path):
+            raise LaunchError("workdir", f"working directory {path} is not a directory")
+        try:
+            os.makedirs(path, 0o755)
+        except OSError as err:
+            raise LaunchError("workdir", f"cannot create working directory {path}: {err.strerror}") from None
+
+
+def _stdio(p: Plan) -> None:
+    # Dup first so the three may be any host fds (even 0-2 in another order), then close every other
+    # inherited fd: an open host directory would be a way out of the new root.
+    c = p.config
+    copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in (c.stdin, c.stdout, c.stderr)]
+    for target, fd in enumerate(copies):
+        os.dup2(fd, target)
+    os.dup2(p.err_fd, 3, inheritable=False)
+    p.err_fd = 3
+    os.closerange(4, 1 << 20)
+    os.setsid()
+
+
+def _no_new_privs(p: Plan) -> None:
+    # Before the uid switch and seccomp: the filter needs it (we will lack CAP_SYS_ADMIN), and setuid
+    # binaries in the image then cannot regain what is dropped next.
+    if p.config.no_new_privs or p.program is not None:
+        p.sys.prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _credentials(p: Plan) -> None:
+    c = p.config
+    capabilities.drop(p.sys, p.cap_mask, c.uid, c.gid, c.groups, p.last_cap)
+
+
+def _chdir(p: Plan) -> None:
+    # As the container's user: a directory it may not enter fails here, with this step's name.
+    os.chdir(p.config.cwd)
+
+
+def _seccomp(p: Plan) -> None:
+    # Last: the filter would refuse the mount, unshare and setns calls made above.
+    if p.program is not None:
+        p.sys.seccomp_filter(p.program.fprog)
+
+
+STEPS = (
+    ("join network namespace", _join_network),
+    ("unshare namespaces", _unshare),
+    ("make mounts private", _private),
+    ("mount overlay root", _overlay),
+    ("mount /proc and /sys", _proc_sys),
+    ("mount /dev", _dev),
+    ("bind /etc/hosts, /etc/hostname, /etc/resolv.conf", _etc),
+    ("mount volumes", _volumes),
+    ("set hostname", _hostname),
+    ("bring up loopback", _loopback),
+    ("pivot_root", _pivot),
+    ("mask /proc paths", _mask),
+    ("read-only root", _read_only),
+    ("wait for the cgroup", _wait_for_cgroup),
+    ("unshare cgroup namespace", _cgroup_namespace),
+    ("workdir", _workdir),
+    ("set up stdio", _stdio),
+    ("no_new_privs", _no_new_privs),
+    ("drop capabilities and switch user", _credentials),
+    ("enter workdir", _chdir),
+    ("seccomp filter", _seccomp),
+)
+
+
+def _child(p: Plan) -> None:
+    """The launch child (PID 1 of the new namespace): every step, then the init loop. Never returns."""
+    step = "start"
+    try:
+        for step, run in STEPS:
+            run(p)
+        init.run(p.config.argv, p.env, p.config.tty, p.err_fd)
+    except LaunchError as err:
+        init.report(p.err_fd, "launch", err.step, err.message, err.hint or "")
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        init.report(p.err_fd, "launch", step, f"{where}{err.strerror or err}")
+    except BaseException as err:  # noqa: BLE001 - the child must never return into the caller's code
+        init.report(p.err_fd, "launch", step, f"{type(err).__name__}: {err}")
+    os._exit(125)
+
+
+def _plan(config: LaunchConfig, sys: Syscalls) -> Plan:
+    if not config.argv:
+        raise LaunchError("configure", "no command to run", "give a command, or use an image with one")
+    if not config.lower_dirs:
+        raise LaunchError("configure", "no image layers to make the root from")
+    hostname = config.hostname or config.container_id[:12]
+    env = dict(config.env)
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOSTNAME", hostname)
+    netns_fd = None
+    if config.network not in (NETWORK_HOST, NETWORK_NONE):
+        try:
+            netns_fd = os.open(config.network, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            raise LaunchError("join network namespace", f"{config.network}: {err.strerror}") from None
+    console = os.readlink(f"/proc/self/fd/{config.stdout}") if config.tty else None
+    return Plan(config=config, sys=sys, hostname=hostname, env=env,
+                cap_mask=capabilities.resolve(config.capabilities), last_cap=capabilities.last_cap(),
+                program=seccomp_filter.program() if config.seccomp else None,
+                etc=rootfs.etc_files(config, hostname), netns_fd=netns_fd, console=console,
+                sync_fd=-1, err_fd=-1)
+
+
+def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
+    """Start the container's command; see the module docstring."""
+    plan = _plan(config, sys)
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    plan.sync_fd, plan.err_fd = sync_r, err_w
+    cgroup = open_cgroup(config.container_id, config.cgroup_parent)
+    pid = -1
+    try:
+        pid = _fork_into_new_pid_namespace(sys)
+        if pid == 0:
+            os.close(sync_w)
+            os.close(err_r)
+            _child(plan)
+        os.close(sync_r)
+        os.close(err_w)
+        sync_r = err_w = -1
+        process = ContainerProcess(pid, cgroup)
+        try:
+            cgroup.create()
+            cgroup.apply(config.limits)
+            cgroup.add(pid)
+        except CgroupError:
+            process.cleanup()
+            raise
+        os.write(sync_w, b"1")
+        failure = _read_all(err_r)
+        if failure:
+            process.wait()
+            process.cleanup()
+            raise _error(failure)
+        return process
+    finally:
+        for fd in (sync_r, sync_w, err_r, err_w, plan.netns_fd):
+            if fd is not None and fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def _fork_into_new_pid_namespace(sys: Syscalls) -> int:
+    """fork() with the child as PID 1 of a new PID namespace; the caller's own namespace is untouched."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sys.unshare(CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        except OSError as err:
+            sys.setns(own, CLONE_NEWPID)
+            raise LaunchError("fork", err.strerror or str(err)) from None
+        if pid != 0:
+            # unshare(CLONE_NEWPID) only moved our future children: put them back in our own namespace.
+            sys.setns(own, CLONE_NEWPID)
+        return pid
+    finally:
+        os.close(own)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(payload: bytes) -> LaunchError:
+    kind, step, message, hint = (payload.decode(errors="replace").split("\0") + ["", "", ""])[:4]
+    cls = {init.KIND_NOT_FOUND: CommandNotFound, init.KIND_NOT_EXECUTABLE: CommandNotExecutable}.get(
+        kind, LaunchError)
+    return cls(step, message, hint or None)
+
+
+class ContainerProcess:
+    """A launched container: its PID 1 (a child of the launching process) and its cgroup."""
+
+    __slots__ = ("pid", "cgroup", "_status", "_cleaned")
+
+    def __init__(self, pid: int, cgroup: CgroupDriver) -> None:
+        self.pid = pid
+        self.cgroup = cgroup
+        self._status: int | None = None
+        self._cleaned = False
+
+    def _record(self, status: int) -> int:
+        code = os.waitstatus_to_exitcode(status)
+        self._status = 128 - code if code < 0 else code
+        return self._status
+
+    def wait(self) -> int:
+        """Block until PID 1 exits; its exit status (the command's, 128+N if killed by signal N)."""
+        if self._status is None:
+            while True:
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+                except ChildProcessError:
+                    self._status = 255
+                    return self._status
+            self._record(status)
+        return self._status
+
+    def poll(self) -> int | None:
+        """The exit status if PID 1 has exited, else None."""
+        if self._status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid != 0:
+                self._record(status)
+        return self._status
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Signal PID 1, which forwards it to the command (SIGKILL ends the whole container)."""
+        if self._status is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stats(self) -> CgroupStats:
+        return self.cgroup.stats()
+
+    def oom_killed(self) -> bool:
+        return self.cgroup.oom_killed()
+
+    def cleanup(self) -> None:
+        """Kill whatever is left, reap PID 1, remove the cgroup. Idempotent."""
+        if self._cleaned:
+            return
+        if self._status is None:
+            self.kill(signal.SIGKILL)
+            self.wait()
+        self.cgroup.remove()
+        self._cleaned = True

@@ -1,0 +1,82 @@
+"""The values a launch takes: what to run, in which root, with which limits and privileges.
+
+These are the seam between the launch (`engine.launch`) and its callers (the container lifecycle, the
+node agent): plain frozen values, no behaviour beyond validating themselves, cheap to build.
+"""
+
+from __future__ import annotations
+
+import os.path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from engine.cgroups.driver import DEFAULT_PARENT, NO_LIMITS, Limits
+
+NETWORK_HOST = "host"
+NETWORK_NONE = "none"
+DEFAULT_CAPABILITIES = "default"
+DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A volume: `kind` "bind" (source is a host path) or "tmpfs" (source unused); target inside the
+    container. `options` are extra data for tmpfs ("size=64m,mode=1777")."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    kind: str = "bind"
+    options: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchConfig:
+    """Everything `launch()` needs. Paths are host paths.
+
+    lower_dirs: image layer directories, top layer first (overlayfs lowerdir order).
+    upper_dir, work_dir, rootfs_dir: the overlay's upper and work dirs and its mount point, all inside
+        the container's state dir (made if missing); `state_dir` (default: rootfs_dir's parent) also
+        receives the generated hosts/hostname/resolv.conf files that are bind-mounted in.
+    network: "host", "none", or the path of a network namespace file to join (e.g. /run/netns/x).
+    capabilities: "default" (Docker's default set) or an explicit set of names ("CAP_CHOWN" or "CHOWN");
+        an empty set for cluster jobs.
+    stdin/stdout/stderr: host file descriptors given to the command as 0, 1, 2; with `tty` they are the
+        pty slave, which is also bind-mounted on /dev/console.
+    hosts/resolv_conf: file contents; None writes a localhost-only hosts file and copies the host's
+        resolv.conf.
+    """
+
+    container_id: str
+    lower_dirs: tuple[str, ...]
+    upper_dir: str
+    work_dir: str
+    rootfs_dir: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    hostname: str | None = None
+    network: str = NETWORK_HOST
+    mounts: tuple[Mount, ...] = ()
+    read_only: bool = False
+    capabilities: str | frozenset[str] = DEFAULT_CAPABILITIES
+    no_new_privs: bool = True
+    seccomp: bool = True
+    limits: Limits = NO_LIMITS
+    cgroup_parent: str = DEFAULT_PARENT
+    stdin: int = 0
+    stdout: int = 1
+    stderr: int = 2
+    tty: bool = False
+    hosts: str | None = None
+    resolv_conf: str | None = None
+    shm_size: int = DEFAULT_SHM_SIZE
+    state_dir: str | None = None
+
+    @property
+    def files_dir(self) -> str:
+        """Where the generated /etc files live on the host."""
+        return self.state_dir or os.path.dirname(self.rootfs_dir.rstrip("/"))

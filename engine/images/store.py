@@ -1,0 +1,352 @@
+"""The image store under ROOT/images: the one API every other part uses to keep and find images.
+
+Layout (format 1):
+
+    ROOT/images/blobs/sha256/<hex>     manifests, configs, layer tars, by digest      (blobs.py)
+    ROOT/images/layers/<hex>/diff      each layer unpacked once, keyed by diff id     (layers.py)
+    ROOT/images/images/<id hex>.json   one record per image; tags.json: names -> ids  (index.py)
+    ROOT/images/tmp, locks             temp files on the same filesystem; flock files
+
+Content arrives by `ingest_blob` (verified while written) and becomes an image by `register_image`, whatever
+the source: docker-archive, OCI layout, a registry, a rootfs tarball, a commit. Removal untags, deletes
+records no container uses, and collects the blobs and layers nothing references any more.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from engine.errors import ImageError
+from engine.images.blobs import BlobStore
+from engine.images.content import (
+    OCI_LAYER, OCI_MANIFEST, Descriptor, digest_hex, digest_of,
+)
+from engine.images.image import Image
+from engine.images.index import ImageIndex
+from engine.images.layers import LayerStore
+from engine.images.manifest import (
+    build_manifest, canonical_json, config_media_type, new_config, parse_config, parse_manifest,
+)
+from engine.images.reference import is_image_id_like, parse_reference
+
+_UNPACK_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def now_rfc3339() -> str:
+    """The current time as image configs record it (UTC, RFC 3339, nanosecond field trimmed)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What `remove` did: references untagged and image ids deleted (as `docker rmi` prints them)."""
+
+    untagged: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    kept_for_containers: tuple[str, ...] = ()
+
+
+class ImageStore:
+    """The image store of the rade state root `root` (it lives in ROOT/images)."""
+
+    def __init__(self, root: str) -> None:
+        self.state_root = root
+        self.root = os.path.join(root, "images")
+        tmp = os.path.join(self.root, "tmp")
+        locks = os.path.join(self.root, "locks")
+        self.blobs = BlobStore(os.path.join(self.root, "blobs"), tmp)
+        self.layers = LayerStore(os.path.join(self.root, "layers"), tmp, locks)
+        self.index = ImageIndex(self.root)
+        self.tmp = tmp
+
+    # -- blobs --------------------------------------------------------------------------------------------
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether a blob with this digest is stored."""
+        return self.blobs.has(digest)
+
+    def blob_path(self, digest: str) -> str:
+        """The stored blob's path (it may not exist: check has_blob)."""
+        return self.blobs.path(digest)
+
+    def ingest_blob(self, stream: BinaryIO, expected_digest: str | None = None, expected_size: int | None = None,
+                    media_type: str = "application/octet-stream", limit: int | None = None) -> Descriptor:
+        """Store a blob from a stream, verifying digest and size when given; a mismatch leaves nothing."""
+        return self.blobs.ingest(stream, expected_digest, expected_size, media_type, limit)
+
+    # -- images -------------------------------------------------------------------------------------------
+
+    def register_image(self, manifest: bytes, media_type: str | None = None) -> Image:
+        """Record the image a manifest describes; its config and layer blobs must already be ingested.
+
+        Verifies every blob's size, unpacks each layer not yet unpacked (verifying its diff id), stores the
+        manifest as a blob and writes the record. Registering the same image again changes nothing;
+        another manifest of the same config (compressed differently) is remembered beside the first.
+        """
+        parsed = parse_manifest(manifest, media_type)
+        manifest_desc = self.blobs.ingest_bytes(manifest, parsed.media_type)
+        for what, desc in [("config", parsed.config)] + [(f"layer {i}", d) for i, d in enumerate(parsed.layers)]:
+            if not self.blobs.has(desc.digest):
+                raise ImageError(f"image {what} blob {desc.digest} is not in the store",
+                                 "ingest every blob before registering the manifest")
+            if self.blobs.size(desc.digest) != desc.size:
+                raise ImageError(f"image {what} blob {desc.digest} has {self.blobs.size(desc.digest)} bytes, the "
+                                 f"manifest says {desc.size}")
+        config = parse_config(self.blobs.read(parsed.config.digest))
+        if len(config.diff_ids) != len(parsed.layers):
+            raise ImageError(f"manifest lists {len(parsed.layers)} layers but the config has "
+                             f"{len(config.diff_ids)} diff ids")
+        image_id = parsed.config.digest
+        jobs = {}
+        with ThreadPoolExecutor(max_workers=_UNPACK_WORKERS) as pool:
+            for i, (desc, diff_id) in enumerate(zip(parsed.layers, config.diff_ids)):
+                if diff_id not in jobs:
+                    label = f"layer {i + 1}/{len(parsed.layers)} ({digest_hex(desc.digest)[:12]})"
+                    jobs[diff_id] = pool.submit(self.layers.ensure, diff_id, self.blobs.path(desc.digest),
+                                                desc.digest, label)
+            infos = {diff_id: job.result() for diff_id, job in jobs.items()}
+        with self.index.locked():
+            record = self.index.get(image_id)
+            if record is None:
+                record = {
+                    "id": image_id,
+                    "manifests": [],
+                    "created": config.created,
+                    "size": sum(info.size for info in infos.values()),
+                    "registered": now_rfc3339(),
+                }
+            entry = {"digest": manifest_desc.digest, "media_type": parsed.media_type}
+            if entry not in record["manifests"]:
+                record["manifests"].append(entry)
+                self.index.put(record)
+        return self._image(image_id)
+
+    def get(self, image_id: str) -> Image:
+        """The image with this full id."""
+        return self._image(image_id)
+
+    def images(self) -> list[Image]:
+        """Every image, newest first."""
+        table = self.index.tags()
+        found = [self._image(image_id, table) for image_id in self.index.ids()]
+        return sorted(found, key=lambda image: image.created or "", reverse=True)
+
+    def resolve(self, reference_or_id: str) -> Image:
+        """The image a user's words name: an id (full or a prefix of 3+ hex digits), `name[:tag]`,
+        `registry/ns/name:tag`, `name@sha256:...` or `sha256:<manifest digest>`."""
+        text = reference_or_id.strip()
+        table = self.index.tags()
+        if is_image_id_like(text):
+            image_id = "sha256:" + text.removeprefix("sha256:")
+            if self.index.get(image_id) is not None:
+                return self._image(image_id, table)
+            by_manifest = self._by_manifest_digest(image_id)
+            if by_manifest is not None:
+                return self._image(by_manifest, table)
+        ref = None
+        try:
+            ref = parse_reference(text)
+        except ImageError:
+            pass
+        if ref is not None:
+            if ref.digest is not None:
+                image_id = table["digests"].get(f"{ref.name}@{ref.digest}") or self._by_manifest_digest(ref.digest)
+            else:
+                image_id = table["tags"].get(str(ref.with_default_tag()))
+            if image_id is not None and self.index.get(image_id) is not None:
+                return self._image(image_id, table)
+        prefix = text.removeprefix("sha256:")
+        if len(prefix) >= 3 and all(c in "0123456789abcdef" for c in prefix):
+            matches = [i for i in self.index.ids() if digest_hex(i).startswith(prefix)]
+            if len(matches) == 1:
+                return self._image(matches[0], table)
+            if len(matches) > 1:
+                raise ImageError(f"image id prefix {prefix!r} is ambiguous ({len(matches)} images)",
+                                 "give more digits of the id")
+        raise ImageError(f"no such image: {reference_or_id}",
+                         "see 'rade images'; load, pull, import or bootstrap it first")
+
+    def tag(self, image: Image, reference: str) -> None:
+        """Point a name (`name[:tag]`, default `latest`; or `name@digest`, a repo digest) at the image."""
+        ref = parse_reference(reference)
+        with self.index.locked():
+            table = self.index.tags()
+            if ref.digest is not None:
+                table["digests"][f"{ref.name}@{ref.digest}"] = image.id
+            else:
+                table["tags"][str(ref.with_default_tag())] = image.id
+            self.index.put_tags(table)
+
+    def remove(self, reference: str, force: bool = False) -> Removal:
+        """`rmi`: untag `reference`; delete the image when no tag is left and no container uses it.
+
+        Naming an image by id deletes it with all its tags, which needs `force` when it has several.
+        A container's image is never deleted: without `force` that is refused; with it the image is only
+        untagged (it stays, dangling, for the container).
+        """
+        image = self.resolve(reference)
+        users = containers_using(self.state_root, image.id)
+        with self.index.locked():
+            table = self.index.tags()
+            own_tags = [r for r, i in table["tags"].items() if i == image.id]
+            own_digests = [r for r, i in table["digests"].items() if i == image.id]
+            key = _table_key(reference)
+            if key is not None and key in own_tags + own_digests and [t for t in own_tags if t != key]:
+                self._untag(table, [key])  # other tags remain: only this name goes
+                return Removal(untagged=(_familiar(key),))
+            if (key is None or key not in own_tags + own_digests) and len(own_tags) > 1 and not force:
+                raise ImageError(f"image {image.short_id} is tagged in {len(own_tags)} repositories",
+                                 "remove the tags one by one, or use -f to remove them all")
+            if users and not force:
+                raise ImageError(f"image {image.short_id} is used by container {users[0][:12]}",
+                                 "remove the container first, or use -f to untag the image anyway")
+            untagged = tuple(_familiar(k) for k in own_tags + own_digests)
+            self._untag(table, own_tags + own_digests)
+            if users:
+                return Removal(untagged=untagged, kept_for_containers=(image.id,))
+            record = self.index.get(image.id) or {}
+            self.index.delete(image.id)
+            self._collect_garbage(image.id, [m["digest"] for m in record.get("manifests", [])])
+        return Removal(untagged=untagged, deleted=(image.id,))
+
+    def commit(self, parent: Image | None, layer_tar_path: str | None, config_changes: dict[str, Any],
+               history_entry: dict[str, Any], tag: str | None = None) -> Image:
+        """A new image: `parent` plus one layer (an uncompressed tar, whiteouts as `.wh.` entries; None adds
+        a metadata-only step), its runtime config updated by `config_changes` (Env, Cmd, WorkingDir...: a
+        value of None deletes the key), and `history_entry` (created_by, comment...) appended."""
+        config = json.loads(json.dumps(parent.config)) if parent is not None else new_config([], "", [])
+        created = now_rfc3339()
+        runtime = config.setdefault("config", {}) or {}
+        for key, value in config_changes.items():
+            if value is None:
+                runtime.pop(key, None)
+            else:
+                runtime[key] = value
+        config["config"] = runtime
+        layers = list(parent.layers) if parent is not None else []
+        entry = {"created": created, **history_entry}
+        if layer_tar_path is not None:
+            with open(layer_tar_path, "rb") as src:
+                desc = self.ingest_blob(src, media_type=OCI_LAYER)
+            layers.append(Descriptor(OCI_LAYER, desc.digest, desc.size))
+            # An uncompressed layer's blob digest is its diff id.
+            config["rootfs"]["diff_ids"].append(desc.digest)
+        else:
+            entry["empty_layer"] = True
+        config["history"] = list(config.get("history") or []) + [entry]
+        config["created"] = created
+        config_bytes = canonical_json(config)
+        media = parent.manifest_media_type if parent is not None else OCI_MANIFEST
+        config_desc = self.blobs.ingest_bytes(config_bytes, config_media_type(media))
+        image = self.register_image(build_manifest(config_desc, layers, media), media)
+        if tag is not None:
+            self.tag(image, tag)
+            image = self.get(image.id)
+        return image
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _image(self, image_id: str, table: dict[str, dict[str, str]] | None = None) -> Image:
+        record = self.index.get(image_id)
+        if record is None:
+            raise ImageError(f"no such image: {image_id}")
+        table = table if table is not None else self.index.tags()
+        primary = record["manifests"][0]
+        manifest = self.blobs.read(primary["digest"])
+        parsed = parse_manifest(manifest, primary["media_type"])
+        config = parse_config(self.blobs.read(image_id))
+        tags = sorted(_familiar(r) for r, i in table["tags"].items() if i == image_id)
+        digests = sorted(_familiar(r) for r, i in table["digests"].items() if i == image_id)
+        return Image(image_id, primary["digest"], parsed.media_type, manifest, config.raw, parsed.layers,
+                     config.diff_ids, tuple(tags), tuple(digests), config.created, int(record.get("size", 0)),
+                     self.layers.root)
+
+    def _by_manifest_digest(self, digest: str) -> str | None:
+        for image_id in self.index.ids():
+            record = self.index.get(image_id) or {}
+            if any(m["digest"] == digest for m in record.get("manifests", [])):
+                return image_id
+        return None
+
+    def _untag(self, table: dict[str, dict[str, str]], keys: list[str]) -> None:
+        for key in keys:
+            table["tags"].pop(key, None)
+            table["digests"].pop(key, None)
+        self.index.put_tags(table)
+
+    def _collect_garbage(self, removed_id: str, removed_manifests: list[str]) -> None:
+        """Delete a removed image's blobs and layers that no remaining image references (index locked).
+
+        Only the removed image's own content is considered, so blobs another process has ingested for an
+        image it has not registered yet are never collected from under it.
+        """
+        kept_blobs: set[str] = set()
+        kept_layers: set[str] = set()
+        for image_id in self.index.ids():
+            blobs, diff_ids = self._content_of(image_id, [m["digest"] for m in
+                                                          (self.index.get(image_id) or {}).get("manifests", [])])
+            kept_blobs |= blobs
+            kept_layers |= diff_ids
+        blobs, diff_ids = self._content_of(removed_id, removed_manifests)
+        for digest in blobs - kept_blobs:
+            self.blobs.remove(digest)
+        for diff_id in diff_ids - kept_layers:
+            self.layers.remove(diff_id)
+
+    def _content_of(self, image_id: str, manifests: list[str]) -> tuple[set[str], set[str]]:
+        """The blobs (config, manifests, layer blobs) and diff ids an image's record references."""
+        blobs = {image_id, *manifests}
+        diff_ids: set[str] = set()
+        try:
+            diff_ids.update(parse_config(self.blobs.read(image_id)).diff_ids)
+        except ImageError:
+            pass
+        for digest in manifests:
+            try:
+                blobs.update(d.digest for d in parse_manifest(self.blobs.read(digest)).layers)
+            except ImageError:
+                continue
+        return blobs, diff_ids
+
+
+def containers_using(state_root: str, image_id: str) -> list[str]:
+    """Ids of the containers under ROOT/containers whose state.json names this image."""
+    base = os.path.join(state_root, "containers")
+    users = []
+    try:
+        names = sorted(os.listdir(base))
+    except FileNotFoundError:
+        return []
+    for name in names:
+        try:
+            with open(os.path.join(base, name, "state.json"), "rb") as src:
+                state = json.load(src)
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and state.get("image_id") == image_id:
+            users.append(name)
+    return users
+
+
+def _table_key(text: str) -> str | None:
+    """The tag-table key a user's reference would have (None when it is no reference)."""
+    try:
+        ref = parse_reference(text)
+    except ImageError:
+        return None
+    return f"{ref.name}@{ref.digest}" if ref.digest else str(ref.with_default_tag())
+
+
+def _familiar(key: str) -> str:
+    ref = parse_reference(key)
+    return ref.familiar()
+
+
+def manifest_digest_of(manifest: bytes) -> str:
+    """The digest a manifest is known by (of its exact bytes)."""
+    return digest_of(manifest)

@@ -14,11 +14,7 @@ import platform as host_platform
 from dataclasses import dataclass
 
 from engine.errors import RegistryError
-
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+from engine.images.content import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 IMAGE_MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
 MANIFEST_LISTS = (OCI_INDEX, DOCKER_MANIFEST_LIST)

@@ -32,6 +32,7 @@ _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 _BLOCK = 1 << 20
 _MAX_REDIRECTS = 5
 _RETRIES = 3
+USER_AGENT = "rade"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +153,9 @@ class RegistryClient:
                                 f"whose digest is {digest}", "the registry's storage may be corrupt")
         return resp.body, resp.header("Content-Type"), digest
 
-    def blob_size(self, repository: str, digest: str) -> int | None:
-        """HEAD a blob: its size if the registry has it, None if not."""
-        resp = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", scope=repository)
+    def blob_size(self, repository: str, digest: str, push: bool = False) -> int | None:
+        """HEAD a blob: its size if the registry has it, None if not (`push`: ask for a push token now)."""
+        resp = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", scope=repository, push=push)
         if resp.status == 200:
             return int(resp.header("Content-Length") or 0)
         if resp.status == 404:
@@ -225,7 +226,7 @@ class RegistryClient:
         url = target if "://" in target else f"{self.endpoint.scheme}://{self.endpoint.host}{target}"
         mark = body.tell() if body is not None and not isinstance(body, bytes) else 0
         for attempt in (1, 2):
-            sent = dict(headers or {})
+            sent = {"User-Agent": USER_AGENT, **(headers or {})}
             authorization = self._authorization(scope_text)
             if authorization:
                 sent["Authorization"] = authorization
@@ -351,9 +352,9 @@ class RegistryClient:
         """A RegistryError for an unexpected answer, with the registry's own error codes when it sent any."""
         registry = self.endpoint.registry
         codes, detail = _registry_errors(resp.body)
-        if resp.status == 404 or codes & {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}:
-            return RegistryError(f"{registry} has no {what} ({', '.join(sorted(codes)) or 'not found'})",
-                                 "check the name and tag")
+        if resp.status == 404 or codes & set(_NOT_FOUND):
+            why = ", ".join(_NOT_FOUND.get(code, code) for code in sorted(codes)) or "not found"
+            return RegistryError(f"{registry} has no {what} ({why})", "check the name and tag")
         if resp.status == 401:
             return self._denied()
         if resp.status == 403 or "DENIED" in codes:
@@ -361,6 +362,10 @@ class RegistryClient:
                                  "check that this login may read (or write) that repository")
         text = detail or resp.body[:200].decode("utf-8", "replace").strip() or resp.headers.get("Status", "")
         return RegistryError(f"{registry} answered HTTP {resp.status} for {what}: {text}")
+
+
+_NOT_FOUND = {"MANIFEST_UNKNOWN": "no such tag or digest", "NAME_UNKNOWN": "no such repository",
+              "BLOB_UNKNOWN": "no such blob"}
 
 
 def _registry_errors(body: bytes) -> tuple[set[str], str]:

@@ -66,7 +66,7 @@ def test_a_manifest_round_trips_with_its_content_type_and_digest(registry: Regis
 
 def test_an_unknown_image_is_a_clear_error(registry: RegistryServer) -> None:
     with RegistryClient(endpoint_for(registry.host)) as client, \
-            pytest.raises(RegistryError, match=r"has no test/absent:v9 \(MANIFEST_UNKNOWN|NAME_UNKNOWN"):
+            pytest.raises(RegistryError, match=r"has no test/absent:v9 \(no such"):
         client.get_manifest("test/absent", "v9", ACCEPTED_MANIFESTS)
 
 

@@ -1,0 +1,367 @@
+"""Pull and push: moving an image between the store and a registry, blob by blob, verified on the way in.
+
+A pull reads the manifest (for a list or an index, the entry of this machine's platform), fetches the
+config and every layer the store lacks, several at once, each streamed straight into the store, which
+checks its digest and size before the blob becomes visible, so a tampered or truncated blob leaves
+nothing behind. A dropped connection is resumed with a Range request where the registry allows it (else
+the blob is fetched again). A push HEADs every blob and uploads only the missing ones (in one PUT, or in
+PATCH chunks when they are large), then PUTs the manifest unchanged: an OCI image stays OCI, a Docker
+one stays Docker, and the digest the registry records is the digest the store has.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from engine.errors import ImageError, RegistryError
+from engine.images import manifest_list
+from engine.images.content import Descriptor
+from engine.images.credentials import CredentialStore
+from engine.images.manifest import parse_manifest
+from engine.images.manifest_list import Platform
+from engine.images.progress import NoProgress, TransferProgress
+from engine.images.reference import Reference, parse_reference
+from engine.images.registry import RegistryClient, Response, endpoint_for
+
+log = logging.getLogger(__name__)
+
+# Parallel blob transfers: enough to hide one stream's latency without starving the unpacking.
+_PARALLEL = 4
+_BLOB_ATTEMPTS = 4
+_READ_RETRIES = 3
+# Blobs up to this size go in one PUT; bigger ones in PATCH chunks of this size.
+DEFAULT_CHUNK = 64 << 20
+
+
+class ImageSink(Protocol):
+    """What a transfer needs of the image store."""
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def blob_path(self, digest: str) -> str: ...
+
+    def ingest_blob(self, stream: BinaryIO, expected_digest: str | None = None,
+                    expected_size: int | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """What a pull or push did: the manifest digest and media type, and blobs moved versus already there."""
+
+    reference: str
+    digest: str
+    media_type: str
+    manifest: bytes
+    moved: tuple[str, ...]
+    present: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryOptions:
+    """How to reach registries: the saved logins, TLS verification, and the platform to pull."""
+
+    credentials: CredentialStore | None = None
+    tls_verify: bool = True
+    platform: Platform | None = None
+    chunk_size: int = DEFAULT_CHUNK
+
+
+def client_for(ref: Reference, options: RegistryOptions) -> RegistryClient:
+    """A client for the registry a reference names, with its saved login if there is one."""
+    login = options.credentials.get(ref.domain) if options.credentials else None
+    return RegistryClient(endpoint_for(ref.domain, options.tls_verify), login)
+
+
+def fetch(sink: ImageSink, reference: str, options: RegistryOptions,
+          progress: TransferProgress | None = None) -> Transfer:
+    """Fetch an image's manifest and every blob the store lacks; the caller registers the image."""
+    ref = parse_reference(reference).with_default_tag()
+    progress = progress or NoProgress()
+    with client_for(ref, options) as client:
+        body, media_type, digest = _image_manifest(client, ref, options.platform)
+        manifest = parse_manifest(body, media_type)
+        blobs = [manifest.config, *manifest.layers]
+        moved: list[str] = []
+        present: list[str] = []
+        lock = threading.Lock()
+
+        def one(desc: Descriptor) -> None:
+            if sink.has_blob(desc.digest):
+                progress.finish(desc.digest, "Already exists")
+                with lock:
+                    present.append(desc.digest)
+                return
+            _download(client, sink, ref, desc, progress)
+            with lock:
+                moved.append(desc.digest)
+
+        _run_all(one, _unique(blobs))
+    return Transfer(str(ref), digest, manifest.media_type, body, tuple(moved), tuple(present))
+
+
+def _image_manifest(client: RegistryClient, ref: Reference, wanted: Platform | None) -> tuple[bytes, str, str]:
+    """The single-platform manifest a reference leads to: bytes, media type and digest."""
+    body, content_type, digest = client.get_manifest(ref.path, ref.digest or ref.tag or "latest",
+                                                     manifest_list.ACCEPTED_MANIFESTS)
+    kind, document = manifest_list.manifest_kind(content_type, body)
+    if kind in manifest_list.MANIFEST_LISTS:
+        platform = wanted or manifest_list.host_platform_of_machine()
+        entry = manifest_list.pick_platform(manifest_list.index_entries(document), platform)
+        log.debug("%s: %s is %s for %s", ref, kind, entry.digest, platform)
+        body, content_type, digest = client.get_manifest(ref.path, entry.digest, manifest_list.ACCEPTED_MANIFESTS)
+        kind, document = manifest_list.manifest_kind(content_type or entry.media_type, body)
+        if kind in manifest_list.MANIFEST_LISTS:
+            raise RegistryError(f"{ref}: the manifest list for {platform} points at another list",
+                                "nested indexes are not supported")
+    return body, kind, digest
+
+
+def _download(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Descriptor,
+              progress: TransferProgress) -> None:
+    """Stream one blob into the store; start over (a whole new ingest) when resuming was not enough."""
+    for attempt in range(1, _BLOB_ATTEMPTS + 1):
+        progress.begin(desc.digest, desc.size, "Downloading")
+        stream = _BlobStream(client, ref.path, desc, progress)
+        try:
+            sink.ingest_blob(stream, expected_digest=desc.digest, expected_size=desc.size)
+            progress.finish(desc.digest, "Pull complete")
+            return
+        except _TransferFailed as err:
+            if attempt == _BLOB_ATTEMPTS:
+                raise RegistryError(f"downloading blob {desc.digest} of {ref.familiar()} from {ref.domain} "
+                                    f"failed {attempt} times: {err}", "check the network and try again") from None
+            log.debug("%s: attempt %d failed (%s); again", desc.digest, attempt, err)
+        except RegistryError:
+            raise
+        except ImageError as err:
+            # The store refused what arrived (wrong digest or size): the registry serves bad content.
+            progress.finish(desc.digest, "Refused")
+            raise RegistryError(f"{ref.domain} sent a bad blob for {ref.familiar()}: {err.message}; "
+                                "nothing of it was stored",
+                                "the registry's copy may be corrupt or tampered with; push the image again") from None
+        finally:
+            stream.close()
+
+
+class _TransferFailed(Exception):
+    """The connection failed in a way the blob stream could not mend by resuming."""
+
+
+class _BlobStream:
+    """A blob download as a readable stream that resumes itself with Range requests after a drop.
+
+    When the registry ignores Range (a 200 instead of 206) the bytes already read are skipped in the
+    new answer; the store's digest check still vouches for the whole blob.
+    """
+
+    def __init__(self, client: RegistryClient, repository: str, desc: Descriptor,
+                 progress: TransferProgress) -> None:
+        self._client = client
+        self._repository = repository
+        self._desc = desc
+        self._progress = progress
+        self._offset = 0
+        self._resp: Response | None = None
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer)
+        for attempt in range(_READ_RETRIES + 1):
+            try:
+                raw = self._open()
+                n = raw.readinto(view)
+            except (OSError, http.client.HTTPException) as err:
+                # A drop mid-blob: reconnect and carry on from the offset reached.
+                self._drop()
+                if attempt == _READ_RETRIES:
+                    raise _TransferFailed(f"{type(err).__name__}: {err}") from None
+                continue
+            self._offset += n
+            if n:
+                self._progress.advance(self._desc.digest, n)
+            return n
+        raise AssertionError("unreachable")
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while chunk := self.read(1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        buffer = bytearray(size)
+        n = self.readinto(buffer)
+        return bytes(buffer[:n])
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.close(reusable=self._resp.raw is not None and self._resp.raw.isclosed())
+            self._resp = None
+
+    def _open(self) -> http.client.HTTPResponse:
+        if self._resp is None:
+            resp = self._client.open_blob(self._repository, self._desc.digest, self._offset)
+            assert resp.raw is not None
+            if resp.status == 200 and self._offset:
+                _skip(resp.raw, self._offset)
+            self._resp = resp
+        assert self._resp.raw is not None
+        return self._resp.raw
+
+    def _drop(self) -> None:
+        if self._resp is not None:
+            self._resp.close(reusable=False)
+            self._resp = None
+
+
+def _skip(raw: http.client.HTTPResponse, count: int) -> None:
+    while count:
+        chunk = raw.read(min(count, 1 << 20))
+        if not chunk:
+            raise OSError("the blob ended early while skipping what was already read")
+        count -= len(chunk)
+
+
+def push(sink: ImageSink, manifest: bytes, media_type: str, destination: str, options: RegistryOptions,
+         progress: TransferProgress | None = None) -> Transfer:
+    """Upload an image's blobs the registry lacks, then its manifest, under `destination`'s tag."""
+    ref = parse_reference(destination).with_default_tag()
+    if ref.digest and not ref.tag:
+        raise RegistryError(f"cannot push to {destination}: a push needs a tag, not a digest",
+                            "name the destination as registry/name:tag")
+    parsed = parse_manifest(manifest, media_type)
+    progress = progress or NoProgress()
+    moved: list[str] = []
+    present: list[str] = []
+    lock = threading.Lock()
+    with client_for(ref, options) as client:
+
+        def one(desc: Descriptor) -> None:
+            if client.blob_size(ref.path, desc.digest, push=True) is not None:
+                progress.finish(desc.digest, "Layer already exists")
+                with lock:
+                    present.append(desc.digest)
+                return
+            _upload(client, sink, ref, desc, options.chunk_size, progress)
+            with lock:
+                moved.append(desc.digest)
+
+        # The config last: a registry may only accept it once the layers it describes are there.
+        _run_all(one, _unique(list(parsed.layers)))
+        one(parsed.config)
+        digest = client.put_manifest(ref.path, ref.tag or "latest", manifest, parsed.media_type)
+    return Transfer(str(ref), digest, parsed.media_type, manifest, tuple(moved), tuple(present))
+
+
+def _upload(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Descriptor, chunk: int,
+            progress: TransferProgress) -> None:
+    path = sink.blob_path(desc.digest)
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed below, after the upload's last request
+    except OSError as err:
+        raise RegistryError(f"cannot read blob {desc.digest} of the local image: {err}",
+                            "the store may be damaged; pull or load the image again") from None
+    progress.begin(desc.digest, desc.size, "Pushing")
+    with file:
+        url = client.start_upload(ref.path)
+        assert url is not None
+        offset = 0
+        while desc.size - offset > chunk:
+            url = client.upload_chunk(ref.path, url, _Window(file, offset, chunk, desc.digest, progress),
+                                      offset, chunk)
+            offset += chunk
+        rest = desc.size - offset
+        client.finish_upload(ref.path, url, desc.digest, _Window(file, offset, rest, desc.digest, progress), rest)
+    progress.finish(desc.digest, "Pushed")
+
+
+class _Window:
+    """`length` bytes of a file from `start`, as a request body: seekable (for a resend), and counted."""
+
+    def __init__(self, file: BinaryIO, start: int, length: int, digest: str, progress: TransferProgress) -> None:
+        self._file = file
+        self._start = start
+        self._length = length
+        self._pos = 0
+        self._digest = digest
+        self._progress = progress
+        file.seek(start)
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._length - self._pos
+        size = left if size is None or size < 0 else min(size, left)
+        data = self._file.read(size) if size else b""
+        self._pos += len(data)
+        self._progress.advance(self._digest, len(data))
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        self._progress.advance(self._digest, pos - self._pos)
+        self._pos = pos
+        self._file.seek(self._start + pos)
+        return pos
+
+
+def _unique(blobs: list[Descriptor]) -> list[Descriptor]:
+    """Each digest once: an image may list the same (empty) layer several times."""
+    seen: set[str] = set()
+    out = []
+    for desc in blobs:
+        if desc.digest not in seen:
+            seen.add(desc.digest)
+            out.append(desc)
+    return out
+
+
+def _run_all(work: Callable[[Descriptor], None], blobs: list[Descriptor]) -> None:
+    """Run `work` for every blob, a few at a time; the first failure is raised once all have stopped."""
+    if len(blobs) <= 1:
+        for desc in blobs:
+            work(desc)
+        return
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(blobs)), thread_name_prefix="rade-blob") as pool:
+        futures = [pool.submit(work, desc) for desc in blobs]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]  # type: ignore[misc]
+
+
+
+class ImageStoreLike(ImageSink, Protocol):
+    """The store as a pull registers, and a push reads, whole images."""
+
+    def register_image(self, manifest: bytes, media_type: str | None = None) -> Any: ...
+
+    def tag(self, image: Any, reference: str) -> None: ...
+
+    def get(self, image_id: str) -> Any: ...
+
+    def resolve(self, reference_or_id: str) -> Any: ...
+
+
+def pull(store: ImageStoreLike, reference: str, options: RegistryOptions,
+         progress: TransferProgress | None = None) -> Any:
+    """Pull an image into the store (unpacking its layers), tag it with the reference and record its
+    repository digest (`name@sha256:...`, as RepoDigests); return the Image."""
+    transfer = fetch(store, reference, options, progress)
+    image = store.register_image(transfer.manifest, transfer.media_type)
+    ref = parse_reference(transfer.reference)
+    if ref.tag:
+        store.tag(image, str(Reference(ref.domain, ref.path, ref.tag)))
+    store.tag(image, f"{ref.name}@{transfer.digest}")
+    return store.get(image.id)
+
+
+def push_image(store: ImageStoreLike, image: str, destination: str | None, options: RegistryOptions,
+               progress: TransferProgress | None = None) -> Transfer:
+    """Push a local image to `destination`, or to the registry and name it is tagged with."""
+    found = store.resolve(image)
+    return push(store, found.manifest, found.manifest_media_type, destination or image, options, progress)

@@ -158,7 +158,7 @@ def teardown_container_network(root: Path, container_id: str, bridge: BridgeSpec
         if leases.path.exists():
             with leases.locked() as pool:
                 pool.release(container_id)
-        if link_exists(bridge.name) and not bridge_ports(bridge.name):
+        if bridge_ports(bridge.name) == []:
             remove_link(bridge.name)
     if errors:
         raise NetworkError(f"network teardown of container {container_id} incomplete: " + "; ".join(errors))

@@ -169,10 +169,10 @@ class LeaseFile:
     def _save(self, data: dict) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".leases.", dir=self.directory)
         try:
+            # No fsync: the rename keeps readers and crashed writers from seeing half a file, and the
+            # leases describe links and namespaces that a reboot removes anyway.
             with os.fdopen(fd, "w") as out:
                 json.dump(data, out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             os.unlink(tmp)

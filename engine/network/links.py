@@ -101,24 +101,24 @@ def remove_link(name: str) -> bool:
     """Delete a link of the host namespace by name (a veth also takes its peer); False if absent."""
     try:
         with route_socket() as ipr:
-            index = _index(ipr, name)
-            if index is None:
-                return False
-            ipr.link("del", index=index)
+            ipr.link("del", ifname=name)
             return True
     except NetlinkError as exc:
-        if exc.code == errno.ENODEV:
+        if exc.code in (errno.ENODEV, errno.ENOENT):
             return False
         raise NetworkError(f"cannot remove link {name}: {os.strerror(exc.code)}") from exc
 
 
-def bridge_ports(name: str) -> list[str]:
-    """The names of the links enslaved to bridge `name` (empty if it does not exist)."""
-    with route_socket() as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            return []
-        return [link.get("IFLA_IFNAME") for link in ipr.get_links() if link.get("IFLA_MASTER") == index]
+def bridge_ports(name: str) -> list[str] | None:
+    """The names of the links enslaved to bridge `name`, or None if there is no such bridge.
+
+    Read from sysfs (the bridge's `brif` directory) rather than a netlink dump of every link: this runs
+    in each container's teardown and a host may have thousands of links.
+    """
+    try:
+        return sorted(os.listdir(f"/sys/class/net/{name}/brif"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def link_exists(name: str) -> bool:

@@ -26,7 +26,7 @@ ECHO_SERVER = textwrap.dedent(
     if kind == "udp":
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("0.0.0.0", int(sys.argv[2])))
-        print("ready", flush=True)
+        print("ready", s.getsockname()[1], flush=True)
         while True:
             data, peer = s.recvfrom(65536)
             s.sendto(data, peer)
@@ -41,7 +41,7 @@ ECHO_SERVER = textwrap.dedent(
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("0.0.0.0", int(sys.argv[2])))
     listener.listen(64)
-    print("ready", flush=True)
+    print("ready", listener.getsockname()[1], flush=True)
     while True:
         conn, _ = listener.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
@@ -119,18 +119,20 @@ def test_bridge(root_only) -> Iterator[BridgeSpec]:
 
 @pytest.fixture
 def echo_server():
-    """A factory: echo_server(netns_name, port, kind="tcp") starts an echo server inside the namespace and
-    returns once it listens; every server is killed by its PID afterwards."""
+    """A factory: echo_server(netns_name, port, kind="tcp") starts an echo server inside the namespace (the
+    host's if netns_name is empty) and returns its port once it listens; every server is killed by its
+    PID afterwards."""
     started: list[subprocess.Popen] = []
 
-    def start(netns: str, port: int, kind: str = "tcp") -> subprocess.Popen:
+    def start(netns: str, port: int = 0, kind: str = "tcp") -> int:
         argv = [sys.executable, "-c", ECHO_SERVER, kind, str(port)]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         started.append(proc)
-        assert proc.stdout.readline().strip() == "ready"
-        return proc
+        word, bound = proc.stdout.readline().split()
+        assert word == "ready"
+        return int(bound)
 
     try:
         yield start

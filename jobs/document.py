@@ -199,7 +199,11 @@ def _yaml_message(err: yaml.MarkedYAMLError) -> str:
         return "': ' inside a value starts a mapping here; quote the value or fix the indentation"
     if "found character '\\t'" in problem:
         return "a tab character cannot indent YAML; indent with spaces"
-    context = f" {err.context.strip()}" if err.context else ""
+    context = ""
+    if err.context and err.context_mark and err.problem_mark and err.context_mark.line != err.problem_mark.line:
+        context = f" ({err.context.strip()} that starts at line {err.context_mark.line + 1})"
+    elif err.context:
+        context = f" {err.context.strip()}"
     return f"not valid YAML: {problem}{context}; check the indentation and quoting here"
 
 

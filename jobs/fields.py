@@ -120,6 +120,11 @@ class Dependency:
             problems.add(node.mark, path, f"a bare job id does not say when to start; write {{afterok: "
                                           f"{node.value}}} (after it succeeds) or {{afterany: {node.value}}}")
             return INVALID
+        if node.is_mapping and len(node.value) > 1:
+            items = ", ".join(f"{{{kind}: ...}}" for kind in node.value)
+            problems.add(node.mark, path, f"one item holds {len(node.value)} dependencies; make each its own "
+                                          f"item: [{items}]")
+            return INVALID
         if not node.is_mapping or len(node.value) != 1:
             problems.add(node.mark, path, "expected one dependency such as {afterok: 12} or "
                                           f"{{afterany: [12, 13]}}, got {describe(node)}")
@@ -159,7 +164,8 @@ VOLUME_RECORD = Record((
 RESOURCES = Record((
     Field("cpus", Cpus(), "CPUs per task (per MPI rank for MPI jobs); may be fractional, e.g. 0.5",
           default=1.0),
-    Field("memory", Size(MIN_MEMORY, "must be at least 1M"),
+    Field("memory", Size(MIN_MEMORY, "'{value}' is only {parsed} bytes; give at least 1M, with a unit "
+                                      "(e.g. 512M or 4G)"),
           "memory per task (per MPI rank), K/M/G/T as powers of 1024; default 1G", default=DEFAULT_MEMORY),
     Field("gpus", Integer(minimum=0, example="1"), "GPUs per task (per MPI rank)", default=0),
 ), example="e.g. cpus: 2 and memory: 4G indented below 'resources:'")
@@ -191,13 +197,13 @@ JOB = Record((
                                        "e.g. busybox or mpi:bookworm", example="busybox",
                         suggest=_suggest_image),
           "a local image name or a registry reference", required=True, example="busybox"),
-    Field("command", Seq(Text(allow_empty=True), split_text=True, example="[python3, /opt/run.py]"),
+    Field("command", Seq(Text(allow_empty=True, example="python3"), split_text=True, example="[python3, /opt/run.py]"),
           "the program and its arguments (per rank for MPI jobs); a string is split as a shell would; "
           "default: the image's command", default=()),
     Field("workdir", Text(absolute=True, example="/work"), "the working directory inside the container"),
     Field("env", StrMap(ENV_PATTERN, "is not an environment variable name (letters, digits and '_', "
                                      "not starting with a digit)",
-                        Text(allow_empty=True, example='"1" (or "" for an empty value)'),
+                        Text(allow_empty=True, example='"1"'),
                         reserved_prefix="RADE_", example='{OMP_NUM_THREADS: "1"}'),
           "environment variables added in every container", default={}),
     Field("resources", RESOURCES, "what each task (each MPI rank) needs", default={}),

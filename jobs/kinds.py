@@ -84,7 +84,8 @@ class Text:
     def check(self, node: Node, path: str, problems: Problems) -> Any:
         text = _scalar_text(node)
         if node.value is None:
-            problems.add(node.mark, path, f"has no value; write e.g. {self.example}")
+            empty = ' (or "" for an empty one)' if self.allow_empty else ""
+            problems.add(node.mark, path, f"has no value; write e.g. {self.example}{empty}")
             return INVALID
         if text is None:
             problems.add(node.mark, path, f"expected text (e.g. {self.example}), got {describe(node)}")
@@ -194,8 +195,8 @@ class Unit:
             return INVALID
         number = parsed if isinstance(parsed, int | float) else None
         if number is not None and (number > MAX_INT or number < self.minimum):
-            problems.add(node.mark, path, self.below_minimum if number < self.minimum
-                         else f"'{value}' is too large")
+            problems.add(node.mark, path, self.below_minimum.format(value=value, parsed=number)
+                         if number < self.minimum else f"'{value}' is too large")
             return INVALID
         return parsed
 
@@ -263,9 +264,10 @@ class Seq:
                 problems.add(node.mark, path, f"cannot split {_clip(node.value)!r} into words ({err}); "
                                               "write a list instead, e.g. [python3, run.py]")
                 return INVALID
-        if self.single and node.is_scalar and node.value is not None:
-            items = [node]
-        elif node.is_sequence:
+        if self.single and not node.is_sequence and node.value is not None:
+            value = self.item.check(node, path, problems)
+            return INVALID if value is INVALID else (value,)
+        if node.is_sequence:
             items = node.value
         else:
             problems.add(node.mark, path, f"expected a list (e.g. {self.example}), got {describe(node)}")
@@ -360,14 +362,14 @@ class Record:
 
     def unknown_key_message(self, key: str) -> str:
         names = [f.name for f in self.fields]
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-        if close:
-            return f"unknown key {_clip(key)!r}; did you mean {close[0]!r}?"
         for spec in self.fields:
             inner = spec.kind
             if isinstance(inner, Record) and key in inner.by_name:
                 return f"unknown key {_clip(key)!r} here; it belongs under '{spec.name}:' " \
                        f"(write {spec.name}: {{{key}: ...}})"
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key {_clip(key)!r}; did you mean {close[0]!r}?"
         return f"unknown key {_clip(key)!r}; known keys are {', '.join(names)}"
 
     def schema(self) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import time
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-
 from engine.network.container import NetworkMode, setup_container_network, teardown_container_network
 from engine.network.links import BridgeSpec, remove_link
 from engine.network.ports import PortMapping

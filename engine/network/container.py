@@ -133,7 +133,10 @@ def setup_container_network(
 def _remove_leftovers(lease: Lease) -> None:
     """The links and namespace of a container that died without its teardown."""
     log.info(
-        "reclaiming %s from container %s (its directory %s is gone)", lease.address, lease.container, lease.owner
+        "reclaiming %s from container %s (its directory %s is gone)",
+        lease.address,
+        lease.container,
+        lease.owner,
     )
     remove_link(host_link_name(lease.container))
     delete_netns(netns_path(netns_name(lease.container)))

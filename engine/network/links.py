@@ -153,7 +153,9 @@ def plug_veth(
         with route_socket() as ipr:
             bridge_index = _index(ipr, bridge.name)
             if bridge_index is None:
-                raise NetworkError(f"bridge {bridge.name} does not exist", "create it before plugging into it")
+                raise NetworkError(
+                    f"bridge {bridge.name} does not exist", "create it before plugging into it"
+                )
             ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": inner_name, "net_ns_fd": fd})
             host_index = _index(ipr, host_name)
             ipr.link("set", index=host_index, master=bridge_index)

@@ -77,7 +77,7 @@ def run_in_thread(body: Callable[[], T], name: str) -> T:
     def target() -> None:
         try:
             box["value"] = body()
-        except BaseException as exc:  # handed to the caller, who re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
             box["error"] = exc
 
     thread = threading.Thread(target=target, name=name, daemon=True)
@@ -123,7 +123,7 @@ def create_netns(name: str) -> Path:
 
     def bind_new_namespace() -> None:
         _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-        _mount(f"/proc/thread-self/ns/net", str(path), _MS_BIND)
+        _mount("/proc/thread-self/ns/net", str(path), _MS_BIND)
 
     try:
         run_in_thread(bind_new_namespace, name=f"create netns {name}")

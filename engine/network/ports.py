@@ -70,7 +70,9 @@ def parse_publish(spec: str) -> PortMapping:
     try:
         host_ip = IPv4Address(ip_text) if ip_text else ANY_ADDRESS
     except ValueError:
-        raise PortSpecError(f"invalid host address {ip_text!r} in -p {spec}", "give an IPv4 address") from None
+        raise PortSpecError(
+            f"invalid host address {ip_text!r} in -p {spec}", "give an IPv4 address"
+        ) from None
     host_port = _port(host_text, "host", spec, allow_zero=True) if host_text else 0
     return PortMapping(host_ip, host_port, _port(ctr_text, "container", spec, allow_zero=False), protocol)
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
+from typing import Self
 
 from engine.network.errors import NetworkError
 from engine.network.ports import PortMapping, Protocol
@@ -35,7 +36,7 @@ _WRITE = selectors.EVENT_WRITE
 class _Stream:
     """One TCP side of a relayed connection; `peer` is the other side."""
 
-    __slots__ = ("sock", "peer", "outgoing", "eof", "shut", "registered")
+    __slots__ = ("eof", "outgoing", "peer", "registered", "shut", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -49,7 +50,7 @@ class _Stream:
 class _Connection:
     """An accepted client and its connection to the container."""
 
-    __slots__ = ("client", "upstream", "connected", "closed")
+    __slots__ = ("client", "closed", "connected", "upstream")
 
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client = _Stream(client)
@@ -60,7 +61,7 @@ class _Connection:
 
 
 class _UdpFlow:
-    __slots__ = ("listener", "client_address", "upstream", "last_seen")
+    __slots__ = ("client_address", "last_seen", "listener", "upstream")
 
     def __init__(self, listener: socket.socket, client_address, upstream: socket.socket, now: float) -> None:
         self.listener = listener
@@ -126,7 +127,7 @@ class PortProxy:
         else:
             self._close_all()
 
-    def __enter__(self) -> PortProxy:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -10,6 +10,8 @@ hosts concurrently serialise those two calls themselves.
 
 from __future__ import annotations
 
+import ctypes
+import os
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
@@ -24,9 +26,20 @@ from engine.network.links import (
     plug_veth,
     remove_link,
 )
-from engine.network.netns import create_netns, delete_netns, netns_path
+from engine.network.netns import create_netns, delete_netns, enter_netns, netns_path
 
-__all__ = ["BridgeSpec", "TestHost", "create_test_host", "ensure_bridge", "remove_bridge", "remove_test_host"]
+_CLONE_NEWUTS = 0x04000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+__all__ = [
+    "BridgeSpec",
+    "TestHost",
+    "create_test_host",
+    "ensure_bridge",
+    "enter_test_host",
+    "remove_bridge",
+    "remove_test_host",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +101,19 @@ def remove_test_host(host: TestHost | str, host_link: str | None = None) -> None
 def remove_bridge(bridge: BridgeSpec | str) -> bool:
     """Delete a bridge; False if it did not exist."""
     return remove_link(bridge.name if isinstance(bridge, BridgeSpec) else bridge)
+
+
+def enter_test_host(host: TestHost) -> None:
+    """Become a process of `host`: join its network namespace, then a new UTS namespace with its hostname.
+
+    Meant for a child between fork and exec (e.g. subprocess's `preexec_fn` in a process without
+    threads); it changes the whole calling process only if the caller has a single thread.
+    """
+    enter_netns(host.netns)
+    if _libc.unshare(_CLONE_NEWUTS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWUTS): {os.strerror(err)}")
+    name = host.hostname.encode()
+    if _libc.sethostname(name, len(name)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"sethostname({host.hostname}): {os.strerror(err)}")

@@ -57,7 +57,7 @@ def needs_root() -> None:
 def _netns_exec(name: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess:
     """Run a command inside namespace `name` with iproute2 (test-side only)."""
     return subprocess.run(
-        ["ip", "netns", "exec", name, *argv], capture_output=True, text=True, timeout=timeout
+        ["ip", "netns", "exec", name, *argv], check=False, capture_output=True, text=True, timeout=timeout
     )
 
 

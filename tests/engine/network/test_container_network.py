@@ -62,7 +62,8 @@ def test_two_bridged_containers_ping_each_other(tmp_path, containers, test_bridg
 
 
 def test_bridged_container_has_a_default_route_via_the_gateway_and_the_bridge_forwards_nothing(
-    tmp_path, containers, test_bridge, netns_exec):
+    tmp_path, containers, test_bridge, netns_exec
+):
     container_id, owner = containers(test_bridge)
     network = setup_container_network(tmp_path, container_id, NetworkMode.BRIDGE, owner, test_bridge)
     routes = netns_exec(netns_name(container_id), "ip", "-4", "route").stdout

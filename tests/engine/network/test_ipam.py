@@ -76,25 +76,25 @@ def test_lease_file_of_another_subnet_or_garbage_is_a_clear_error(tmp_path):
     leases = LeaseFile(tmp_path, GATEWAY)
     with leases.locked() as pool:
         pool.allocate("a", "/x")
-    with pytest.raises(NetworkError, match="leases are for 198.19.0.0/16, not 10.9.9.0/29"):
-        with LeaseFile(tmp_path, SMALL).locked():
-            pass
+    other_subnet = LeaseFile(tmp_path, SMALL)
+    with (
+        pytest.raises(NetworkError, match="leases are for 198.19.0.0/16, not 10.9.9.0/29"),
+        other_subnet.locked(),
+    ):
+        pass
     leases.path.write_text("{not json")
-    with pytest.raises(NetworkError, match="not JSON"):
-        with leases.locked():
-            pass
+    with pytest.raises(NetworkError, match="not JSON"), leases.locked():
+        pass
     leases.path.write_text(json.dumps({"version": 1, "subnet": "198.19.0.0/16", "leases": [{}]}))
-    with pytest.raises(NetworkError, match="malformed lease file"):
-        with leases.locked():
-            pass
+    with pytest.raises(NetworkError, match="malformed lease file"), leases.locked():
+        pass
 
 
 def test_a_failed_body_writes_nothing(tmp_path):
     leases = LeaseFile(tmp_path, GATEWAY)
-    with pytest.raises(RuntimeError):
-        with leases.locked() as pool:
-            pool.allocate("a", "/x")
-            raise RuntimeError("setup failed")
+    with pytest.raises(RuntimeError), leases.locked() as pool:
+        pool.allocate("a", "/x")
+        raise RuntimeError("setup failed")
     assert not leases.path.exists()
 
 
@@ -110,9 +110,7 @@ def _allocate_many(directory: str, worker: int, count: int, queue) -> None:
 def test_no_address_is_leased_twice_across_processes(tmp_path):
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    workers = [
-        context.Process(target=_allocate_many, args=(str(tmp_path), w, 40, queue)) for w in range(4)
-    ]
+    workers = [context.Process(target=_allocate_many, args=(str(tmp_path), w, 40, queue)) for w in range(4)]
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=60) for _ in workers]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from ipaddress import IPv4Interface
 
 import pytest
@@ -12,6 +14,7 @@ from engine.network.links import BridgeSpec, link_exists, link_names_in
 from engine.network.testhost import (
     create_test_host,
     ensure_bridge,
+    enter_test_host,
     remove_bridge,
     remove_test_host,
 )
@@ -35,7 +38,10 @@ def hosts(cluster_bridge):
 
     def new(n: int):
         host = create_test_host(
-            f"rade-t{os.getpid()}-node{n}", f"node{n}", cluster_bridge, IPv4Interface(f"198.18.241.{10 + n}/24")
+            f"rade-t{os.getpid()}-node{n}",
+            f"node{n}",
+            cluster_bridge,
+            IPv4Interface(f"198.18.241.{10 + n}/24"),
         )
         made.append(host)
         return host
@@ -72,3 +78,17 @@ def test_address_outside_the_bridge_subnet_is_refused(cluster_bridge):
     with pytest.raises(NetworkError, match="is not a free address"):
         create_test_host("rade-tbad", "bad", cluster_bridge, cluster_bridge.gateway)
     assert not os.path.exists("/run/netns/rade-tbad")
+
+
+def test_a_process_started_in_a_test_host_has_its_hostname_and_address(hosts):
+    host = hosts(4)
+    shown = subprocess.run(
+        ["sh", "-c", "hostname; ip -4 -o addr show dev eth0"],
+        preexec_fn=lambda: enter_test_host(host),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert shown[0] == "node4"
+    assert "inet 198.18.241.14/24" in shown[1]
+    assert socket.gethostname() != "node4"

@@ -35,6 +35,10 @@ _RETRIES = 3
 USER_AGENT = "rade"
 
 
+class RegistryUnreachable(RegistryError):
+    """The registry could not be reached or the connection broke: worth another try, unlike a refusal."""
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where a registry named in a reference is reached: scheme and host[:port] of its API."""
@@ -346,7 +350,7 @@ class RegistryClient:
             return RegistryError(f"TLS with {registry} failed: {err}",
                                  "if the registry has no valid certificate, use --tls-verify=false")
         hint = "is the registry running, and is the address right?"
-        return RegistryError(f"cannot reach the registry {registry}: {err or type(err).__name__}", hint)
+        return RegistryUnreachable(f"cannot reach the registry {registry}: {err or type(err).__name__}", hint)
 
     def _error(self, resp: Response, what: str) -> RegistryError:
         """A RegistryError for an unexpected answer, with the registry's own error codes when it sent any."""

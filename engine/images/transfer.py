@@ -28,14 +28,16 @@ from engine.images.manifest import parse_manifest
 from engine.images.manifest_list import Platform
 from engine.images.progress import NoProgress, TransferProgress
 from engine.images.reference import Reference, parse_reference
-from engine.images.registry import RegistryClient, Response, endpoint_for
+from engine.images.registry import RegistryClient, RegistryUnreachable, Response, endpoint_for
 
 log = logging.getLogger(__name__)
 
 # Parallel blob transfers: enough to hide one stream's latency without starving the unpacking.
 _PARALLEL = 4
 _BLOB_ATTEMPTS = 4
-_READ_RETRIES = 3
+# Resumes within one download before it starts over (a new ingest): a link that keeps dropping gets a
+# bounded number of tries, not one per chunk.
+_RESUMES = 5
 # Blobs up to this size go in one PUT; bigger ones in PATCH chunks of this size.
 DEFAULT_CHUNK = 64 << 20
 
@@ -168,25 +170,29 @@ class _BlobStream:
         self._desc = desc
         self._progress = progress
         self._offset = 0
+        self._resumes_left = _RESUMES
         self._resp: Response | None = None
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         view = memoryview(buffer)
-        for attempt in range(_READ_RETRIES + 1):
+        while True:
             try:
                 raw = self._open()
                 n = raw.readinto(view)
-            except (OSError, http.client.HTTPException) as err:
+                if n == 0 and len(view) and self._offset < self._desc.size:
+                    # http.client reports a connection closed early as a plain end of stream.
+                    raise http.client.IncompleteRead(b"", self._desc.size - self._offset)
+            except (OSError, http.client.HTTPException, RegistryUnreachable) as err:
                 # A drop mid-blob: reconnect and carry on from the offset reached.
                 self._drop()
-                if attempt == _READ_RETRIES:
+                if self._resumes_left == 0:
                     raise _TransferFailed(f"{type(err).__name__}: {err}") from None
+                self._resumes_left -= 1
                 continue
             self._offset += n
             if n:
                 self._progress.advance(self._desc.digest, n)
             return n
-        raise AssertionError("unreachable")
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:

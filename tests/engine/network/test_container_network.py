@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import re
 import uuid
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -23,6 +25,7 @@ from engine.network.container import (
 from engine.network.errors import NetworkError
 from engine.network.links import addresses_in, bridge_ports, link_exists, link_names_in
 from engine.network.netns import create_netns, delete_netns, netns_path
+from jobs.errors import RadeError
 
 pytestmark = pytest.mark.root
 
@@ -149,3 +152,53 @@ def test_default_bridge_is_rade0_on_198_19(tmp_path, containers, ping):
     teardown_container_network(tmp_path, container_id)
     assert not is_network_left(tmp_path, container_id)
     assert os.path.exists(tmp_path / "network" / "leases.json")
+
+
+CHURN_NETNS = r"rade-w\d+n\d+-[0-9a-f]{8}"
+
+
+def _churn(root: str, bridge, worker: int, rounds: int, queue) -> None:
+    """Set up and tear down containers on one bridge, reporting each address and whether it worked."""
+    got = []
+    for n in range(rounds):
+        container_id = f"w{worker}n{n}-{uuid.uuid4().hex[:8]}"
+        owner = Path(root) / container_id
+        owner.mkdir()
+        try:
+            network = setup_container_network(Path(root), container_id, NetworkMode.BRIDGE, owner, bridge)
+            got.append((container_id, str(network.address.ip), link_exists(bridge.name)))
+        except (RadeError, OSError) as exc:  # reported to the test, which fails on it
+            got.append((container_id, repr(exc), False))
+        if n % 2:
+            teardown_container_network(Path(root), container_id, bridge)
+    queue.put(got)
+
+
+@pytest.mark.slow
+def test_concurrent_setups_and_teardowns_share_one_bridge_and_never_one_address(tmp_path, test_bridge):
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [
+        context.Process(target=_churn, args=(str(tmp_path), test_bridge, w, 6, queue)) for w in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    results = []
+    try:
+        results = [item for _ in workers for item in queue.get(timeout=120)]
+        assert all(worked for _, _, worked in results), results
+        with lease_file(tmp_path, test_bridge).locked() as pool:
+            held = {lease.container: str(lease.address) for lease in pool.leases}
+        kept = {cid: address for cid, address, _ in results if cid in held}
+        assert held == kept and len(held) == 12  # the even rounds were not torn down
+        assert len(set(held.values())) == 12
+        assert sorted(bridge_ports(test_bridge.name)) == sorted(host_link_name(cid) for cid in held)
+    finally:
+        for worker in workers:
+            worker.join(timeout=120)
+        # Whatever the workers got to make, including by a worker that failed before reporting.
+        made = {cid for cid, *_ in results}
+        made |= {name[len("rade-") :] for name in os.listdir("/run/netns") if re.fullmatch(CHURN_NETNS, name)}
+        for container_id in made:
+            teardown_container_network(tmp_path, container_id, test_bridge)
+    assert bridge_ports(test_bridge.name) is None

@@ -3,8 +3,8 @@
 `resolve()` turns the config's "default" or set of names into a bit mask in the parent (once, before
 fork); `drop()` runs in the child: it shrinks the bounding set first (that needs CAP_SETPCAP, which is
 itself about to go), keeps capabilities across the uid switch, switches uid/gid/groups, then sets the
-effective, permitted and inheritable sets, and for a non-root user raises the ambient set so the command
-keeps what it was granted across execve (as Docker does for a non-root user with --cap-add).
+effective and permitted sets. A non-root user ends with no capabilities after execve (its ambient set
+is cleared), as with Docker.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import os
 from collections.abc import Iterable
 
 from engine.errors import LaunchError
-from engine.syscalls import (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE,
-                             PR_CAPBSET_DROP, PR_SET_KEEPCAPS, Syscalls)
+from engine.syscalls import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, PR_SET_KEEPCAPS, Syscalls
 
 CAPABILITIES: dict[str, int] = {
     "CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5,
@@ -77,9 +76,6 @@ def drop(sys: Syscalls, mask: int, uid: int, gid: int, groups: tuple[int, ...], 
     os.setgroups(list(groups))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    sys.capset(mask, mask, mask if uid != 0 else 0)
+    sys.capset(mask, mask, 0)
     if uid != 0:
         sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-        for bit in range(top + 1):
-            if mask >> bit & 1:
-                sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, bit)

@@ -230,7 +230,8 @@ def _child(p: Plan) -> None:
     os._exit(125)
 
 
-def _plan(config: LaunchConfig, sys: Syscalls) -> Plan:
+def make_plan(config: LaunchConfig, sys: Syscalls) -> Plan:
+    """Everything the child needs, worked out before fork (raises LaunchError for a bad config)."""
     if not config.argv:
         raise LaunchError("configure", "no command to run", "give a command, or use an image with one")
     if not config.lower_dirs:
@@ -245,7 +246,7 @@ def _plan(config: LaunchConfig, sys: Syscalls) -> Plan:
             netns_fd = os.open(config.network, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as err:
             raise LaunchError("join network namespace", f"{config.network}: {err.strerror}") from None
-    console = os.readlink(f"/proc/self/fd/{config.stdout}") if config.tty else None
+    console = os.readlink(f"/proc/self/fd/{config.stdin}") if config.tty else None
     return Plan(config=config, sys=sys, hostname=hostname, env=env,
                 cap_mask=capabilities.resolve(config.capabilities), last_cap=capabilities.last_cap(),
                 program=seccomp_filter.program() if config.seccomp else None,
@@ -255,7 +256,7 @@ def _plan(config: LaunchConfig, sys: Syscalls) -> Plan:
 
 def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
     """Start the container's command; see the module docstring."""
-    plan = _plan(config, sys)
+    plan = make_plan(config, sys)
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     plan.sync_fd, plan.err_fd = sync_r, err_w
@@ -279,11 +280,11 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
             process.cleanup()
             raise
         os.write(sync_w, b"1")
-        failure = _read_all(err_r)
+        failure = read_all(err_r)
         if failure:
             process.wait()
             process.cleanup()
-            raise _error(failure)
+            raise error_from(failure)
         return process
     finally:
         for fd in (sync_r, sync_w, err_r, err_w, plan.netns_fd):
@@ -312,14 +313,16 @@ def _fork_into_new_pid_namespace(sys: Syscalls) -> int:
         os.close(own)
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
+    """Read a pipe to end-of-file."""
     chunks = []
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _error(payload: bytes) -> LaunchError:
+def error_from(payload: bytes) -> LaunchError:
+    """The error a child reported over the error pipe (see `init.report`)."""
     kind, step, message, hint = (payload.decode(errors="replace").split("\0") + ["", "", ""])[:4]
     cls = {init.KIND_NOT_FOUND: CommandNotFound, init.KIND_NOT_EXECUTABLE: CommandNotExecutable}.get(
         kind, LaunchError)

@@ -1,0 +1,130 @@
+"""Running a process inside a running container (`rade exec`, and the MPI rsh agent's remote start).
+
+    enter(pid, cgroup, config, argv, env=None, cwd=None, tty=False, stdin=0, stdout=1, stderr=2)
+        -> EnteredProcess (.pid, .wait(), .poll(), .kill(sig))
+
+`pid` is the host pid of the container's PID 1, `config` the LaunchConfig it was launched with (for its
+user, capabilities, no_new_privs and seccomp, which the new process gets too). The process forked here
+joins the container's cgroup while host paths are still visible, then each namespace (mount last: it
+changes the root and working directory to the container's), and from there runs the same final steps
+as the launch (stdio, no_new_privs, capabilities and user, workdir, seccomp) before acting as a small
+init for the command: the command runs in the container's PID namespace, and this process, outside it,
+forwards signals and exits with the command's status, so the caller can wait on it like any child.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import replace
+
+from engine import init, launch
+from engine.cgroups import CgroupDriver
+from engine.errors import LaunchError
+from engine.launch_config import LaunchConfig
+from engine.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID,
+                             CLONE_NEWUTS, LINUX, Syscalls)
+
+# Mount last: after it, /proc/<pid>/ns paths would be the container's, and the root is the container's.
+NAMESPACES = (("cgroup", CLONE_NEWCGROUP), ("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS),
+              ("net", CLONE_NEWNET), ("pid", CLONE_NEWPID), ("mnt", CLONE_NEWNS))
+
+FINAL_STEPS = tuple(s for s in launch.STEPS if s[0] in (
+    "set up stdio", "no_new_privs", "drop capabilities and switch user", "enter workdir", "seccomp filter"))
+
+
+class EnteredProcess:
+    """A process started in a container; a child of the caller, which waits on it."""
+
+    __slots__ = ("pid", "_status")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._status: int | None = None
+
+    def wait(self) -> int:
+        if self._status is None:
+            _, status = os.waitpid(self.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            self._status = 128 - code if code < 0 else code
+        return self._status
+
+    def poll(self) -> int | None:
+        if self._status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                self._status = 128 - code if code < 0 else code
+        return self._status
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self._status is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def _open_namespaces(pid: int) -> list[tuple[int, int]]:
+    fds = []
+    try:
+        for name, flag in NAMESPACES:
+            fds.append((os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+    except OSError as err:
+        for fd, _ in fds:
+            os.close(fd)
+        raise LaunchError("enter container", f"cannot open the namespaces of pid {pid}: {err.strerror}",
+                          "is the container running?") from None
+    return fds
+
+
+def enter(pid: int, cgroup: CgroupDriver | None, config: LaunchConfig, argv: tuple[str, ...],
+          env: dict[str, str] | None = None, cwd: str | None = None, tty: bool = False, stdin: int = 0,
+          stdout: int = 1, stderr: int = 2, sys: Syscalls = LINUX) -> EnteredProcess:
+    """Start `argv` inside the running container whose PID 1 is `pid`; returns once it is exec'ed."""
+    exec_config = _exec_config(config, argv, env, cwd, tty, stdin, stdout, stderr)
+    plan = launch.make_plan(exec_config, sys)
+    namespaces = _open_namespaces(pid)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    plan.err_fd = err_w
+    try:
+        child = os.fork()
+        if child == 0:
+            os.close(err_r)
+            _child(plan, namespaces, cgroup)
+        os.close(err_w)
+        err_w = -1
+        process = EnteredProcess(child)
+        failure = launch.read_all(err_r)
+        if failure:
+            process.wait()
+            raise launch.error_from(failure)
+        return process
+    finally:
+        for fd in (err_r, err_w, *(fd for fd, _ in namespaces)):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _exec_config(config: LaunchConfig, argv: tuple[str, ...], env: dict[str, str] | None, cwd: str | None,
+                 tty: bool, stdin: int, stdout: int, stderr: int) -> LaunchConfig:
+    return replace(config, argv=tuple(argv), env=dict(config.env) if env is None else env,
+                   cwd=cwd or config.cwd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+
+
+def _child(plan: launch.Plan, namespaces: list[tuple[int, int]], cgroup: CgroupDriver | None) -> None:
+    step = "join the cgroup"
+    try:
+        if cgroup is not None:
+            cgroup.add(os.getpid())
+        step = "join namespaces"
+        for fd, flag in namespaces:
+            plan.sys.setns(fd, flag)
+        for step, run in FINAL_STEPS:
+            run(plan)
+        init.run(plan.config.argv, plan.env, plan.config.tty, plan.err_fd)
+    except LaunchError as err:
+        init.report(plan.err_fd, "launch", err.step, err.message, err.hint or "")
+    except BaseException as err:  # noqa: BLE001 - the child must never return into the caller's code
+        init.report(plan.err_fd, "launch", step, f"{type(err).__name__}: {err}")
+    os._exit(125)

@@ -1,0 +1,41 @@
+"""Running a second process inside a running container, as `rade exec` and the MPI rsh agent do."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import nsenter
+from engine.errors import CommandNotFound
+
+pytestmark = pytest.mark.root
+
+
+def test_entered_process_sees_the_containers_root_pids_and_limits(launcher, tmp_path):
+    config = launcher.config(["sh", "-c", "echo marker > /tmp/m; exec sleep 30"], hostname="inner",
+                             network="none")
+    process = launcher.start(config)
+    with open(tmp_path / "out", "w+") as out:
+        deadline_probe = ("i=0; while [ ! -e /tmp/m ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; "
+                          "cat /tmp/m; hostname; ps -o pid,args; ls /sys/class/net; "
+                          "grep -E '^(CapEff|Seccomp):' /proc/self/status")
+        entered = nsenter.enter(process.pid, process.cgroup, config, ("sh", "-c", deadline_probe),
+                                stdout=out.fileno())
+        assert entered.wait() == 0
+        out.seek(0)
+        text = out.read()
+    assert "marker" in text and "inner" in text
+    assert "sleep 30" in text  # the container's PID 1 child is visible: same PID namespace
+    assert "\n    1 " in text
+    assert "Seccomp:\t2" in text
+    assert text.split("\n")[-4:-3] == ["lo"] or "lo\n" in text
+    process.kill(9)
+    process.wait()
+
+
+def test_entered_missing_command_is_127(launcher):
+    config = launcher.config(["sleep", "30"])
+    process = launcher.start(config)
+    with pytest.raises(CommandNotFound):
+        nsenter.enter(process.pid, process.cgroup, config, ("nope",))
+    process.kill(9)
+    process.wait()

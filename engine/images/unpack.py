@@ -9,27 +9,25 @@ followed: an existing entry is replaced, never written through. OCI whiteouts be
 Modes, owners (as root), mtimes and xattrs are kept where the filesystem allows.
 
 Speed: an uncompressed layer is read in place; file contents move with copy_file_range (kernel to kernel)
-at the offsets tarfile found. gzip is decompressed in-process (zlib), zstd by the `zstd` program in a
-second process, so decompression runs on another core while this one writes files; that also spares a
-Python dependency. Every refusal is an UnsafeArchiveError naming the entry and why.
+at the offsets tarfile found, so Python touches only the headers. Compressed layers are read as a stream
+(compression.py). Every refusal is an UnsafeArchiveError naming the entry and why.
 """
 
 from __future__ import annotations
 
 import errno
-import gzip
 import hashlib
 import logging
 import os
 import shutil
 import stat
-import subprocess
 import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from engine.errors import ImageError, UnsafeArchiveError
-from engine.images.content import Compression, sniff_compression
+from engine.images.compression import compression_of, decompressed
+from engine.images.content import Compression
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +57,30 @@ def unpack_layer(source: str, dest: str, *, verified_digest: str | None = None, 
     uncompressed tar that is the diff id, and hashing it again is skipped. `label` names the layer in errors.
     On any error `dest` is left for the caller to remove; nothing outside it has been touched.
     """
+    if compression_of(source) is not Compression.NONE:
+        with decompressed(source, label) as plain:
+            return unpack_stream(plain, dest, label=label)
     with open(source, "rb") as raw:
-        compression = sniff_compression(raw.read(4))
-        raw.seek(0)
-        if compression is Compression.NONE:
-            hasher = None if verified_digest else hashlib.sha256()
-            if hasher is not None:
-                _hash_file(raw, hasher)
-                raw.seek(0)
-            result = _Extractor(dest, label).run_seekable(raw)
-            diff_id = verified_digest if hasher is None else "sha256:" + hasher.hexdigest()
-            return UnpackResult(diff_id, result[0], result[1])
-        if compression is Compression.GZIP:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as plain:
-                return _unpack_stream(plain, dest, label)
-        return _unpack_zstd(source, dest, label)
+        hasher = None if verified_digest else hashlib.sha256()
+        if hasher is not None:
+            _hash_file(raw, hasher)
+            raw.seek(0)
+        size, entries = _Extractor(dest, label).run_seekable(raw)
+        diff_id = verified_digest if hasher is None else "sha256:" + hasher.hexdigest()
+        return UnpackResult(diff_id, size, entries)
 
 
 def unpack_stream(stream: BinaryIO, dest: str, *, label: str = "layer") -> UnpackResult:
-    """Unpack an uncompressed tar read sequentially from `stream` (a pipe, a member of another archive)."""
-    return _unpack_stream(stream, dest, label)
+    """Unpack an uncompressed tar read sequentially from `stream` (a pipe, a decompressor), hashing it."""
+    reader = _HashingReader(stream)
+    try:
+        size, entries = _Extractor(dest, label).run_stream(reader)
+        reader.drain()
+    except (OSError, EOFError) as err:
+        if isinstance(err, ImageError):
+            raise
+        raise ImageError(f"{label}: cannot read tar stream: {err}") from None
+    return UnpackResult("sha256:" + reader.hasher.hexdigest(), size, entries)
 
 
 def _hash_file(raw: BinaryIO, hasher: hashlib._Hash) -> None:
@@ -89,7 +91,7 @@ def _hash_file(raw: BinaryIO, hasher: hashlib._Hash) -> None:
 
 
 class _HashingReader:
-    """A read-only stream that hashes and counts every byte read through it (tarfile's stream mode)."""
+    """A read-only stream that hashes every byte read through it (tarfile's stream mode reads it)."""
 
     def __init__(self, inner: BinaryIO) -> None:
         self.inner = inner
@@ -104,35 +106,6 @@ class _HashingReader:
         """Read to the end, so trailing padding after the end-of-archive marker is hashed too."""
         while self.read(_CHUNK):
             pass
-
-
-def _unpack_stream(stream: BinaryIO, dest: str, label: str) -> UnpackResult:
-    reader = _HashingReader(stream)
-    try:
-        size, entries = _Extractor(dest, label).run_stream(reader)
-        reader.drain()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        if isinstance(err, ImageError):
-            raise
-        raise ImageError(f"{label}: cannot read compressed tar: {err}") from None
-    return UnpackResult("sha256:" + reader.hasher.hexdigest(), size, entries)
-
-
-def _unpack_zstd(source: str, dest: str, label: str) -> UnpackResult:
-    if shutil.which("zstd") is None:
-        raise ImageError(f"{label} is zstd-compressed and the zstd program is missing", "install Debian's zstd")
-    proc = subprocess.Popen(["zstd", "-dc", "--", source], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        result = _unpack_stream(proc.stdout, dest, label)
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip()
-        proc.stderr.close()
-        code = proc.wait()
-    if code != 0:
-        raise ImageError(f"{label}: zstd could not decompress it: {err or f'exit {code}'}")
-    return result
 
 
 def split_entry_name(name: str) -> list[str]:

@@ -109,6 +109,18 @@ def remove_link(name: str) -> bool:
         raise NetworkError(f"cannot remove link {name}: {os.strerror(exc.code)}") from exc
 
 
+def set_link_up(name: str, up: bool) -> None:
+    """Bring a link of the host namespace up or down (down cuts whatever is plugged in through it)."""
+    try:
+        with route_socket() as ipr:
+            index = _index(ipr, name)
+            if index is None:
+                raise NetworkError(f"no link named {name}")
+            ipr.link("set", index=index, state="up" if up else "down")
+    except NetlinkError as exc:
+        raise NetworkError(f"cannot set {name} {'up' if up else 'down'}: {os.strerror(exc.code)}") from exc
+
+
 def bridge_ports(name: str) -> list[str] | None:
     """The names of the links enslaved to bridge `name`, or None if there is no such bridge.
 

@@ -25,6 +25,7 @@ from engine.network.links import (
     link_name_for,
     plug_veth,
     remove_link,
+    set_link_up,
 )
 from engine.network.netns import create_netns, delete_netns, enter_netns, netns_path
 
@@ -35,8 +36,10 @@ __all__ = [
     "BridgeSpec",
     "TestHost",
     "create_test_host",
+    "cut_test_host",
     "ensure_bridge",
     "enter_test_host",
+    "reconnect_test_host",
     "remove_bridge",
     "remove_test_host",
 ]
@@ -96,6 +99,17 @@ def remove_test_host(host: TestHost | str, host_link: str | None = None) -> None
     link = host.host_link if isinstance(host, TestHost) else (host_link or default_host_link(name))
     remove_link(link)
     delete_netns(netns_path(name))
+
+
+def cut_test_host(host: TestHost) -> None:
+    """Cut the host off the bridge (its veth's outer end down), as a pulled cable or a dead switch port:
+    its processes keep running and see no error, their packets just go nowhere."""
+    set_link_up(host.host_link, False)
+
+
+def reconnect_test_host(host: TestHost) -> None:
+    """Undo `cut_test_host`."""
+    set_link_up(host.host_link, True)
 
 
 def remove_bridge(bridge: BridgeSpec | str) -> bool:

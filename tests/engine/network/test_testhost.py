@@ -13,8 +13,10 @@ from engine.network.errors import NetworkError
 from engine.network.links import BridgeSpec, link_exists, link_names_in
 from engine.network.testhost import (
     create_test_host,
+    cut_test_host,
     ensure_bridge,
     enter_test_host,
+    reconnect_test_host,
     remove_bridge,
     remove_test_host,
 )
@@ -92,3 +94,13 @@ def test_a_process_started_in_a_test_host_has_its_hostname_and_address(hosts):
     assert shown[0] == "node4"
     assert "inet 198.18.241.14/24" in shown[1]
     assert socket.gethostname() != "node4"
+
+
+@pytest.mark.slow
+def test_a_cut_test_host_is_unreachable_until_reconnected(hosts, ping):
+    one, two = hosts(5), hosts(6)
+    assert ping(one.name, str(two.address.ip))
+    cut_test_host(two)
+    assert not ping(one.name, str(two.address.ip))
+    reconnect_test_host(two)
+    assert ping(one.name, str(two.address.ip))

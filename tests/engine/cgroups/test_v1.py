@@ -1,0 +1,120 @@
+"""The cgroup v1 driver on this host's real v1 hierarchies."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from engine.cgroups import CgroupV1, Limits, hierarchies
+from engine.errors import CgroupError
+
+pytestmark = pytest.mark.root
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def test_create_makes_one_directory_per_hierarchy_named_rade(v1_cgroup):
+    v1_cgroup.create()
+    for controller, mount in hierarchies().items():
+        path = f"{mount}/rade/{v1_cgroup.name.split('/')[1]}"
+        assert os.path.isdir(path), controller
+    assert all("/rade/" in p for p in v1_cgroup.paths())
+
+
+def test_limits_are_written_to_the_v1_files(v1_cgroup):
+    v1_cgroup.create()
+    v1_cgroup.apply(Limits(cpus=1.5, cpu_shares=512, cpuset_cpus="0", cpuset_mems="0",
+                           memory=128 * 1024 * 1024, memory_swap=256 * 1024 * 1024, pids=64))
+    dirs = dict(zip(hierarchies(), v1_cgroup.paths()))
+    assert _read(f"{dirs['cpu']}/cpu.cfs_quota_us") == "150000"
+    assert _read(f"{dirs['cpu']}/cpu.cfs_period_us") == "100000"
+    assert _read(f"{dirs['cpu']}/cpu.shares") == "512"
+    assert _read(f"{dirs['cpuset']}/cpuset.cpus") == "0"
+    assert _read(f"{dirs['memory']}/memory.limit_in_bytes") == str(128 * 1024 * 1024)
+    if os.path.exists(f"{dirs['memory']}/memory.memsw.limit_in_bytes"):
+        assert _read(f"{dirs['memory']}/memory.memsw.limit_in_bytes") == str(256 * 1024 * 1024)
+    assert _read(f"{dirs['pids']}/pids.max") == "64"
+
+
+def test_new_cpuset_cgroup_inherits_cpus_so_a_pid_can_join(v1_cgroup, sleeper):
+    v1_cgroup.create()
+    v1_cgroup.add(sleeper.pid)
+    assert v1_cgroup.procs() == [sleeper.pid]
+    with open(f"/proc/{sleeper.pid}/cgroup") as f:
+        assert f"cpuset:/{v1_cgroup.name}" in f.read()
+
+
+def test_a_refused_limit_names_the_file_and_value(v1_cgroup):
+    v1_cgroup.create()
+    with pytest.raises(CgroupError) as caught:
+        v1_cgroup.apply(Limits(cpuset_cpus="4096"))
+    assert "cpuset.cpus" in str(caught.value) and "4096" in str(caught.value)
+
+
+def test_stats_count_cpu_time_and_memory(v1_cgroup, sleeper):
+    v1_cgroup.create()
+    pid = os.fork()
+    if pid == 0:
+        v1_cgroup.add(os.getpid())
+        data = bytearray(8 * 1024 * 1024)  # touched, so charged to the cgroup
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            data[0] = 1
+        os._exit(0)
+    os.waitpid(pid, 0)
+    stats = v1_cgroup.stats()
+    assert stats.cpu_seconds > 0.1
+    assert stats.memory_peak >= 8 * 1024 * 1024
+    assert not v1_cgroup.oom_killed()
+
+
+def test_kill_all_kills_every_process_even_forking_ones(v1_cgroup, sleeper):
+    v1_cgroup.create()
+    v1_cgroup.add(sleeper.pid)
+    v1_cgroup.kill_all()
+    assert sleeper.wait(timeout=5) == -9
+
+
+def test_remove_with_processes_inside_kills_them_and_succeeds(v1_cgroup, sleeper):
+    v1_cgroup.create()
+    v1_cgroup.add(sleeper.pid)
+    v1_cgroup.remove()
+    assert sleeper.wait(timeout=5) == -9
+    assert not any(os.path.exists(p) for p in v1_cgroup.paths())
+
+
+def test_remove_after_a_half_made_cgroup_and_twice(v1_cgroup):
+    # As if create() failed after the first hierarchy.
+    first = v1_cgroup.paths()[0]
+    os.makedirs(first)
+    v1_cgroup.remove()
+    v1_cgroup.remove()
+    assert not any(os.path.exists(p) for p in v1_cgroup.paths())
+
+
+def test_remove_leaves_no_rade_parent_when_it_is_empty(v1_cgroup):
+    v1_cgroup.create()
+    v1_cgroup.remove()
+    for mount in hierarchies().values():
+        if os.path.isdir(f"{mount}/rade"):
+            assert os.listdir(f"{mount}/rade"), "an empty rade parent was left"  # others' containers
+
+
+def test_root_cgroup_limits_are_never_written():
+    mounts = hierarchies()
+    watched = [f"{mounts[c]}/{f}" for c, f in (("memory", "memory.limit_in_bytes"), ("cpu", "cpu.cfs_quota_us"),
+                                              ("cpu", "cpu.shares"), ("cpuset", "cpuset.cpus"))
+               if c in mounts]
+    before = [_read(path) for path in watched]
+    cgroup = CgroupV1("test-root-untouched")
+    try:
+        cgroup.create()
+        cgroup.apply(Limits(cpus=0.5, cpu_shares=256, memory=64 * 1024 * 1024, cpuset_cpus="0"))
+    finally:
+        cgroup.remove()
+    assert [_read(path) for path in watched] == before

@@ -7,12 +7,11 @@ bridge made here (rade-bnb, 198.18.242.0/24) are removed before it exits.
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -28,53 +27,54 @@ PAYLOAD = 256 << 20
 ROUNDS = 5
 
 
-def sink_server() -> tuple[socket.socket, threading.Thread]:
-    """A server on 127.0.0.1 that reads everything, then answers with the byte count."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                total, buf = 0, bytearray(1 << 20)
-                while n := conn.recv_into(buf):
-                    total += n
-                conn.sendall(str(total).encode())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return listener, thread
-
-
-def push(port: int) -> float:
-    """Seconds to push PAYLOAD bytes to 127.0.0.1:port and get the count back."""
-    block = memoryview(os.urandom(1 << 20))
+PUSHER = """
+import os, socket, sys, threading, time
+payload, rounds, proxy_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+listener = socket.create_server(("127.0.0.1", int(sys.argv[4])))
+def serve():
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            total, buf = 0, bytearray(1 << 20)
+            while n := conn.recv_into(buf):
+                total += n
+            conn.sendall(str(total).encode())
+threading.Thread(target=serve, daemon=True).start()
+block = memoryview(os.urandom(1 << 20))
+def push(port):
     start = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port)) as conn:
-        for _ in range(PAYLOAD >> 20):
+        for _ in range(payload >> 20):
             conn.sendall(block)
         conn.shutdown(socket.SHUT_WR)
-        assert int(conn.recv(64)) == PAYLOAD
+        assert int(conn.recv(64)) == payload
     return time.perf_counter() - start
+for _ in range(rounds):  # alternate, so that both see the same machine state
+    print(push(listener.getsockname()[1]), push(proxy_port), flush=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def bench_proxy() -> tuple[float, float]:
-    listener, _ = sink_server()
-    port = listener.getsockname()[1]
-    proxy = PortProxy(LOCAL, [PortMapping(LOCAL, 0, port)])
+    """GB/s direct and through the proxy; the sink and the sender run in another process, so the proxy
+    has this one to itself, as it has its supervisor."""
+    sink_port = free_port()
+    proxy = PortProxy(LOCAL, [PortMapping(LOCAL, 0, sink_port)])
     [bound] = proxy.start()
-    direct, proxied = [], []
     try:
-        for _ in range(ROUNDS):  # alternate, so that both see the same machine state
-            direct.append(push(port))
-            proxied.append(push(bound.host_port))
+        argv = [sys.executable, "-c", PUSHER, str(PAYLOAD), str(ROUNDS), str(bound.host_port), str(sink_port)]
+        lines = subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split("\n")
     finally:
         proxy.stop()
-        listener.close()
-    return PAYLOAD / statistics.median(direct) / 1e9, PAYLOAD / statistics.median(proxied) / 1e9
+    pairs = [tuple(map(float, line.split())) for line in lines if line]
+    direct = statistics.median(d for d, _ in pairs)
+    proxied = statistics.median(p for _, p in pairs)
+    return PAYLOAD / direct / 1e9, PAYLOAD / proxied / 1e9
 
 
 def ip(*argv: str) -> None:

@@ -1,12 +1,14 @@
 """The userspace port proxy: published ports of a container, listened on by the host and relayed to the
 container's address, as docker-proxy does — so no NAT or firewall rule is ever needed.
 
-One thread runs one selector loop for all of a container's published ports. TCP data moves in large
-chunks (recv_into a 256 KiB buffer, send what the peer takes, keep the rest and stop reading that side
-until it drains: back-pressure rather than unbounded buffering); an end-of-stream on one side becomes a
-shutdown(SHUT_WR) on the other once everything before it is delivered, so half-closed protocols work,
-and a connection is closed when both directions are done or either side fails. UDP keeps one connected
-socket to the container per client address, dropped after `udp_idle` seconds without traffic.
+One thread runs one selector loop for all of a container's published ports. TCP data never enters
+Python: splice(2) moves up to 1 MiB at a time from one socket into a pipe and from the pipe into the
+other socket; while a pipe holds bytes the peer has not taken, the side feeding it is not read
+(back-pressure rather than unbounded buffering). An end-of-stream on one side becomes a shutdown(SHUT_WR)
+on the other once everything before it is delivered, so half-closed protocols work, and a connection
+is closed when both directions are done or either side fails. UDP datagrams go through one 1 MiB
+buffer; each client address gets its own connected socket to the container, dropped after `udp_idle`
+seconds without traffic.
 
 Binding happens in `start`, in the caller's thread, so a port already in use is an error the user sees.
 """

@@ -145,3 +145,18 @@ def test_udp_datagrams_go_both_ways(echo_server, proxies):
         for message in (b"one", os.urandom(60_000)):
             client.sendto(message, ("127.0.0.1", bound.host_port))
             assert client.recvfrom(65536)[0] == message
+
+
+def test_stop_leaves_no_descriptor_open(echo_server):
+    port = echo_server("")
+    before = len(os.listdir("/proc/self/fd"))
+    proxy = PortProxy(LOCAL, [PortMapping(LOCAL, 0, port), PortMapping(LOCAL, 0, port, Protocol.UDP)])
+    [tcp, _] = proxy.start()
+    for _ in range(3):
+        assert exchange(tcp.host_port, b"x" * 100_000) == b"x" * 100_000
+    idle = socket.create_connection(("127.0.0.1", tcp.host_port), timeout=10)
+    idle.sendall(b"ping")
+    assert idle.recv(10) == b"ping"
+    proxy.stop()
+    idle.close()
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -224,7 +224,7 @@ def encode(message: Message) -> bytes:
         raise ProtocolError(f"{cls.__name__} is not a message type")
     body: dict[str, Any] = {"v": PROTOCOL_VERSION, "t": cls.TYPE}
     for name, kind in _hints(cls).items():
-        body[name] = _to_wire(getattr(message, name), kind, name)
+        body[name] = _to_wire(getattr(message, name), kind, f"{cls.TYPE}.{name}")
     try:
         frame = msgpack.packb(body, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as err:

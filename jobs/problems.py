@@ -51,8 +51,10 @@ class SpecError(RadeError):
     exit_code = EXIT_USAGE
 
     def __init__(self, problems: Iterable[Problem]) -> None:
-        # Problems from the file first, in reading order; those from --set options after them.
-        self.problems = sorted(problems, key=lambda p: (p.line == 0, p.file, p.line, p.col, p.path))
+        # Problems from the file first, in reading order; those without a line (from --set options, or
+        # from a stored spec) after them, in the order they were found, which follows the command line.
+        self.problems = sorted(problems, key=lambda p: (p.line == 0, p.file if p.line else "", p.line, p.col,
+                                                        p.path if p.line else ""))
         super().__init__("\n".join(str(p) for p in self.problems))
 
     def __str__(self) -> str:

@@ -206,7 +206,7 @@ def _check_together(values: dict[str, Any], tree: Node, problems: Problems, base
     ranks_ok = isinstance(ranks, int)
     placement = values.get("placement") if isinstance(values.get("placement"), dict) else {}
     nodes = placement.get("nodes")
-    tasks = values.get("tasks")
+    tasks = values.get("tasks", 1)
 
     if mpi and isinstance(tasks, int) and tasks > 1:
         problems.add(_key_mark(tree, "tasks"), "tasks", "an MPI job runs one process per rank; set mpi.ranks "

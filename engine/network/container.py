@@ -123,8 +123,13 @@ def setup_container_network(
             address = IPv4Interface(f"{lease.address}/{bridge.gateway.network.prefixlen}")
             link = host_link_name(container_id)
             plug_veth(path, bridge, link, address)
-    except BaseException:
-        teardown_container_network(root, container_id, bridge)
+    except BaseException as exc:
+        try:
+            teardown_container_network(root, container_id, bridge)
+        except (NetworkError, OSError) as cleanup:  # the setup's own error is the one to report
+            log.warning("container %s: cleaning up a failed network setup: %s", container_id, cleanup)
+        if isinstance(exc, OSError):
+            raise NetworkError(f"cannot set up the network of container {container_id}: {exc}") from exc
         raise
     log.debug("container %s: %s on %s via %s", container_id, address, bridge.name, link)
     return ContainerNetwork(NetworkMode.BRIDGE, path, address, bridge.gateway.ip, link, bridge.name)

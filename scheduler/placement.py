@@ -33,6 +33,10 @@ class PendingReason(str, enum.Enum):
     NO_NODES = "NoNodes"
 
 
+# What `NodeView.blocked` says of a node that no agent answers for (as opposed to one an admin drained).
+UNREACHABLE = frozenset({"down", "not connected"})
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Where each task of a job goes; `grants[i]` is task i's."""
@@ -194,7 +198,7 @@ def _reject(demand: JobDemand, nodes: Sequence[NodeView], reserved: Mapping[str,
                          "no node matches the job's constraints and exclusions", why)
     usable = [v for v in matching if v.blocked is None]
     if not usable:
-        down = all(v.blocked == "down" for v in matching)
+        down = all(v.blocked in UNREACHABLE for v in matching)
         reason = PendingReason.NODES_DOWN if down else PendingReason.NODES_DRAINED
         return Rejection(demand.job_id, reason, "every matching node is drained or down", why)
     if _assign(demand, [v.emptied() for v in usable]) is None:

@@ -1,0 +1,183 @@
+"""The client library: talk to the scheduler's client socket, one request at a time or many in flight.
+
+The address comes from `--scheduler`, else `RADE_SCHEDULER`, else the endpoints file the scheduler (or the
+local dev cluster) wrote under the state root, else the default port on this machine. Every request
+carries an id that its reply echoes, over a DEALER socket, so `submit_many` can keep a window of requests
+in flight. A scheduler that does not answer within the timeout is one clear error, never a hang.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pwd
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import zmq
+
+from jobs.errors import RadeError
+from jobs.messages import Cancel, Drain, ErrorReply, Message, Query, Reply, Resume, Submit, decode, encode
+
+DEFAULT_CLIENT_PORT = 7411
+DEFAULT_TIMEOUT = 10.0
+
+
+class SchedulerUnreachable(RadeError):
+    """No answer from the scheduler in time."""
+
+
+class SchedulerRefused(RadeError):
+    """The scheduler answered with an error (a bad request, an unknown job, not allowed...)."""
+
+
+def endpoints_file(root: str) -> str:
+    return os.path.join(root, "scheduler", "endpoints.json")
+
+
+def find_scheduler(explicit: str | None, root: str) -> str:
+    """The scheduler's client endpoint, from the flag, the environment, the endpoints file, or the default."""
+    address = explicit or os.environ.get("RADE_SCHEDULER")
+    if address:
+        return client_endpoint(address)
+    try:
+        with open(endpoints_file(root), encoding="utf-8") as handle:
+            return str(json.load(handle)["clients"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"tcp://127.0.0.1:{DEFAULT_CLIENT_PORT}"
+
+
+def client_endpoint(address: str) -> str:
+    """`host`, `host:port` or a full ZeroMQ endpoint, as an endpoint (the default port for a bare host)."""
+    if "://" in address:
+        return address
+    if ":" in address:
+        return f"tcp://{address}"
+    return f"tcp://{address}:{DEFAULT_CLIENT_PORT}"
+
+
+def current_user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+class SchedulerClient:
+    """A connection to the scheduler's client socket. Not thread-safe: one per thread."""
+
+    def __init__(self, endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._context = zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self._socket: zmq.Socket | None = None
+
+    def _sock(self) -> zmq.Socket:
+        if self._socket is None:
+            sock = self._context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(self.endpoint)
+            self._socket = sock
+        return self._socket
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+
+    def __enter__(self) -> SchedulerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- request/reply --------------------------------------------------------------------------------------
+
+    def request(self, msg: Message, timeout: float | None = None) -> Any:
+        """Send one request and return its reply's data; raise on an error reply or no reply in time."""
+        return self.request_many([msg], window=1, timeout=timeout)[0]
+
+    def request_many(self, msgs: Iterable[Message], window: int = 256, timeout: float | None = None) -> list[Any]:
+        """Send requests with up to `window` in flight; replies' data in request order."""
+        sock = self._sock()
+        limit = self.timeout if timeout is None else timeout
+        pending: dict[bytes, int] = {}
+        results: dict[int, Any] = {}
+        errors: dict[int, ErrorReply] = {}
+        source = enumerate(msgs)
+        exhausted = False
+        count = 0
+        while True:
+            while not exhausted and len(pending) < window:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    break
+                index, msg = item
+                request_id = next(self._ids).to_bytes(8, "big")
+                sock.send_multipart([request_id, encode(msg)])
+                pending[request_id] = index
+                count += 1
+            if not pending:
+                break
+            if not sock.poll(limit * 1000):
+                self.close()  # a late reply must not be taken for the answer to a later request
+                raise SchedulerUnreachable(
+                    f"no answer from the scheduler at {self.endpoint} within {limit:g}s",
+                    "is 'rade scheduler' running there? give its address with --scheduler or RADE_SCHEDULER")
+            frames = sock.recv_multipart()
+            if len(frames) != 2 or frames[0] not in pending:
+                continue
+            index = pending.pop(frames[0])
+            reply = decode(frames[1])
+            if isinstance(reply, ErrorReply):
+                errors[index] = reply
+            elif isinstance(reply, Reply):
+                results[index] = reply.data
+        if errors:
+            first = errors[min(errors)]
+            raise SchedulerRefused(first.message, first.hint)
+        return [results.get(i) for i in range(count)]
+
+    # -- the requests ---------------------------------------------------------------------------------------
+
+    def submit(self, spec: Mapping[str, Any], user: str | None = None) -> list[int]:
+        return list(self.request(Submit(spec=dict(spec), user=user or current_user(), cwd=os.getcwd()))["jobs"])
+
+    def submit_many(self, specs: Iterable[Mapping[str, Any]], user: str | None = None,
+                    window: int = 256) -> list[int]:
+        who = user or current_user()
+        replies = self.request_many((Submit(spec=dict(s), user=who) for s in specs), window=window)
+        return [job for reply in replies for job in reply["jobs"]]
+
+    def queue(self, user: str | None = None, include_ended: bool = False) -> list[dict[str, Any]]:
+        return self.request(Query(what="queue", filters={"user": user, "all": include_ended}))
+
+    def show(self, job_id: int) -> dict[str, Any]:
+        return self.request(Query(what="show", filters={"job": job_id}))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.request(Query(what="nodes"))
+
+    def stats(self) -> dict[str, Any]:
+        return self.request(Query(what="stats"))
+
+    def cancel(self, job_ids: Iterable[int], user: str | None = None) -> dict[str, str]:
+        return self.request(Cancel(job_ids=tuple(job_ids), user=user or current_user()))["results"]
+
+    def drain(self, nodes: Iterable[str], reason: str, deadline: float | None = None) -> dict[str, str]:
+        return self.request(Drain(nodes=tuple(nodes), reason=reason, deadline=deadline))["results"]
+
+    def resume(self, nodes: Iterable[str]) -> dict[str, str]:
+        return self.request(Resume(nodes=tuple(nodes)))["results"]
+
+    def wait(self, job_id: int, chunk: float = 30.0) -> dict[str, Any]:
+        """Block until the job ends; returns its state and exit code. Asks again every `chunk` seconds, so a
+        scheduler restart in between costs nothing but the time it is away."""
+        while True:
+            reply = self.request(Query(what="wait", filters={"job": job_id, "timeout": chunk}),
+                                 timeout=chunk + self.timeout)
+            if reply.get("ended"):
+                return reply

@@ -1,0 +1,89 @@
+"""The scheduler's configuration: a small YAML file, every key optional.
+
+    agents: tcp://0.0.0.0:7410        # where agents connect (ROUTER)
+    clients: tcp://127.0.0.1:7411     # where `rade submit`, `rade queue`... connect (ROUTER)
+    heartbeat_interval: 2s            # how often agents heartbeat
+    misses: 3                         # missed heartbeats before a node is DOWN
+    state: /var/lib/rade/scheduler/state.db
+    synchronous: full                 # SQLite durability: full (fsync every commit) or normal
+
+A port of `*` lets the system choose (tests); the daemon writes the addresses it got to
+`<root>/scheduler/endpoints.json`, which local clients and agents read when given no address. Both
+sockets will take ZeroMQ CURVE keys; until then, bind the client socket only where users are trusted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from jobs.errors import RadeError
+from jobs.units import parse_duration
+
+AGENT_PORT = 7410
+CLIENT_PORT = 7411
+_KEYS = {"agents", "clients", "heartbeat_interval", "misses", "state", "synchronous"}
+
+
+class ConfigError(RadeError):
+    """The scheduler's configuration file is unreadable or wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    agents: str
+    clients: str
+    state: str
+    heartbeat_interval: float = 2.0
+    misses: int = 3
+    synchronous: str = "full"
+    root: str = ""
+
+    @property
+    def endpoints_file(self) -> str:
+        return os.path.join(self.root, "scheduler", "endpoints.json")
+
+
+def load_config(path: str | None, root: str) -> SchedulerConfig:
+    """The configuration in `path` (None: all defaults), with paths defaulting under `root`."""
+    data: dict = {}
+    if path is not None:
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot be read: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not YAML: {err}".splitlines()[0], "check the file's indentation") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the configuration is a map of keys, e.g. 'misses: 3'")
+        unknown = sorted(set(map(str, data)) - _KEYS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown key {unknown[0]!r}", f"known keys: {', '.join(sorted(_KEYS))}")
+    try:
+        interval = float(parse_duration(data["heartbeat_interval"])) if "heartbeat_interval" in data else 2.0
+        if isinstance(data.get("heartbeat_interval"), int | float):
+            interval = float(data["heartbeat_interval"])  # a bare number here is seconds
+    except RadeError as err:
+        raise ConfigError(f"{path}: heartbeat_interval: {err}") from None
+    misses = data.get("misses", 3)
+    if not isinstance(misses, int) or isinstance(misses, bool) or misses < 1:
+        raise ConfigError(f"{path}: misses: {misses!r} is not a count of at least 1")
+    synchronous = str(data.get("synchronous", "full")).lower()
+    if synchronous not in ("full", "normal"):
+        raise ConfigError(f"{path}: synchronous: {synchronous!r} is neither full nor normal")
+    return SchedulerConfig(
+        agents=endpoint(str(data.get("agents", f"tcp://127.0.0.1:{AGENT_PORT}")), AGENT_PORT),
+        clients=endpoint(str(data.get("clients", f"tcp://127.0.0.1:{CLIENT_PORT}")), CLIENT_PORT),
+        state=str(data.get("state", os.path.join(root, "scheduler", "state.db"))),
+        heartbeat_interval=interval, misses=misses, synchronous=synchronous, root=root)
+
+
+def endpoint(address: str, default_port: int) -> str:
+    """A ZeroMQ endpoint from `host`, `host:port` or a full `tcp://`/`ipc://` endpoint."""
+    if "://" in address:
+        return address
+    host, _, port = address.rpartition(":") if ":" in address else (address, "", str(default_port))
+    return f"tcp://{host}:{port}"

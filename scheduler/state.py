@@ -1,0 +1,416 @@
+"""The cluster's state and its one writer: jobs, tasks and nodes in memory, every change written to the store.
+
+Everything that changes the cluster comes through `ClusterState`: a submission, a cancel, a drain, an
+agent's registration or task update, the clock (heartbeats missed, drain deadlines), and the scheduling
+pass whose plans it re-checks against the live nodes before committing them. It never touches a socket:
+orders for agents go to `outbox` as messages, and the daemon sends them only after `store.commit()`, so
+nothing is acted on that a crash could forget.
+
+What the agents' reports mean (registration, reconciliation, fencing) is in `scheduler.agents`; how jobs
+end and requeue is here, next to the records it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from jobs.errors import RadeError
+from jobs.messages import Kill, Launch, Message
+from jobs.spec import JobSpec
+from jobs.states import JobState, TaskState, advance
+from jobs.units import parse_array
+from scheduler.clock import Clock
+from scheduler.drain import begin_drain, overdue
+from scheduler.nodes import HeartbeatBook, Liveness
+from scheduler.placement import PendingReason, Plan, Rejection
+from scheduler.queue import QueuedJob, schedule_pass
+from scheduler.records import Desired, JobRecord, NodeRecord, Outcome, TaskRecord
+from scheduler.resources import NodeView, demand_from_spec
+from scheduler.store import Store
+
+log = logging.getLogger(__name__)
+
+TaskKey = tuple[int, int, int]
+_OUTCOME_OF_TASK = {TaskState.FAILED: Outcome.FAILED, TaskState.TIMEOUT: Outcome.TIMEOUT,
+                    TaskState.OOM: Outcome.OOM, TaskState.CANCELLED: Outcome.FAILED,
+                    TaskState.NODE_FAIL: Outcome.NODE_FAIL}
+
+
+class NotFound(RadeError):
+    """A job or node the request names does not exist."""
+
+
+class NotAllowed(RadeError):
+    """The request is refused for this user."""
+
+
+class ClusterState:
+    """The single writer of the scheduler's state."""
+
+    def __init__(self, store: Store, clock: Clock, liveness: Liveness | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.liveness = liveness or Liveness()
+        self.heartbeats = HeartbeatBook(clock, self.liveness)
+        self.jobs: dict[int, JobRecord] = {}
+        self.ended: dict[int, tuple[JobState, int | None]] = {}
+        self.tasks: dict[TaskKey, TaskRecord] = {}
+        self.current: dict[int, list[TaskKey]] = {}
+        self.on_node: dict[str, set[TaskKey]] = defaultdict(set)
+        self.nodes: dict[str, NodeRecord] = {}
+        self.views: dict[str, NodeView] = {}
+        self.order: list[str] = []
+        self.connected: set[str] = set()
+        self.why: dict[int, Rejection] = {}
+        self.outbox: list[tuple[str, Message]] = []
+        self.dirty = True
+        self.placed_total = 0
+        self._load()
+
+    # -- loading --------------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        loaded = self.store.load(finished_jobs=False)
+        self.ended = self.store.ended_states()
+        for node in loaded.nodes:
+            self.nodes[node.name] = node
+            if not node.down:
+                self.heartbeats.expect(node.name)
+        for job in loaded.jobs:
+            self.jobs[job.id] = job
+        for task in loaded.tasks:
+            self.tasks[task.key] = task
+            if task.attempt == self.jobs[task.job_id].attempt:
+                self.current.setdefault(task.job_id, []).append(task.key)
+            if not task.is_ended:
+                self.on_node[task.grant.node].add(task.key)
+        for name in self.nodes:
+            self._rebuild_view(name)
+        self._next_id = self.store.next_job_id()
+        log.info("state loaded: %d live jobs, %d tasks, %d nodes", len(self.jobs), len(self.tasks), len(self.nodes))
+
+    def _rebuild_view(self, name: str) -> None:
+        node = self.nodes[name]
+        view = NodeView(name=name, cores=node.cores, memory=node.memory, gpus=node.gpus, labels=node.labels,
+                        blocked=self._blocked(node))
+        for key in self.on_node.get(name, ()):
+            view = view.with_grant(self.tasks[key].grant)
+        if name not in self.views:
+            self.order = sorted([*self.views, name])
+        self.views[name] = view
+        self.dirty = True
+
+    def _blocked(self, node: NodeRecord) -> str | None:
+        if node.down:
+            return "down"
+        if node.name not in self.connected:
+            return "not connected"
+        if node.drain is not None:
+            return "draining"
+        return None
+
+    def refresh_node(self, name: str) -> None:
+        """Re-read whether a node takes work, after its record or connection changed."""
+        self.views[name] = replace(self.views[name], blocked=self._blocked(self.nodes[name]))
+        self.dirty = True
+
+    def put_node(self, node: NodeRecord) -> None:
+        self.nodes[node.name] = node
+        self.store.put_node(node)
+
+    # -- client requests ------------------------------------------------------------------------------------
+
+    def submit(self, spec_data: Mapping[str, Any], user: str) -> list[int]:
+        """Queue a job (or one per array index); returns the new ids. The spec is checked again here."""
+        spec = JobSpec.from_dict(spec_data, origin="submitted spec")
+        plain = spec.to_dict()
+        indices: Iterable[int | None] = (None,)
+        if plain.get("array"):
+            indices = parse_array(plain["array"]).indices
+        now = self.clock.time()
+        ids = []
+        for index in indices:
+            job_id = self._next_id
+            self._next_id += 1
+            job = JobRecord(id=job_id, name=spec.name, user=user, spec=plain, demand=demand_from_spec(job_id, plain),
+                            priority=spec.priority, submitted_at=now, array_index=index)
+            self.store.insert_job(job)
+            self.jobs[job_id] = job
+            ids.append(job_id)
+        self.dirty = True
+        log.info("job %s submitted by %s: %s", ",".join(map(str, ids)), user, spec.name)
+        return ids
+
+    def cancel(self, job_id: int, user: str, admin: bool) -> str:
+        """Cancel one job: at once when it waits, through its agents when it runs. Returns what happened."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            if job_id in self.ended:
+                return f"already {self.ended[job_id][0].value}"
+            raise NotFound(f"no job {job_id}", "see 'rade queue --all'")
+        if not admin and job.user != user:
+            raise NotAllowed(f"job {job_id} belongs to {job.user}", "only its owner or root may cancel it")
+        if job.state is JobState.PENDING:
+            self._end_job(job, JobState.CANCELLED, None, "cancelled while pending")
+            return "cancelled"
+        self._set_job(replace(job, outcome=Outcome.CANCELLED, outcome_code=None, reason="cancelling"))
+        self._stop_tasks(job_id, f"job {job_id} cancelled by {user}")
+        self._maybe_finish(job_id)
+        return "cancelling"
+
+    def drain(self, name: str, reason: str, deadline: float | None) -> str:
+        node = self._node(name)
+        self.put_node(replace(node, drain=begin_drain(reason, self.clock.time(), deadline)))
+        self.refresh_node(name)
+        log.info("node %s: drained (%s)%s", name, reason, f", deadline in {deadline:g}s" if deadline else "")
+        return "draining" if self.on_node.get(name) else "drained"
+
+    def resume(self, name: str) -> str:
+        node = self._node(name)
+        if node.drain is None:
+            return "was not drained"
+        self.put_node(replace(node, drain=None))
+        self.refresh_node(name)
+        log.info("node %s: resumed", name)
+        return "resumed"
+
+    def _node(self, name: str) -> NodeRecord:
+        node = self.nodes.get(name)
+        if node is None:
+            raise NotFound(f"no node {name!r}", "see 'rade nodes'")
+        return node
+
+    # -- scheduling -----------------------------------------------------------------------------------------
+
+    def schedule(self, limit: int | None = None) -> int:
+        """One pass over the queue when something changed; commits the plans; returns how many placed."""
+        if not self.dirty:
+            return 0
+        self.dirty = False
+        queued = []
+        for job in self.jobs.values():
+            if job.state is JobState.PENDING:
+                held = self._held(job)
+                queued.append(QueuedJob(job.id, job.priority, job.id, job.demand,
+                                        held[0] if held else None, held[1] if held else ""))
+        if not queued:
+            return 0
+        result = schedule_pass(queued, [self.views[name] for name in self.order], limit)
+        placed = sum(1 for plan in result.plans if self._commit_plan(plan))
+        for job_id, rejection in result.waiting.items():
+            self.why[job_id] = rejection
+            job = self.jobs[job_id]
+            if job.reason != rejection.reason.value:
+                self._set_job(replace(job, reason=rejection.reason.value))
+        if limit is not None and len(result.plans) >= limit:
+            self.dirty = True
+        self.placed_total += placed
+        return placed
+
+    def _held(self, job: JobRecord) -> tuple[PendingReason, str] | None:
+        """Whether a dependency holds the job, and which."""
+        for entry in job.depends_on:
+            for kind, targets in entry.items():
+                for target in targets if isinstance(targets, list) else [targets]:
+                    verdict = self._dependency(kind, int(target))
+                    if verdict is not None:
+                        return verdict, f"{kind}:{target}"
+        return None
+
+    def _dependency(self, kind: str, target: int) -> PendingReason | None:
+        if target in self.jobs:
+            started = self.jobs[target].state is not JobState.PENDING
+            return None if kind == "after" and started else PendingReason.DEPENDENCY
+        if target not in self.ended:
+            return PendingReason.DEPENDENCY_NEVER_SATISFIED
+        ok = self.ended[target][0] is JobState.COMPLETED
+        if (kind == "afterok" and not ok) or (kind == "afternotok" and ok):
+            return PendingReason.DEPENDENCY_NEVER_SATISFIED
+        return None
+
+    def _commit_plan(self, plan: Plan) -> bool:
+        """Re-check a plan against the live nodes, then make it so: tasks recorded, launches queued."""
+        job = self.jobs.get(plan.job_id)
+        if job is None or job.state is not JobState.PENDING:
+            return False
+        for grant in plan.grants:
+            refusal = self.views[grant.node].admits(grant)
+            if refusal is not None:
+                log.info("job %d: plan dropped, node %s changed (%s)", job.id, grant.node, refusal)
+                self.dirty = True
+                return False
+        keys = []
+        for index, grant in enumerate(plan.grants):
+            task = TaskRecord(job.id, index, job.attempt, grant)
+            self.tasks[task.key] = task
+            self.on_node[grant.node].add(task.key)
+            self.views[grant.node] = self.views[grant.node].with_grant(grant)
+            self.store.put_task(task)
+            keys.append(task.key)
+        self.current[job.id] = keys
+        job = replace(job, state=advance(job.state, JobState.STARTING), reason="")
+        self._set_job(job)
+        self.why.pop(job.id, None)
+        nodes = plan.nodes
+        log.info("job %d attempt %d: placed on %s", job.id, job.attempt, ",".join(nodes))
+        for key in keys:
+            self.outbox.append((self.tasks[key].grant.node, self.launch_order(job, self.tasks[key])))
+        return True
+
+    def launch_order(self, job: JobRecord, task: TaskRecord) -> Launch:
+        """The order that starts one task; the same every time it is sent, so a resend is harmless."""
+        nodes = tuple(self.tasks[key].grant.node for key in self.current[job.id])
+        env = {"RADE_JOB_ID": str(job.id), "RADE_JOB_NAME": job.name, "RADE_TASK_ID": str(task.task),
+               "RADE_NODE": task.grant.node, "RADE_NODELIST": ",".join(dict.fromkeys(nodes)),
+               "RADE_ATTEMPT": str(task.attempt)}
+        if job.array_index is not None:
+            env["RADE_ARRAY_INDEX"] = str(job.array_index)
+        grant = task.grant
+        return Launch(job_id=job.id, task_id=task.task, attempt=task.attempt, spec=dict(job.spec), nodes=nodes,
+                      cpus=grant.cores, memory=grant.memory, gpus=grant.gpus, ranks=grant.ranks, env=env)
+
+    # -- tasks and jobs -------------------------------------------------------------------------------------
+
+    def apply_task_state(self, task: TaskRecord, state: TaskState, exit_code: int | None, detail: str,
+                         seq: int) -> None:
+        """Record what a task is now (from its agent, or NODE_FAIL from the scheduler), and what follows."""
+        now = self.clock.time()
+        task = replace(task, state=advance(task.state, state), exit_code=exit_code, detail=detail,
+                       seq=max(seq, task.seq),
+                       started_at=now if state is TaskState.RUNNING else task.started_at,
+                       ended_at=now if _ends(state) else task.ended_at)
+        self.tasks[task.key] = task
+        self.store.put_task(task)
+        job = self.jobs.get(task.job_id)
+        if task.is_ended:
+            self._release(task)
+        if job is None or task.attempt != job.attempt:
+            return
+        if state is TaskState.RUNNING and job.state is JobState.STARTING:
+            if all(self.tasks[k].state is TaskState.RUNNING for k in self.current[job.id]):
+                self._set_job(replace(job, state=advance(job.state, JobState.RUNNING), started_at=now))
+                log.info("job %d: running", job.id)
+        if task.is_ended:
+            failed = state is not TaskState.COMPLETED or (exit_code or 0) != 0
+            if failed and job.outcome is None and task.desired is Desired.RUN:
+                outcome = _OUTCOME_OF_TASK.get(state, Outcome.FAILED)
+                self._set_job(replace(self.jobs[job.id], outcome=outcome, outcome_code=exit_code))
+                log.info("job %d: task %d ended %s (exit %s): stopping the others", job.id, task.task,
+                         state.value, exit_code)
+                self._stop_tasks(job.id, f"task {task.task} of job {job.id} ended {state.value}")
+            self._maybe_finish(job.id)
+
+    def _release(self, task: TaskRecord) -> None:
+        keys = self.on_node.get(task.grant.node)
+        if keys is not None and task.key in keys:
+            keys.discard(task.key)
+            self.views[task.grant.node] = self.views[task.grant.node].give_back(task.grant)
+            self.dirty = True
+
+    def _stop_tasks(self, job_id: int, reason: str, keys: Iterable[TaskKey] | None = None) -> None:
+        """Order the job's live tasks (or the given ones) stopped; each order is sent once, resent on register."""
+        for key in list(keys if keys is not None else self.current.get(job_id, ())):
+            task = self.tasks[key]
+            if task.is_ended or task.desired is Desired.STOP:
+                continue
+            task = replace(task, desired=Desired.STOP)
+            self.tasks[key] = task
+            self.store.put_task(task)
+            self.outbox.append((task.grant.node, kill_order(task, reason)))
+
+    def _maybe_finish(self, job_id: int) -> None:
+        """When every task of the job's attempt has ended, the job ends (or goes back to the queue)."""
+        job = self.jobs.get(job_id)
+        keys = self.current.get(job_id, [])
+        if job is None or not keys or not all(self.tasks[k].is_ended for k in keys):
+            return
+        outcome = job.outcome
+        if outcome is None:
+            self._end_job(job, JobState.COMPLETED, 0, "")
+        elif outcome is Outcome.REQUEUE or (outcome is Outcome.NODE_FAIL and job.requeue):
+            self._requeue(job)
+        else:
+            self._end_job(job, JobState(outcome.value), job.outcome_code, job.reason)
+
+    def _requeue(self, job: JobRecord) -> None:
+        cause = "its node failed" if job.outcome is Outcome.NODE_FAIL else "its node's drain deadline passed"
+        state = advance(advance(job.state, JobState.NODE_FAIL), JobState.PENDING)
+        for key in self.current.pop(job.id, []):
+            self.tasks.pop(key, None)
+        self._set_job(replace(job, state=state, attempt=job.attempt + 1, outcome=None, outcome_code=None,
+                              reason=f"requeued: {cause}", started_at=None))
+        self.dirty = True
+        log.info("job %d: requeued as attempt %d (%s)", job.id, job.attempt + 1, cause)
+
+    def _end_job(self, job: JobRecord, state: JobState, exit_code: int | None, reason: str) -> None:
+        job = replace(job, state=advance(job.state, state), exit_code=exit_code, reason=reason,
+                      ended_at=self.clock.time())
+        self.store.update_job(job)
+        del self.jobs[job.id]
+        self.ended[job.id] = (job.state, exit_code)
+        self.why.pop(job.id, None)
+        for key in self.current.pop(job.id, []):
+            self.tasks.pop(key, None)
+        self.dirty = True
+        log.info("job %d: %s%s", job.id, state.value, f" (exit {exit_code})" if exit_code is not None else "")
+
+    def _set_job(self, job: JobRecord) -> None:
+        self.jobs[job.id] = job
+        self.store.update_job(job)
+
+    # -- nodes and time -------------------------------------------------------------------------------------
+
+    def node_down(self, name: str, why: str) -> None:
+        """A node stopped answering: it is DOWN, its tasks NODE_FAIL, their jobs stopped and maybe requeued."""
+        node = self.nodes.get(name)
+        if node is None or node.down:
+            return
+        self.connected.discard(name)
+        self.put_node(replace(node, down=True, down_reason=why))
+        self.refresh_node(name)
+        log.warning("node %s: DOWN (%s); failing its %d tasks", name, why, len(self.on_node.get(name, ())))
+        for key in sorted(self.on_node.get(name, set())):
+            task = self.tasks.get(key)
+            if task is not None and not task.is_ended:
+                self.apply_task_state(task, TaskState.NODE_FAIL, None, f"node {name} down: {why}", task.seq)
+
+    def tick(self) -> None:
+        """What time alone decides: silent nodes go down, drain deadlines stop work."""
+        for name in self.heartbeats.silent():
+            self.node_down(name, f"no heartbeat for {self.liveness.timeout:g}s")
+        running = {name: sorted(keys) for name, keys in self.on_node.items() if keys}
+        for decision in overdue(self.nodes.values(), running, self.clock.time()):
+            for key in decision.tasks:
+                task = self.tasks[key]
+                job = self.jobs.get(task.job_id)
+                if task.desired is Desired.STOP or job is None:
+                    continue
+                log.info("node %s: drain deadline passed; stopping job %d to requeue it", decision.node, job.id)
+                if job.outcome is None:
+                    self._set_job(replace(job, outcome=Outcome.REQUEUE, reason="drain deadline"))
+                self._stop_tasks(job.id, f"node {decision.node} drain deadline")
+
+    def node_state(self, name: str) -> str:
+        """The state `rade nodes` shows: DOWN, DRAINING/DRAINED, or IDLE/MIXED/ALLOCATED by load."""
+        node, view = self.nodes[name], self.views[name]
+        if node.down:
+            return "DOWN"
+        if node.drain is not None:
+            return "DRAINING" if self.on_node.get(name) else "DRAINED"
+        if name not in self.connected:
+            return "UNKNOWN"
+        if view.tasks == 0:
+            return "IDLE"
+        return "ALLOCATED" if view.is_full else "MIXED"
+
+
+def kill_order(task: TaskRecord, reason: str) -> Kill:
+    return Kill(job_id=task.job_id, task_id=task.task, attempt=task.attempt, reason=reason)
+
+
+def _ends(state: TaskState) -> bool:
+    return state not in (TaskState.PENDING, TaskState.STARTING, TaskState.RUNNING)

@@ -1,0 +1,222 @@
+"""The scheduler's durable state: one SQLite database in WAL mode, with a versioned schema.
+
+Every change the scheduler makes goes through here inside a transaction that the daemon commits before it
+answers a client or sends an order to an agent, so a scheduler killed at any instant restarts with every
+job it ever acknowledged and every placement it ever announced. The daemon groups all the changes of one
+turn of its loop into one transaction (group commit), which is what makes thousands of submissions a
+second affordable with `synchronous=FULL`.
+
+Only this module knows the SQL. It stores records (see `records`) and gives them back; it decides nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+
+from jobs.errors import RadeError
+from jobs.states import JobState, TaskState
+from scheduler.records import Desired, Drain, Outcome, JobRecord, NodeRecord, TaskRecord
+from scheduler.resources import Grant, demand_from_spec
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL, user TEXT NOT NULL, spec TEXT NOT NULL, priority INTEGER NOT NULL,
+    state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', attempt INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER, outcome TEXT, outcome_code INTEGER,
+    submitted_at REAL NOT NULL, started_at REAL, ended_at REAL, array_index INTEGER
+);
+CREATE INDEX jobs_live ON jobs (state) WHERE state IN ('PENDING', 'STARTING', 'RUNNING');
+CREATE TABLE tasks (
+    job_id INTEGER NOT NULL REFERENCES jobs (id), task INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    node TEXT NOT NULL, cores TEXT NOT NULL, cpus_milli INTEGER NOT NULL, memory INTEGER NOT NULL,
+    gpus TEXT NOT NULL, ranks INTEGER NOT NULL,
+    desired TEXT NOT NULL, state TEXT NOT NULL, exit_code INTEGER, seq INTEGER NOT NULL DEFAULT 0,
+    detail TEXT NOT NULL DEFAULT '', started_at REAL, ended_at REAL,
+    PRIMARY KEY (job_id, task, attempt)
+);
+CREATE TABLE nodes (
+    name TEXT PRIMARY KEY, cores TEXT NOT NULL, memory INTEGER NOT NULL, gpus TEXT NOT NULL,
+    labels TEXT NOT NULL, address TEXT NOT NULL DEFAULT '', down INTEGER NOT NULL DEFAULT 0,
+    down_reason TEXT NOT NULL DEFAULT '', drain_reason TEXT, drain_started REAL, drain_deadline REAL,
+    registered_at REAL NOT NULL, boot TEXT NOT NULL DEFAULT '', last_seq INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class StoreError(RadeError):
+    """The state database cannot be opened or is not one this scheduler understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """Everything the scheduler needs back after a restart."""
+
+    jobs: list[JobRecord]
+    tasks: list[TaskRecord]
+    nodes: list[NodeRecord]
+
+
+class Store:
+    """The SQLite database behind the scheduler. Not thread-safe: the daemon's one thread owns it."""
+
+    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+        self.path = path
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous.upper() == 'NORMAL' else 'FULL'}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._prepare()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"state database {path}: {err}",
+                             "move it aside to start with an empty cluster, or restore a backup") from None
+        self._open = False
+
+    def _prepare(self) -> None:
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if not has_meta:
+            self._db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._db.execute("COMMIT")
+            log.info("created state database %s (schema %d)", self.path, SCHEMA_VERSION)
+            return
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"state database {self.path} has schema version {version}; "
+                             f"this scheduler knows version {SCHEMA_VERSION}",
+                             "run the rade version that wrote it, or move the file aside")
+        check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StoreError(f"state database {self.path} is damaged: {check}", "restore it from a backup")
+
+    # -- transactions ---------------------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if not self._open:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._open = True
+
+    def commit(self) -> None:
+        """Make every change since the last commit durable. Cheap when nothing changed."""
+        if self._open:
+            self._db.execute("COMMIT")
+            self._open = False
+
+    def close(self) -> None:
+        self.commit()
+        self._db.close()
+
+    # -- writes ---------------------------------------------------------------------------------------------
+
+    def next_job_id(self) -> int:
+        """The id the next inserted job will get (ids are never reused, even after deletes)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='jobs'").fetchone()
+        return (row[0] if row else 0) + 1
+
+    def insert_job(self, job: JobRecord) -> None:
+        self._begin()
+        self._db.execute(
+            "INSERT INTO jobs (id, name, user, spec, priority, state, reason, attempt, submitted_at, array_index)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, job.name, job.user, json.dumps(job.spec, separators=(",", ":")), job.priority, job.state.value,
+             job.reason, job.attempt, job.submitted_at, job.array_index))
+
+    def update_job(self, job: JobRecord) -> None:
+        self._begin()
+        self._db.execute(
+            "UPDATE jobs SET state=?, reason=?, attempt=?, exit_code=?, outcome=?, outcome_code=?,"
+            " started_at=?, ended_at=? WHERE id=?",
+            (job.state.value, job.reason, job.attempt, job.exit_code,
+             job.outcome.value if job.outcome else None, job.outcome_code, job.started_at,
+             job.ended_at, job.id))
+
+    def put_task(self, task: TaskRecord) -> None:
+        g = task.grant
+        self._begin()
+        self._db.execute(
+            "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (task.job_id, task.task, task.attempt, g.node, json.dumps(g.cores), g.cpus_milli, g.memory,
+             json.dumps(g.gpus), g.ranks, task.desired.value, task.state.value, task.exit_code, task.seq, task.detail,
+             task.started_at, task.ended_at))
+
+    def put_node(self, node: NodeRecord) -> None:
+        d = node.drain
+        self._begin()
+        self._db.execute(
+            "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (node.name, json.dumps(node.cores), node.memory, json.dumps(node.gpus), json.dumps(dict(node.labels)),
+             node.address, int(node.down), node.down_reason, d.reason if d else None, d.started_at if d else None,
+             d.deadline if d else None, node.registered_at, node.boot, node.last_seq))
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    def load(self, finished_jobs: bool = True) -> Loaded:
+        """Every job (or only live ones), the tasks of live jobs, and every node."""
+        where = "" if finished_jobs else " WHERE state IN ('PENDING', 'STARTING', 'RUNNING')"
+        jobs = [self._job(row) for row in self._db.execute(f"SELECT * FROM jobs{where} ORDER BY id")]
+        live = {j.id for j in jobs if not j.is_ended}
+        tasks = [self._task(row) for row in self._db.execute(
+            "SELECT t.* FROM tasks t JOIN jobs j ON j.id = t.job_id"
+            " WHERE j.state IN ('PENDING', 'STARTING', 'RUNNING') ORDER BY t.job_id, t.task, t.attempt")
+            if row[0] in live]
+        nodes = [self._node(row) for row in self._db.execute("SELECT * FROM nodes ORDER BY name")]
+        return Loaded(jobs, tasks, nodes)
+
+    def job(self, job_id: int) -> tuple[JobRecord, list[TaskRecord]] | None:
+        """One job (finished ones included) and all its tasks of every attempt."""
+        row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        tasks = [self._task(t) for t in self._db.execute(
+            "SELECT * FROM tasks WHERE job_id=? ORDER BY attempt, task", (job_id,))]
+        return self._job(row), tasks
+
+    def ended_states(self) -> dict[int, tuple[JobState, int | None]]:
+        """The final state and exit code of every finished job (what dependencies are judged by)."""
+        return {row[0]: (JobState(row[1]), row[2]) for row in self._db.execute(
+            "SELECT id, state, exit_code FROM jobs WHERE state NOT IN ('PENDING', 'STARTING', 'RUNNING')")}
+
+    def jobs_since(self, ended_after: float) -> list[JobRecord]:
+        """Finished jobs that ended after a wall time (for `rade queue --all`)."""
+        return [self._job(row) for row in self._db.execute(
+            "SELECT * FROM jobs WHERE ended_at >= ? ORDER BY id", (ended_after,))]
+
+    @staticmethod
+    def _job(row: tuple) -> JobRecord:
+        spec = json.loads(row[3])
+        return JobRecord(id=row[0], name=row[1], user=row[2], spec=spec, demand=demand_from_spec(row[0], spec),
+                         priority=row[4], state=JobState(row[5]), reason=row[6], attempt=row[7], exit_code=row[8],
+                         outcome=Outcome(row[9]) if row[9] else None, outcome_code=row[10], submitted_at=row[11], started_at=row[12],
+                         ended_at=row[13], array_index=row[14])
+
+    @staticmethod
+    def _task(row: tuple) -> TaskRecord:
+        grant = Grant(row[3], tuple(json.loads(row[4])), row[5], row[6], tuple(json.loads(row[7])), row[8])
+        return TaskRecord(job_id=row[0], task=row[1], attempt=row[2], grant=grant, desired=Desired(row[9]),
+                          state=TaskState(row[10]), exit_code=row[11], seq=row[12], detail=row[13], started_at=row[14],
+                          ended_at=row[15])
+
+    @staticmethod
+    def _node(row: tuple) -> NodeRecord:
+        drain = Drain(row[8], row[9], row[10]) if row[8] is not None else None
+        return NodeRecord(name=row[0], cores=tuple(json.loads(row[1])), memory=row[2],
+                          gpus=tuple(json.loads(row[3])), labels=json.loads(row[4]), address=row[5],
+                          down=bool(row[6]), down_reason=row[7], drain=drain, registered_at=row[11], boot=row[12],
+                          last_seq=row[13])

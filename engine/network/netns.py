@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import socket
 import threading
@@ -26,6 +27,7 @@ from pyroute2 import IPRoute
 from engine.network.errors import NetworkError
 
 NETNS_DIR = Path("/run/netns")
+_LOCK = Path("/run/lock/rade-netns.lock")
 
 CLONE_NEWNET = 0x40000000
 _MS_BIND = 4096
@@ -65,9 +67,15 @@ def _share_netns_dir() -> None:
     NETNS_DIR.mkdir(parents=True, exist_ok=True)
     if _libc.mount(b"", str(NETNS_DIR).encode(), b"none", _MS_SHARED | _MS_REC, None) == 0:
         return
-    # Not a mount point yet: bind it onto itself first, then share it.
-    _mount(str(NETNS_DIR), str(NETNS_DIR), _MS_BIND | _MS_REC)
-    _mount("", str(NETNS_DIR), _MS_SHARED | _MS_REC)
+    # Not a mount point yet: bind it onto itself first, then share it. Under a lock, or two processes
+    # doing this at once would stack two mounts.
+    _LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(_LOCK, "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if _libc.mount(b"", str(NETNS_DIR).encode(), b"none", _MS_SHARED | _MS_REC, None) == 0:
+            return
+        _mount(str(NETNS_DIR), str(NETNS_DIR), _MS_BIND | _MS_REC)
+        _mount("", str(NETNS_DIR), _MS_SHARED | _MS_REC)
 
 
 def run_in_thread(body: Callable[[], T], name: str) -> T:

@@ -196,7 +196,8 @@ def _yaml_message(err: yaml.MarkedYAMLError) -> str:
     if problem == "expected a single document in the stream" or "another document" in str(err.problem):
         return "a job file holds one YAML document; remove the second '---' or split the file"
     if problem.startswith("mapping values are not allowed"):
-        return "': ' inside a value starts a mapping here; quote the value or fix the indentation"
+        return ("a ':' followed by a space or a line end starts a mapping, which is not allowed here; quote "
+                "the value (e.g. \"a: b\") or fix the indentation of this line")
     if "found character '\\t'" in problem:
         return "a tab character cannot indent YAML; indent with spaces"
     context = ""

@@ -85,13 +85,17 @@ class Volume:
         if source.startswith("~"):
             problems.add(node.mark, path, f"source {source!r}: '~' is not expanded here; write the full path")
             good = False
+        elif "$" in source:
+            problems.add(node.mark, path, f"source {source!r}: variables are not expanded here; write the "
+                                          "full path")
+            good = False
         elif not (source.startswith("/") or source in (".", "..") or source.startswith(("./", "../"))):
             problems.add(node.mark, path, f"source {source!r} is not a path; write ./{source} for a "
                                           "directory next to the job file, or an absolute path")
             good = False
         if not target.startswith("/"):
             problems.add(node.mark, path, f"target {target!r} is not an absolute path inside the container; "
-                                          f"write e.g. /{target.lstrip('./') or 'data'}")
+                                          f"write e.g. /{target.lstrip('~./') or 'data'}")
             good = False
         elif target.rstrip("/") == "":
             problems.add(node.mark, path, "a volume cannot cover the container's root '/'; "
@@ -168,21 +172,25 @@ RESOURCES = Record((
                                       "(e.g. 512M or 4G)"),
           "memory per task (per MPI rank), K/M/G/T as powers of 1024; default 1G", default=DEFAULT_MEMORY),
     Field("gpus", Integer(minimum=0, example="1"), "GPUs per task (per MPI rank)", default=0),
-), example="e.g. cpus: 2 and memory: 4G indented below 'resources:'")
+), example="e.g. cpus: 2 and memory: 4G indented below 'resources:'",
+   aliases={"cpu": "cpus", "ncpus": "cpus", "cores": "cpus", "mem": "memory", "gpu": "gpus"})
 
 MPI = Record((
     Field("ranks", Integer(minimum=1, example="4"), "how many MPI ranks in all", required=True, example="4"),
     Field("ranks_per_node", Integer(minimum=1, example="2"),
           "ranks on each node; by default nodes are filled with as many as fit"),
     Field("implementation", Choice(MPI_IMPLEMENTATIONS), "the MPI the image carries", default="openmpi"),
-), example="e.g. ranks: 4 indented below 'mpi:'")
+), example="e.g. ranks: 4 indented below 'mpi:'",
+   aliases={"np": "ranks", "nprocs": "ranks", "ntasks": "ranks", "ppn": "ranks_per_node",
+            "ntasks_per_node": "ranks_per_node", "ntasks-per-node": "ranks_per_node"})
 
 PLACEMENT = Record((
     Field("nodes", Integer(minimum=1, example="2"), "how many nodes; by default derived from the tasks or ranks"),
     Field("constraints", StrMap(LABEL_PATTERN, "is not a node label name (letters, digits, '.', '_', '-', '/')",
                                 Text(example="x86_64"), example="{arch: x86_64}"),
           "node labels that must match, e.g. {arch: x86_64}", default={}),
-    Field("exclude", Seq(Text(NODE_PATTERN, "is not a node name", example="n3"), single=True,
+    Field("exclude", Seq(Text(NODE_PATTERN, "is not a node name (name several as a list: [n1, n2])",
+                                   example="n3"), single=True,
                          example="[n3]"), "nodes never to use", default=()),
     Field("policy", Choice(POLICIES), "pack: fewest nodes and switch hops; spread: as many nodes as possible",
           default="pack"),
@@ -221,4 +229,10 @@ JOB = Record((
     Field("depends_on", Seq(Dependency(), single=True, example="[{afterok: 12}]"),
           "jobs that must end first: afterok, afterany or afternotok", default=()),
     Field("array", ArraySpec(), "makes this a job array, e.g. 0-9; each job sees RADE_ARRAY_INDEX"),
-), example="the fields of a job")
+), example="the fields of a job",
+   aliases={"environment": "env", "cmd": "command", "args": "command", "entrypoint": "command",
+            "working_dir": "workdir", "cwd": "workdir", "workingdir": "workdir", "replicas": "tasks",
+            "ntasks": "tasks", "walltime": "time_limit", "time": "time_limit", "timeout": "time_limit",
+            "dependency": "depends_on", "dependencies": "depends_on", "after": "depends_on",
+            "net": "network", "networks": "network", "volume": "volumes",
+            "mounts": "volumes", "nice": "priority"})

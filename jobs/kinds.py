@@ -98,7 +98,7 @@ class Text:
             return INVALID
         if self.absolute and not text.startswith("/"):
             problems.add(node.mark, path, f"{_clip(text)!r} is not an absolute path inside the container; "
-                                          f"start it with '/', e.g. /{text.lstrip('./') or 'work'}")
+                                          f"start it with '/', e.g. /{text.lstrip('~./') or 'work'}")
             return INVALID
         if self.pattern and not re.fullmatch(self.pattern, text):
             better = self.suggest(text) if self.suggest else ""
@@ -334,6 +334,7 @@ class Record:
 
     fields: tuple[Field, ...]
     example: str = "a mapping"
+    aliases: dict[str, str] = field(default_factory=dict)  # what other tools call a field -> its name here
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -348,7 +349,7 @@ class Record:
             where = f"{path}.{key}" if path else key
             spec = self.by_name.get(key)
             if spec is None:
-                problems.add(node.keys[key], where, self.unknown_key_message(key))
+                problems.add(node.keys[key], where, self.unknown_key_message(key, child, path))
                 continue
             if child.value is None and not spec.required:
                 continue  # `mpi:` with nothing after it means no mpi section, as if the key were absent
@@ -360,17 +361,25 @@ class Record:
                 result[spec.name] = INVALID
         return result
 
-    def unknown_key_message(self, key: str) -> str:
+    def unknown_key_message(self, key: str, child: Node, path: str) -> str:
         names = [f.name for f in self.fields]
+        unknown = f"unknown key {_clip(key)!r}"
+        if key in self.aliases:
+            return f"{unknown}; rade calls it {self.aliases[key]!r}"
+        if child.is_mapping and len(set(child.value) & set(names)) * 2 >= max(len(child.value), 1):
+            # `job: {name: ..., image: ...}`: the right fields, one level too deep.
+            inner = ", ".join(k for k in child.value if k in self.by_name)
+            where = f"under '{path}:'" if path else "at the top level"
+            return f"{unknown}; the fields under it ({inner}) belong {where}: remove '{_clip(key)}:' and " \
+                   "move them out one level"
         for spec in self.fields:
             inner = spec.kind
             if isinstance(inner, Record) and key in inner.by_name:
-                return f"unknown key {_clip(key)!r} here; it belongs under '{spec.name}:' " \
-                       f"(write {spec.name}: {{{key}: ...}})"
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+                return f"{unknown} here; it belongs under '{spec.name}:' (write {spec.name}: {{{key}: ...}})"
+        close = difflib.get_close_matches(key.lower().replace("-", "_"), names, n=1, cutoff=0.7)
         if close:
-            return f"unknown key {_clip(key)!r}; did you mean {close[0]!r}?"
-        return f"unknown key {_clip(key)!r}; known keys are {', '.join(names)}"
+            return f"{unknown}; did you mean {close[0]!r}?"
+        return f"{unknown}; known keys are {', '.join(names)}"
 
     def schema(self) -> dict[str, Any]:
         properties = {}

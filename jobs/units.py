@@ -45,13 +45,15 @@ def format_size(size: int) -> str:
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)
+# Long forms too (`2 hours`, `30 min`): people write them, and they cannot be misread.
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|[smhd])",
+                               re.IGNORECASE)
 _SLURM_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 _DURATION_HINT = "use e.g. 90s, 30m, 2h, 1d or Slurm's D-HH:MM:SS"
 
 
 def parse_duration(value: str | int | float) -> int:
-    """Seconds in `90s`, `30m`, `2h`, `1d`, `1h30m`, or Slurm's `D-HH:MM:SS`, `D-HH`, `HH:MM:SS`, `MM:SS`.
+    """Seconds in `90s`, `30m`, `2h`, `1d`, `1h30m`, `2 hours`, or Slurm's `D-HH:MM:SS`, `D-HH`, `HH:MM:SS`, `MM:SS`.
 
     A bare number is minutes, as in Slurm's `--time`.
     """
@@ -76,7 +78,7 @@ def _parse_unit_duration(text: str) -> int | None:
     parts = _DURATION_PART_RE.findall(text)
     if not parts or "".join(f"{n}{u}" for n, u in parts) != re.sub(r"\s+", "", text):
         return None
-    return int(round(sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts)))
+    return int(round(sum(float(n) * _DURATION_UNITS[u[0].lower()] for n, u in parts)))
 
 
 def _parse_slurm_duration(text: str) -> int | None:

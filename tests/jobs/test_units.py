@@ -81,3 +81,15 @@ def test_array_ranges_with_steps_and_throttle():
     assert parse_array("0-6:2") == ArrayRange((0, 2, 4, 6))
     with pytest.raises(UnitError, match="how many may run at once"):
         parse_array("0-9%0")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("2 hours", 7200), ("30 min", 1800), ("1 day 2 hrs", 93600),
+                                                ("90 seconds", 90), ("1hour", 3600)])
+def test_durations_with_unit_words(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["10ms", "2 hourss", "1 week"])
+def test_unit_words_do_not_swallow_mistakes(text):
+    with pytest.raises(UnitError, match="duration"):
+        parse_duration(text)

@@ -50,3 +50,12 @@ def test_exceptions_inside_reach_the_caller(new_netns):
 def test_bad_names_are_refused():
     with pytest.raises(NetworkError, match="invalid network namespace name"):
         create_netns("../etc")
+
+
+def test_netlink_handles_inside_a_namespace_leave_no_descriptor_open(new_netns):
+    path = new_netns("e")
+    link_names_in(path)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        assert link_names_in(path) == ["lo"]
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -79,6 +79,11 @@ class ImageStore:
         """Store a blob from a stream, verifying digest and size when given; a mismatch leaves nothing."""
         return self.blobs.ingest(stream, expected_digest, expected_size, media_type, limit)
 
+    def prepare_layer(self, diff_id: str, blob: Descriptor, label: str) -> None:
+        """Unpack a stored layer blob now, ahead of `register_image` (which then finds it done): lets a
+        loader unpack one layer while it reads the next."""
+        self.layers.ensure(diff_id, self.blobs.path(blob.digest), blob.digest, label)
+
     # -- images -------------------------------------------------------------------------------------------
 
     def register_image(self, manifest: bytes, media_type: str | None = None) -> Image:

@@ -145,7 +145,7 @@ class _Extractor:
 
     def run_stream(self, reader: _HashingReader) -> tuple[int, int]:
         tar = self._open(reader, "r|")
-        while (member := self._next(tar)) is not None:
+        while (member := self._next(tar, lenient_end=True)) is not None:
             self._entry(member, lambda fd, m: self._copy_stream(tar, fd, m))
         self._finish_dirs()
         return self.size, self.entries
@@ -158,9 +158,16 @@ class _Extractor:
                 raise ImageError(f"{self.label} is empty, not a tar archive") from None
             raise ImageError(f"{self.label} is not a readable tar archive: {err}") from None
 
-    def _next(self, tar: tarfile.TarFile) -> tarfile.TarInfo | None:
+    def _next(self, tar: tarfile.TarFile, lenient_end: bool = False) -> tarfile.TarInfo | None:
         try:
             return tar.next()
+        except tarfile.ReadError as err:
+            # Some writers (umoci 0.4's `insert`) end the stream right after the last file's data, with
+            # neither padding nor end-of-archive blocks. The data itself was complete (a short read while
+            # copying it is an error), so this is the end, as tarfile already treats it for seekable input.
+            if lenient_end and self.entries and str(err) == "unexpected end of data":
+                return None
+            raise ImageError(f"{self.label}: corrupt tar after {self.entries} entries: {err}") from None
         except (tarfile.TarError, EOFError, ValueError, OverflowError, UnicodeError) as err:
             raise ImageError(f"{self.label}: corrupt tar after {self.entries} entries: {err}") from None
 
@@ -364,9 +371,7 @@ class _Extractor:
 
     def _copy_range(self, src_fd: int, dst_fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         if member.issparse():
-            source = tar.extractfile(member)
-            assert source is not None
-            _copy_fileobj(source, dst_fd)
+            self._copy_stream(tar, dst_fd, member)
             return
         offset, remaining = member.offset_data, member.size
         while remaining > 0:
@@ -386,8 +391,8 @@ class _Extractor:
         assert source is not None
         try:
             _copy_fileobj(source, dst_fd)
-        except tarfile.StreamError as err:
-            raise ImageError(f"{self.label}: entry {member.name!r}: {err}") from None
+        except tarfile.TarError as err:
+            raise ImageError(f"{self.label}: entry {member.name!r} is truncated or corrupt: {err}") from None
 
     def _finish_dirs(self) -> None:
         # Deepest first, after every entry is in: a read-only mode or an mtime set earlier would be

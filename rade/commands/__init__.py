@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from rade.commands import registry, spec
+from rade.commands import images, registry, spec
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (spec, registry)
+COMMAND_MODULES: tuple[ModuleType, ...] = (spec, registry, images)

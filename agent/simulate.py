@@ -65,12 +65,14 @@ class SimulatedNode:
         key = (order.job_id, order.task_id, order.attempt)
         outcome = simulated_outcome(order.spec.get("command") or (), order.spec.get("time_limit"))
         self.running[key] = outcome
+        log.info("node %s: job %d task %d attempt %d runs for %gs", self.name, *key, outcome.seconds)
         assert self.link is not None
         self.link.report(*key, TaskState.RUNNING)
         self.cluster.schedule_end(self.cluster.clock.monotonic() + outcome.seconds, self, key)
 
     def kill(self, order: Kill) -> None:
         key = (order.job_id, order.task_id, order.attempt)
+        log.info("node %s: killing job %d task %d attempt %d (%s)", self.name, *key, order.reason)
         if self.running.pop(key, None) is not None and self.link is not None:
             self.link.report(*key, TaskState.CANCELLED, reason=order.reason or "killed")
 

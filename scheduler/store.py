@@ -119,8 +119,10 @@ class Store:
             self._db.execute("COMMIT")
             self._open = False
 
-    def close(self) -> None:
-        self.commit()
+    def close(self, commit: bool = True) -> None:
+        """Close the database; without `commit`, what was not yet committed is lost (as in a crash)."""
+        if commit:
+            self.commit()
         self._db.close()
 
     # -- writes ---------------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 A test host is a named namespace (/run/netns/NAME) with loopback up and one veth pair into a bridge,
 its own address on the bridge's subnet and no default route: it reaches the other test hosts and the
-host's address on the bridge, nothing else. Its hostname is recorded for whoever starts processes in it
-(they enter its namespace and set the hostname in a UTS namespace of their own). The bridge is made by
-`ensure_bridge` and removed by `remove_bridge` once the last host is gone; callers that add and remove
-hosts concurrently serialise those two calls themselves.
+host's address on the bridge, nothing else. Its hostname is recorded for whoever starts processes in it:
+`enter_test_host`, called in a child before exec, joins the namespace and sets the hostname in a new UTS
+namespace. `cut_test_host` takes its link down (a pulled cable, for failure tests) and
+`reconnect_test_host` brings it back. The bridge is made by `ensure_bridge` and removed by
+`remove_bridge` once the last host is gone; callers that add and remove hosts concurrently serialise
+those two calls themselves.
 """
 
 from __future__ import annotations

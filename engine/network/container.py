@@ -135,6 +135,23 @@ def setup_container_network(
     return ContainerNetwork(NetworkMode.BRIDGE, path, address, bridge.gateway.ip, link, bridge.name)
 
 
+def reclaim_leaked_networks(root: Path, bridge: BridgeSpec = CONTAINER_BRIDGE) -> list[Lease]:
+    """Release the leases (and remove the links and namespaces) of containers whose directory is gone,
+    and the bridge if that leaves it empty; return what was reclaimed. Setup does this on its own; this
+    is for a cleanup pass (e.g. after a crash of the whole host's container state)."""
+    leases = lease_file(root, bridge)
+    with bridge_lock(bridge):
+        if not leases.path.exists():
+            return []
+        with leases.locked() as pool:
+            gone = pool.reclaim(owner_is_gone)
+            for lease in gone:
+                _remove_leftovers(lease)
+        if gone and bridge_ports(bridge.name) == []:
+            remove_link(bridge.name)
+    return gone
+
+
 def _remove_leftovers(lease: Lease) -> None:
     """The links and namespace of a container that died without its teardown."""
     log.info(

@@ -19,6 +19,7 @@ from engine.network.container import (
     is_network_left,
     lease_file,
     netns_name,
+    reclaim_leaked_networks,
     setup_container_network,
     teardown_container_network,
 )
@@ -201,4 +202,17 @@ def test_concurrent_setups_and_teardowns_share_one_bridge_and_never_one_address(
         made |= {name[len("rade-") :] for name in os.listdir("/run/netns") if re.fullmatch(CHURN_NETNS, name)}
         for container_id in made:
             teardown_container_network(tmp_path, container_id, test_bridge)
+    assert bridge_ports(test_bridge.name) is None
+
+
+def test_an_explicit_reclaim_pass_removes_dead_containers_and_the_empty_bridge(
+    tmp_path, containers, test_bridge
+):
+    dead_id, dead_dir = containers(test_bridge)
+    dead = setup_container_network(tmp_path, dead_id, NetworkMode.BRIDGE, dead_dir, test_bridge)
+    assert reclaim_leaked_networks(tmp_path, test_bridge) == []
+    dead_dir.rmdir()
+    [lease] = reclaim_leaked_networks(tmp_path, test_bridge)
+    assert lease.container == dead_id and lease.address == dead.address.ip
+    assert not is_network_left(tmp_path, dead_id, test_bridge)
     assert bridge_ports(test_bridge.name) is None

@@ -28,6 +28,8 @@ FORWARDED = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP,
 _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
           signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
 
+_SPAWN_DEFAULT = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
 KIND_NOT_FOUND = "notfound"
 KIND_NOT_EXECUTABLE = "noexec"
 
@@ -52,25 +54,47 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         os.execvpe(argv[0], list(argv), dict(env))
     except OSError as err:
-        if err.errno in (errno.ENOENT, errno.ENOTDIR):
-            where = "" if "/" in argv[0] else " in $PATH"
-            report(err_fd, KIND_NOT_FOUND, "exec", f"'{argv[0]}' not found{where}",
-                   "check the command and the image's PATH")
-            os._exit(127)
-        report(err_fd, KIND_NOT_EXECUTABLE, "exec", f"'{argv[0]}' cannot be executed: {err.strerror}",
-               "make it executable, or run it through its interpreter")
-        os._exit(126)
+        _report_exec_failure(argv, err, err_fd)
     except BaseException as err:  # noqa: BLE001 - anything here must become a report, not a traceback
         report(err_fd, "launch", "exec", f"{type(err).__name__}: {err}")
         os._exit(125)
 
 
+def spawn_command(argv: Sequence[str], env: Mapping[str, str], err_fd: int) -> int:
+    """Start the command with posix_spawn: glibc's vfork-style clone does not copy this Python process's
+    page tables as fork would (about 1 ms saved). Signals are reset and unblocked in the new process."""
+    # posix_spawnp searches the caller's PATH: make ours the container's.
+    os.environ["PATH"] = env.get("PATH", "")
+    try:
+        return os.posix_spawnp(argv[0], list(argv), dict(env), setsigmask=(), setsigdef=_SPAWN_DEFAULT)
+    except OSError as err:
+        _report_exec_failure(argv, err, err_fd)
+    except BaseException as err:  # noqa: BLE001 - anything here must become a report, not a traceback
+        report(err_fd, "launch", "exec", f"{type(err).__name__}: {err}")
+        os._exit(125)
+
+
+def _report_exec_failure(argv: Sequence[str], err: OSError, err_fd: int) -> NoReturn:
+    if err.errno in (errno.ENOENT, errno.ENOTDIR):
+        where = "" if "/" in argv[0] else " in $PATH"
+        report(err_fd, KIND_NOT_FOUND, "exec", f"'{argv[0]}' not found{where}",
+               "check the command and the image's PATH")
+        os._exit(127)
+    report(err_fd, KIND_NOT_EXECUTABLE, "exec", f"'{argv[0]}' cannot be executed: {err.strerror}",
+           "make it executable, or run it through its interpreter")
+    os._exit(126)
+
+
 def run(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd: int) -> NoReturn:
     """Be PID 1: start the command and serve it until it exits. Never returns."""
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED | {signal.SIGCHLD})
-    child = os.fork()
-    if child == 0:
-        exec_command(argv, env, tty, err_fd)
+    if tty:
+        # The command must take the terminal in its own new session, which posix_spawn cannot do.
+        child = os.fork()
+        if child == 0:
+            exec_command(argv, env, tty, err_fd)
+    else:
+        child = spawn_command(argv, env, err_fd)
     # The command's copy closes on exec; once ours is closed too, the parent's read sees end-of-file.
     os.close(err_fd)
     os._exit(serve(child))

@@ -94,7 +94,8 @@ def _dev(p: Plan) -> None:
 
 
 def _etc(p: Plan) -> None:
-    rootfs.bind_etc_files(p.sys, p.config.rootfs_dir, p.config.files_dir, p.etc)
+    # After /dev: the files are made on its tmpfs.
+    rootfs.bind_etc_files(p.sys, p.config.rootfs_dir, p.etc)
 
 
 def _volumes(p: Plan) -> None:

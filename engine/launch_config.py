@@ -6,7 +6,6 @@ node agent): plain frozen values, no behaviour beyond validating themselves, che
 
 from __future__ import annotations
 
-import os.path
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -36,8 +35,8 @@ class LaunchConfig:
 
     lower_dirs: image layer directories, top layer first (overlayfs lowerdir order).
     upper_dir, work_dir, rootfs_dir: the overlay's upper and work dirs and its mount point, all inside
-        the container's state dir (made if missing); `state_dir` (default: rootfs_dir's parent) also
-        receives the generated hosts/hostname/resolv.conf files that are bind-mounted in.
+        the container's state dir (made if missing). `state_dir` names that dir for reference; the launch
+        writes nothing there (the generated /etc files live on a tmpfs inside the container).
     network: "host", "none", or the path of a network namespace file to join (e.g. /run/netns/x).
     capabilities: "default" (Docker's default set) or an explicit set of names ("CAP_CHOWN" or "CHOWN");
         an empty set for cluster jobs.
@@ -75,8 +74,3 @@ class LaunchConfig:
     resolv_conf: str | None = None
     shm_size: int = DEFAULT_SHM_SIZE
     state_dir: str | None = None
-
-    @property
-    def files_dir(self) -> str:
-        """Where the generated /etc files live on the host."""
-        return self.state_dir or os.path.dirname(self.rootfs_dir.rstrip("/"))

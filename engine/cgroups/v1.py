@@ -1,9 +1,12 @@
 """The cgroup v1 driver: one directory per controller hierarchy, `<mount>/<parent>/<id>`.
 
-Controllers used: cpu (CFS quota, shares), cpuacct (CPU time), cpuset, memory (limit, swap, OOM),
-pids, and freezer (to kill everything at once: freeze, SIGKILL each pid, thaw, so nothing forks in
-between). Hierarchies are found in /proc/self/mountinfo, so co-mounted controllers ("cpu,cpuacct") share
-one directory. A new cpuset cgroup starts with no CPUs, so the shared parent copies its CPUs and memory
+A container always joins memory (limit, swap, usage, OOM) and cpuacct (CPU time); it joins cpu, cpuset
+and pids only when a limit needs them. Why not all: each write to a v1 cgroup.procs costs an RCU grace
+period (about 2 ms here), the largest single cost of a launch, and a hierarchy with no limit set would
+change nothing. kill_all freezes first when a freezer directory exists (so nothing forks between the
+reading and the killing), else repeats kill passes until the cgroup is empty; a container's PID namespace
+makes that rare, as killing its PID 1 ends everything in it. Hierarchies are found in
+/proc/self/mountinfo, so co-mounted controllers ("cpu,cpuacct") share one directory. A new cpuset cgroup starts with no CPUs, so the shared parent copies its CPUs and memory
 nodes from the hierarchy root once and sets clone_children, letting each container inherit them without
 extra writes. The root cgroups are never written to.
 """
@@ -20,6 +23,7 @@ from engine.cgroups.driver import CgroupStats, Limits
 from engine.errors import CgroupError
 
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer")
+ALWAYS = ("memory", "cpuacct")
 CFS_PERIOD_US = 100_000
 
 
@@ -44,7 +48,7 @@ class CgroupV1:
     """One container's cgroups in the v1 hierarchies (see the module docstring)."""
 
     version = 1
-    __slots__ = ("name", "_parent", "_id", "_mounts", "_dirs")
+    __slots__ = ("name", "_parent", "_id", "_mounts", "_dirs", "_joined")
 
     def __init__(self, container_id: str, parent: str = "rade", mounts: dict[str, str] | None = None) -> None:
         self.name = f"{parent}/{container_id}"
@@ -52,6 +56,7 @@ class CgroupV1:
         self._id = container_id
         self._mounts = mounts if mounts is not None else hierarchies()
         self._dirs = {c: f"{m}/{parent}/{container_id}" for c, m in self._mounts.items()}
+        self._joined: list[str] = []  # the directories made by this object, in order
 
     def paths(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self._dirs.values()))
@@ -64,21 +69,26 @@ class CgroupV1:
                               "mount it, or run without the limits that need it") from None
 
     def create(self) -> None:
-        seen: set[str] = set()
-        for controller, mount in self._mounts.items():
-            path = self._dirs[controller]
-            if path in seen:
-                continue  # co-mounted with a controller already done
-            seen.add(path)
-            for _ in range(5):
-                self._ensure_parent(controller, mount)
-                try:
-                    files.make_dir(path)
-                    break
-                except FileNotFoundError:
-                    continue
-            else:
-                raise CgroupError(f"cannot create cgroup {path}: its parent keeps disappearing")
+        for controller in ALWAYS:
+            if controller in self._dirs:
+                self._join(controller)
+
+    def _join(self, controller: str) -> str:
+        """Make this container's directory in one hierarchy (once); its path."""
+        path = self._dir(controller)
+        if path in self._joined:
+            return path
+        for _ in range(5):
+            self._ensure_parent(controller, self._mounts[controller])
+            try:
+                files.make_dir(path)
+                break
+            except FileNotFoundError:
+                continue  # the shared parent was removed by another container's cleanup meanwhile
+        else:
+            raise CgroupError(f"cannot create cgroup {path}: its parent keeps disappearing")
+        self._joined.append(path)
+        return path
 
     def _ensure_parent(self, controller: str, mount: str) -> None:
         parent = f"{mount}/{self._parent}"
@@ -90,32 +100,32 @@ class CgroupV1:
 
     def apply(self, limits: Limits) -> None:
         if limits.cpus is not None:
-            cpu = self._dir("cpu")
+            cpu = self._join("cpu")
             files.write(f"{cpu}/cpu.cfs_period_us", CFS_PERIOD_US)
             files.write(f"{cpu}/cpu.cfs_quota_us", max(1000, round(limits.cpus * CFS_PERIOD_US)))
         if limits.cpu_shares is not None:
-            files.write(f"{self._dir('cpu')}/cpu.shares", limits.cpu_shares)
+            files.write(f"{self._join('cpu')}/cpu.shares", limits.cpu_shares)
         if limits.cpuset_cpus is not None:
-            files.write(f"{self._dir('cpuset')}/cpuset.cpus", limits.cpuset_cpus)
+            files.write(f"{self._join('cpuset')}/cpuset.cpus", limits.cpuset_cpus)
         if limits.cpuset_mems is not None:
-            files.write(f"{self._dir('cpuset')}/cpuset.mems", limits.cpuset_mems)
+            files.write(f"{self._join('cpuset')}/cpuset.mems", limits.cpuset_mems)
         if limits.memory is not None:
-            memory = self._dir("memory")
+            memory = self._join("memory")
             files.write(f"{memory}/memory.limit_in_bytes", limits.memory)
             swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
             # memsw exists only with swap accounting; without it there is no swap limit to set.
             if os.path.exists(f"{memory}/memory.memsw.limit_in_bytes"):
                 files.write(f"{memory}/memory.memsw.limit_in_bytes", swap)
         if limits.pids is not None:
-            files.write(f"{self._dir('pids')}/pids.max", limits.pids)
+            files.write(f"{self._join('pids')}/pids.max", limits.pids)
 
     def add(self, pid: int) -> None:
-        for path in self.paths():
+        # A driver opened afresh (to exec into a running container) joins what exists.
+        for path in self._joined or [p for p in self.paths() if os.path.isdir(p)]:
             files.write(f"{path}/cgroup.procs", pid)
 
     def procs(self) -> list[int]:
-        controller = "pids" if "pids" in self._dirs else next(iter(self._dirs))
-        return files.read_pids(f"{self._dirs[controller]}/cgroup.procs")
+        return files.read_pids(f"{self._dirs.get('memory', '/nonexistent')}/cgroup.procs")
 
     def stats(self) -> CgroupStats:
         memory = self._dirs.get("memory", "/nonexistent")
@@ -123,7 +133,7 @@ class CgroupV1:
             cpu_seconds=files.read_int(f"{self._dirs.get('cpuacct', '/nonexistent')}/cpuacct.usage") / 1e9,
             memory_current=files.read_int(f"{memory}/memory.usage_in_bytes"),
             memory_peak=files.read_int(f"{memory}/memory.max_usage_in_bytes"),
-            pids=files.read_int(f"{self._dirs.get('pids', '/nonexistent')}/pids.current"),
+            pids=files.read_int(f"{self._dirs.get('pids', '/nonexistent')}/pids.current", len(self.procs())),
         )
 
     def oom_killed(self) -> bool:
@@ -148,7 +158,7 @@ class CgroupV1:
                 time.sleep(0.001)
             frozen = True
         try:
-            for _ in range(100):
+            for _ in range(1000):
                 pids = self.procs()
                 if not pids:
                     break

@@ -18,19 +18,25 @@ def _read(path: str) -> str:
         return f.read().strip()
 
 
-def test_create_makes_one_directory_per_hierarchy_named_rade(v1_cgroup):
+def _exists(controller: str, cgroup: CgroupV1) -> bool:
+    return os.path.isdir(f"{hierarchies()[controller]}/{cgroup.name}")
+
+
+def test_create_joins_memory_and_cpuacct_under_rade_and_limits_join_the_rest(v1_cgroup):
     v1_cgroup.create()
-    for controller, mount in hierarchies().items():
-        path = f"{mount}/rade/{v1_cgroup.name.split('/')[1]}"
-        assert os.path.isdir(path), controller
-    assert all("/rade/" in p for p in v1_cgroup.paths())
+    assert v1_cgroup.name.startswith("rade/")
+    assert _exists("memory", v1_cgroup) and _exists("cpuacct", v1_cgroup)
+    assert not _exists("cpu", v1_cgroup) and not _exists("pids", v1_cgroup)
+    v1_cgroup.apply(Limits(cpus=1, pids=10))
+    assert _exists("cpu", v1_cgroup) and _exists("pids", v1_cgroup)
+    assert not _exists("cpuset", v1_cgroup)
 
 
 def test_limits_are_written_to_the_v1_files(v1_cgroup):
     v1_cgroup.create()
     v1_cgroup.apply(Limits(cpus=1.5, cpu_shares=512, cpuset_cpus="0", cpuset_mems="0",
                            memory=128 * 1024 * 1024, memory_swap=256 * 1024 * 1024, pids=64))
-    dirs = dict(zip(hierarchies(), v1_cgroup.paths()))
+    dirs = {controller: f"{mount}/{v1_cgroup.name}" for controller, mount in hierarchies().items()}
     assert _read(f"{dirs['cpu']}/cpu.cfs_quota_us") == "150000"
     assert _read(f"{dirs['cpu']}/cpu.cfs_period_us") == "100000"
     assert _read(f"{dirs['cpu']}/cpu.shares") == "512"
@@ -43,6 +49,7 @@ def test_limits_are_written_to_the_v1_files(v1_cgroup):
 
 def test_new_cpuset_cgroup_inherits_cpus_so_a_pid_can_join(v1_cgroup, sleeper):
     v1_cgroup.create()
+    v1_cgroup.apply(Limits(cpuset_mems="0"))
     v1_cgroup.add(sleeper.pid)
     assert v1_cgroup.procs() == [sleeper.pid]
     with open(f"/proc/{sleeper.pid}/cgroup") as f:
@@ -73,11 +80,34 @@ def test_stats_count_cpu_time_and_memory(v1_cgroup, sleeper):
     assert not v1_cgroup.oom_killed()
 
 
-def test_kill_all_kills_every_process_even_forking_ones(v1_cgroup, sleeper):
+def test_kill_all_kills_every_process(v1_cgroup, sleeper):
     v1_cgroup.create()
     v1_cgroup.add(sleeper.pid)
     v1_cgroup.kill_all()
     assert sleeper.wait(timeout=5) == -9
+
+
+def test_kill_all_reaches_processes_forked_meanwhile(v1_cgroup):
+    v1_cgroup.create()
+    pid = os.fork()
+    if pid == 0:
+        v1_cgroup.add(os.getpid())
+        while True:  # a fork loop: each child forks again and exits
+            try:
+                if os.fork() != 0:
+                    os._exit(0)
+            except OSError:
+                pass
+    deadline = time.monotonic() + 5
+    while not v1_cgroup.procs():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    v1_cgroup.kill_all()
+    deadline = time.monotonic() + 5
+    while v1_cgroup.procs():
+        assert time.monotonic() < deadline, "processes survived kill_all"
+        time.sleep(0.01)
+    os.waitpid(pid, 0)
 
 
 def test_remove_with_processes_inside_kills_them_and_succeeds(v1_cgroup, sleeper):

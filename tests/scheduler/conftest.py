@@ -116,3 +116,16 @@ def harness(tmp_path, clock) -> Iterator[Harness]:
         yield h
     finally:
         h.store.close()
+
+
+@pytest.fixture
+def daemons(tmp_path) -> Iterator[object]:
+    """A real scheduler (started) with room for simulated agents; every process killed by PID afterwards."""
+    from .daemons import Daemons
+
+    d = Daemons(tmp_path)
+    try:
+        d.start_scheduler()
+        yield d
+    finally:
+        d.close()

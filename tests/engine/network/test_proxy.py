@@ -160,3 +160,45 @@ def test_stop_leaves_no_descriptor_open(echo_server):
     proxy.stop()
     idle.close()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_an_idle_udp_flow_is_dropped_and_the_next_datagram_opens_a_new_one():
+    """The container side names the proxy's source port in each reply: a new port means a new flow."""
+    now = [0.0]
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+
+    def answer() -> None:
+        while True:
+            data, peer = server.recvfrom(100)
+            if data == b"stop":
+                return
+            server.sendto(str(peer[1]).encode(), peer)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    proxy = PortProxy(
+        LOCAL, [PortMapping(LOCAL, 0, server.getsockname()[1], Protocol.UDP)], clock=lambda: now[0]
+    )
+    [bound] = proxy.start()
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for client in (a, b):
+            client.settimeout(10)
+
+        def source_port(client: socket.socket) -> bytes:
+            client.sendto(b"?", ("127.0.0.1", bound.host_port))
+            return client.recvfrom(100)[0]
+
+        first = source_port(a)
+        assert source_port(a) == first  # within the idle time: the same flow
+        now[0] += proxy.udp_idle + 1
+        source_port(b)  # any traffic lets the proxy expire what went idle
+        assert source_port(a) != first
+    finally:
+        proxy.stop()
+        a.sendto(b"stop", server.getsockname())
+        thread.join(timeout=10)
+        for sock in (a, b, server):
+            sock.close()

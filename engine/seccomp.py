@@ -2,8 +2,9 @@
 
 Policy: default allow, with a deny list of the syscalls that reach past a container (kernel modules,
 kexec, mount and namespace calls, keyrings, the clock, swap, reboot, BPF, perf, open_by_handle_at...),
-each answering EPERM, and clone3 answering ENOSYS so that glibc falls back to clone, whose namespace
-flags are then refused. Why a deny list rather than Docker's allow list: HPC codes and new C libraries
+each answering EPERM; mknod of character and block devices refused (there is no device cgroup, so
+this is what keeps CAP_MKNOD from reaching the host's disks); and clone3 answering ENOSYS so that glibc
+falls back to clone, whose namespace flags are then refused. Why a deny list rather than Docker's allow list: HPC codes and new C libraries
 use syscalls a fixed allow list does not know yet (RDMA verbs, io_uring, new memory calls), and an allow
 list breaks them with EPERM in ways users cannot diagnose; the deny list closes the known escapes, and
 the dropped capabilities close the rest (most denied calls also need capabilities the container lacks).
@@ -25,6 +26,7 @@ from engine.errors import LaunchError
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_CMP_MASKED_EQ = 7
 SCMP_ARCH_X86 = 0x40000003
+S_IFMT, S_IFCHR, S_IFBLK = 0o170000, 0o020000, 0o060000
 
 DENIED = (
     "_sysctl", "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module",
@@ -126,6 +128,12 @@ def program() -> Program:
         clone = lib.seccomp_syscall_resolve_name(b"clone")
         for flag in CLONE_NAMESPACE_FLAGS:
             _rule(lib, ctx, eperm, clone, [ScmpArgCmp(0, SCMP_CMP_MASKED_EQ, flag, flag)])
+        # No device nodes: with CAP_MKNOD (in Docker's default set) and no device cgroup, root in the
+        # container could make /dev/sda and read the host's disk. FIFOs and sockets stay allowed.
+        for name, mode_arg in ((b"mknod", 1), (b"mknodat", 2)):
+            number = lib.seccomp_syscall_resolve_name(name)
+            for kind in (S_IFCHR, S_IFBLK):
+                _rule(lib, ctx, eperm, number, [ScmpArgCmp(mode_arg, SCMP_CMP_MASKED_EQ, S_IFMT, kind)])
         clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
         if clone3 != -1:
             _rule(lib, ctx, _errno_action(errno.ENOSYS), clone3, [])

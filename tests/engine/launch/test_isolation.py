@@ -79,6 +79,12 @@ def test_seccomp_refuses_mount_and_namespaces_even_with_caps(launcher):
     assert "Operation not permitted" in result.err
 
 
+def test_device_nodes_cannot_be_made_but_fifos_can(launcher):
+    result = launcher.run(["sh", "-c", "mknod /tmp/disk b 8 0 || echo no-block; mknod /tmp/mem c 1 1 || echo no-char; "
+                                 "mkfifo /tmp/fifo && echo fifo"])
+    assert result.out.split() == ["no-block", "no-char", "fifo"], result.err
+
+
 def test_masked_and_read_only_proc_paths(launcher):
     script = ("cat /proc/keys | wc -c; ls /sys/firmware | wc -l; "
               "echo x > /proc/sys/kernel/hostname && echo sys-writable; "

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -24,7 +24,7 @@ from engine.errors import ImageError, RegistryError
 from engine.images import manifest_list
 from engine.images.content import Descriptor
 from engine.images.credentials import CredentialStore
-from engine.images.manifest import parse_manifest
+from engine.images.manifest import Manifest, parse_config, parse_manifest
 from engine.images.manifest_list import Platform
 from engine.images.progress import NoProgress, TransferProgress
 from engine.images.reference import Reference, parse_reference
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Parallel blob transfers: enough to hide one stream's latency without starving the unpacking.
 _PARALLEL = 4
+# Layers unpacked at once while the rest download: one per core, the downloads mostly wait on sockets.
+_UNPACKERS = max(1, min(4, os.cpu_count() or 1))
 _BLOB_ATTEMPTS = 4
 # Resumes within one download before it starts over (a new ingest): a link that keeps dropping gets a
 # bounded number of tries, not one per chunk.
@@ -81,15 +83,19 @@ def client_for(ref: Reference, options: RegistryOptions) -> RegistryClient:
     return RegistryClient(endpoint_for(ref.domain, options.tls_verify), login)
 
 
-def fetch(sink: ImageSink, reference: str, options: RegistryOptions,
-          progress: TransferProgress | None = None) -> Transfer:
-    """Fetch an image's manifest and every blob the store lacks; the caller registers the image."""
+def fetch(sink: ImageSink, reference: str, options: RegistryOptions, progress: TransferProgress | None = None,
+          on_layer: Callable[[Manifest, int], None] | None = None) -> Transfer:
+    """Fetch an image's manifest and every blob the store lacks; the caller registers the image.
+
+    The config comes first, then the layers several at once; `on_layer(manifest, i)` is called (from a
+    download thread) as soon as layer i is in the store, so a caller can start unpacking it while the
+    others still download.
+    """
     ref = parse_reference(reference).with_default_tag()
     progress = progress or NoProgress()
     with client_for(ref, options) as client:
         body, media_type, digest = _image_manifest(client, ref, options.platform)
         manifest = parse_manifest(body, media_type)
-        blobs = [manifest.config, *manifest.layers]
         moved: list[str] = []
         present: list[str] = []
         lock = threading.Lock()
@@ -99,12 +105,18 @@ def fetch(sink: ImageSink, reference: str, options: RegistryOptions,
                 progress.finish(desc.digest, "Already exists")
                 with lock:
                     present.append(desc.digest)
-                return
-            _download(client, sink, ref, desc, progress)
-            with lock:
-                moved.append(desc.digest)
+            else:
+                _download(client, sink, ref, desc, progress)
+                with lock:
+                    moved.append(desc.digest)
 
-        _run_all(one, _unique(blobs))
+        def layer(desc: Descriptor) -> None:
+            one(desc)
+            if on_layer is not None:
+                on_layer(manifest, manifest.layers.index(desc))
+
+        one(manifest.config)
+        _run_all(layer, _unique(list(manifest.layers)))
     return Transfer(str(ref), digest, manifest.media_type, body, tuple(moved), tuple(present))
 
 
@@ -350,14 +362,44 @@ class ImageStoreLike(ImageSink, Protocol):
 
     def get(self, image_id: str) -> Any: ...
 
+    @property
+    def layers(self) -> Any: ...  # the unpacked layers: ensure(diff_id, blob_path, blob_digest, label)
+
     def resolve(self, reference_or_id: str) -> Any: ...
 
 
 def pull(store: ImageStoreLike, reference: str, options: RegistryOptions,
          progress: TransferProgress | None = None) -> Any:
     """Pull an image into the store (unpacking its layers), tag it with the reference and record its
-    repository digest (`name@sha256:...`, as RepoDigests); return the Image."""
-    transfer = fetch(store, reference, options, progress)
+    repository digest (`name@sha256:...`, as RepoDigests); return the Image.
+
+    Each layer is unpacked as soon as it has arrived, while the others download; registering the image
+    then finds them done.
+    """
+    unpacking: list[Future] = []
+    diff_ids: list[str] = []
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=_UNPACKERS, thread_name_prefix="rade-unpack") as unpackers:
+
+        def unpack(manifest: Manifest, i: int) -> None:
+            with lock:
+                if not diff_ids:
+                    with open(store.blob_path(manifest.config.digest), "rb") as src:
+                        diff_ids.extend(parse_config(src.read()).diff_ids)
+            if i < len(diff_ids):  # a count mismatch is for register_image to report
+                desc = manifest.layers[i]
+                label = f"layer {i + 1}/{len(manifest.layers)} ({desc.digest.split(':')[1][:12]})"
+                unpacking.append(unpackers.submit(store.layers.ensure, diff_ids[i], store.blob_path(desc.digest),
+                                                  desc.digest, label))
+
+        try:
+            transfer = fetch(store, reference, options, progress, on_layer=unpack)
+        except BaseException:
+            for job in unpacking:
+                job.cancel()
+            raise
+        for job in unpacking:
+            job.result()
     image = store.register_image(transfer.manifest, transfer.media_type)
     ref = parse_reference(transfer.reference)
     if ref.tag:

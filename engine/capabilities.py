@@ -13,7 +13,13 @@ import os
 from collections.abc import Iterable
 
 from engine.errors import LaunchError
-from engine.syscalls import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, PR_SET_KEEPCAPS, Syscalls
+from engine.syscalls import (
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAPBSET_DROP,
+    PR_SET_KEEPCAPS,
+    Syscalls,
+)
 
 CAPABILITIES: dict[str, int] = {
     "CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5,

@@ -36,7 +36,7 @@ KIND_NOT_EXECUTABLE = "noexec"
 
 def report(fd: int, kind: str, step: str, message: str, hint: str = "") -> None:
     """Send a structured failure to the parent over the error pipe (one write: atomic under PIPE_BUF)."""
-    payload = "\0".join((kind, step, message, hint)).encode(errors="replace")[:4000]
+    payload = f"{kind}\0{step}\0{message}\0{hint}".encode(errors="replace")[:4000]
     try:
         os.write(fd, payload)
     except OSError:

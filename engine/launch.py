@@ -33,10 +33,20 @@ from engine import seccomp as seccomp_filter
 from engine.cgroups import CgroupDriver, CgroupStats, Limits, open_cgroup
 from engine.errors import CgroupError, CommandNotExecutable, CommandNotFound, LaunchError
 from engine.launch_config import NETWORK_HOST, NETWORK_NONE, LaunchConfig, Mount
-from engine.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID,
-                             CLONE_NEWUTS, LINUX, PR_SET_NO_NEW_PRIVS, Syscalls, bring_up_loopback)
+from engine.syscalls import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    LINUX,
+    PR_SET_NO_NEW_PRIVS,
+    Syscalls,
+    bring_up_loopback,
+)
 
-__all__ = ["ContainerProcess", "LaunchConfig", "Limits", "Mount", "launch", "STEPS"]
+__all__ = ["STEPS", "ContainerProcess", "LaunchConfig", "Limits", "Mount", "launch"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -333,7 +343,7 @@ def error_from(payload: bytes) -> LaunchError:
 class ContainerProcess:
     """A launched container: its PID 1 (a child of the launching process) and its cgroup."""
 
-    __slots__ = ("pid", "cgroup", "_status", "_cleaned")
+    __slots__ = ("_cleaned", "_status", "cgroup", "pid")
 
     def __init__(self, pid: int, cgroup: CgroupDriver) -> None:
         self.pid = pid

@@ -22,8 +22,16 @@ from engine import init, launch
 from engine.cgroups import CgroupDriver
 from engine.errors import LaunchError
 from engine.launch_config import LaunchConfig
-from engine.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID,
-                             CLONE_NEWUTS, LINUX, Syscalls)
+from engine.syscalls import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    LINUX,
+    Syscalls,
+)
 
 # Mount last: after it, /proc/<pid>/ns paths would be the container's, and the root is the container's.
 NAMESPACES = (("cgroup", CLONE_NEWCGROUP), ("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS),
@@ -36,7 +44,7 @@ FINAL_STEPS = tuple(s for s in launch.STEPS if s[0] in (
 class EnteredProcess:
     """A process started in a container; a child of the caller, which waits on it."""
 
-    __slots__ = ("pid", "_status")
+    __slots__ = ("_status", "pid")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid

@@ -17,8 +17,19 @@ import stat
 
 from engine.errors import LaunchError
 from engine.launch_config import NETWORK_HOST, LaunchConfig, Mount
-from engine.syscalls import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
-                             MS_REC, MS_REMOUNT, MS_SLAVE, Syscalls)
+from engine.syscalls import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SLAVE,
+    Syscalls,
+)
 
 # (name, mode, major, minor): the devices every container gets, as OCI's default set.
 DEVICES = (("null", 0o666, 1, 3), ("zero", 0o666, 1, 5), ("full", 0o666, 1, 7), ("random", 0o666, 1, 8),

@@ -58,7 +58,7 @@ class SockFprog(ctypes.Structure):
 class Program:
     """A compiled filter: the BPF bytes and the sock_fprog pointing at them (kept alive together)."""
 
-    __slots__ = ("bpf", "fprog", "_buffer")
+    __slots__ = ("_buffer", "bpf", "fprog")
 
     def __init__(self, bpf: bytes) -> None:
         self.bpf = bpf

@@ -13,8 +13,16 @@ from engine.cgroups.driver import DEFAULT_PARENT, NO_LIMITS, CgroupDriver, Cgrou
 from engine.cgroups.v1 import CgroupV1, hierarchies
 from engine.cgroups.v2 import CgroupV2
 
-__all__ = ["CgroupDriver", "CgroupStats", "CgroupV1", "CgroupV2", "Limits", "NO_LIMITS", "open_cgroup",
-           "host_version"]
+__all__ = [
+    "NO_LIMITS",
+    "CgroupDriver",
+    "CgroupStats",
+    "CgroupV1",
+    "CgroupV2",
+    "Limits",
+    "host_version",
+    "open_cgroup",
+]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 

@@ -48,7 +48,7 @@ class CgroupV1:
     """One container's cgroups in the v1 hierarchies (see the module docstring)."""
 
     version = 1
-    __slots__ = ("name", "_parent", "_id", "_mounts", "_dirs", "_joined")
+    __slots__ = ("_dirs", "_id", "_joined", "_mounts", "_parent", "name")
 
     def __init__(self, container_id: str, parent: str = "rade", mounts: dict[str, str] | None = None) -> None:
         self.name = f"{parent}/{container_id}"

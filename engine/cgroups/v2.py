@@ -35,7 +35,7 @@ class CgroupV2:
     """One container's cgroup on a cgroup2 mount (see the module docstring)."""
 
     version = 2
-    __slots__ = ("name", "_mount", "_parent_dir", "path")
+    __slots__ = ("_mount", "_parent_dir", "name", "path")
 
     def __init__(self, container_id: str, parent: str = "rade", mount: str = "/sys/fs/cgroup") -> None:
         self.name = f"{parent}/{container_id}"

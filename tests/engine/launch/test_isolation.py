@@ -80,8 +80,8 @@ def test_seccomp_refuses_mount_and_namespaces_even_with_caps(launcher):
 
 
 def test_device_nodes_cannot_be_made_but_fifos_can(launcher):
-    result = launcher.run(["sh", "-c", "mknod /tmp/disk b 8 0 || echo no-block; mknod /tmp/mem c 1 1 || echo no-char; "
-                                 "mkfifo /tmp/fifo && echo fifo"])
+    script = "mknod /tmp/disk b 8 0 || echo no-block; mknod /tmp/mem c 1 1 || echo no-char; mkfifo /tmp/f && echo fifo"
+    result = launcher.run(["sh", "-c", script])
     assert result.out.split() == ["no-block", "no-char", "fifo"], result.err
 
 

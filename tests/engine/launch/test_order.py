@@ -174,8 +174,8 @@ def test_child_reports_become_errors_with_docker_exit_codes():
 
 
 def test_config_without_command_or_layers_is_refused_before_fork(tmp_path):
-    base = dict(container_id="c", upper_dir=str(tmp_path / "u"), work_dir=str(tmp_path / "w"),
-                rootfs_dir=str(tmp_path / "r"))
+    base = {"container_id": "c", "upper_dir": str(tmp_path / "u"), "work_dir": str(tmp_path / "w"),
+            "rootfs_dir": str(tmp_path / "r")}
     with pytest.raises(LaunchError, match="no command"):
         launch.make_plan(LaunchConfig(lower_dirs=("/x",), argv=(), **base), RecordingSyscalls())
     with pytest.raises(LaunchError, match="no image layers"):

@@ -19,12 +19,14 @@ import argparse
 import contextlib
 import os
 import re
+import select
 import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,10 +222,37 @@ def make_hosts(names: Sequence[str] = HOST_NAMES, bridge: str = BRIDGE) -> Itera
         workdir.rmdir()
 
 
-def _kill_pids(pids: Sequence[int]) -> None:
+def is_alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting for its parent to reap it no longer does)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _kill_pids(pids: Sequence[int], grace: float = 5.0) -> None:
+    """SIGKILL each process and wait (up to `grace` seconds) until all have exited.
+
+    A pidfd, unlike the pid, cannot come to name another process, and it becomes readable when the
+    process exits even though it is not our child.
+    """
+    fds = []
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            fds.append(os.pidfd_open(pid))
+    try:
+        for fd in fds:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        waiting = list(fds)
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select(waiting, [], [], left)
+            waiting = [fd for fd in waiting if fd not in ready]
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def mpirun(target: MpiTarget, ranks: int, command: Sequence[str], timeout: float = RUN_TIMEOUT) -> str:

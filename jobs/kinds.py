@@ -108,7 +108,10 @@ class Text:
         return text
 
     def schema(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"type": "string"} if self.allow_empty else {"type": "string", "minLength": 1}
+        # A plain `1.5` or `yes` is read as the text written, so numbers and booleans are text here too.
+        result: dict[str, Any] = {"type": ["string", "number", "boolean"]}
+        if not self.allow_empty:
+            result["minLength"] = 1
         if self.pattern:
             result["pattern"] = f"^(?:{self.pattern})$"
         elif self.absolute:
@@ -187,6 +190,10 @@ class Unit:
             return INVALID
         try:
             parsed = self.parse(value)
+            if isinstance(value, str) and not re.fullmatch(self.string_pattern, value):
+                # The schema's pattern bounds the text forms (`1_0` would pass float()): what an editor
+                # refuses, the validator refuses too.
+                raise UnitError(f"{_clip(value)!r} is not {self.what}")
         except UnitError as err:
             problems.add(node.mark, path, err.message)
             return INVALID
@@ -211,7 +218,7 @@ def Size(minimum: int = 0, below: str = "") -> Unit:  # noqa: N802 - reads as a 
 
 def Duration() -> Unit:  # noqa: N802
     return Unit(parse_duration, "a duration such as 30m, 2h or 1-00:00:00",
-                r"^\s*((\d+(\.\d+)?\s*[smhdSMHD]\s*)+|(\d+-)?\d+(:\d+){0,2})\s*$")
+                r"^\s*((\d+(\.\d+)?\s*[A-Za-z]+\s*)+|(\d+-)?\d+(:\d+){0,2})\s*$")
 
 
 def Cpus() -> Unit:  # noqa: N802
@@ -385,6 +392,9 @@ class Record:
         properties = {}
         for spec in self.fields:
             entry = dict(spec.kind.schema())
+            if not spec.required:
+                # An optional key with nothing after it (`mpi:`) means the key is not given.
+                entry = {"anyOf": [entry, {"type": "null"}]}
             entry["description"] = spec.doc
             if spec.default is not None and not spec.required:
                 entry["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default

@@ -119,7 +119,6 @@ def setup_container_network(
                 lease = pool.allocate(container_id, str(owner_dir))
             ensure_bridge(bridge)
             path = create_netns(netns_name(container_id))
-            bring_loopback_up(path)
             address = IPv4Interface(f"{lease.address}/{bridge.gateway.network.prefixlen}")
             link = host_link_name(container_id)
             plug_veth(path, bridge, link, address)

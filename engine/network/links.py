@@ -55,8 +55,13 @@ def link_name_for(prefix: str, key: str) -> str:
 
 
 def _index(ipr, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+    """The index of link `name` in the handle's namespace, by one RTM_GETLINK (not a dump of all links)."""
+    try:
+        return ipr.link("get", ifname=name)[0]["index"]
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
 
 
 def _ignore_exists(call) -> None:
@@ -124,13 +129,14 @@ def set_link_up(name: str, up: bool) -> None:
 def bridge_ports(name: str) -> list[str] | None:
     """The names of the links enslaved to bridge `name`, or None if there is no such bridge.
 
-    Read from sysfs (the bridge's `brif` directory) rather than a netlink dump of every link: this runs
-    in each container's teardown and a host may have thousands of links.
+    Asked over netlink with a dump filtered by master, not read from sysfs: /sys shows the namespace it
+    was mounted in, which is not the caller's when the caller runs in a test host's namespace.
     """
-    try:
-        return sorted(os.listdir(f"/sys/class/net/{name}/brif"))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    with route_socket() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return None
+        return sorted(link.get("IFLA_IFNAME") for link in ipr.link("dump", master=index))
 
 
 def link_exists(name: str) -> bool:
@@ -154,9 +160,11 @@ def plug_veth(
     address: IPv4Interface,
     inner_name: str = "eth0",
     default_route: bool = True,
+    loopback: bool = True,
 ) -> None:
     """Join the namespace at `netns` to `bridge` with a veth pair: `host_name` enslaved to the bridge,
-    `inner_name` inside with `address`, both up, and (if asked) a default route via the bridge's gateway.
+    `inner_name` inside with `address`, both up, (if asked) a default route via the bridge's gateway and
+    the namespace's `lo` up. Two netlink handles in all, one per namespace.
     """
     check_link_name(host_name)
     check_link_name(inner_name)
@@ -169,10 +177,10 @@ def plug_veth(
                     f"bridge {bridge.name} does not exist", "create it before plugging into it"
                 )
             ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": inner_name, "net_ns_fd": fd})
-            host_index = _index(ipr, host_name)
-            ipr.link("set", index=host_index, master=bridge_index)
-            ipr.link("set", index=host_index, state="up")
+            ipr.link("set", index=_index(ipr, host_name), master=bridge_index, state="up")
         with route_socket(netns) as ipr:
+            if loopback:
+                ipr.link("set", index=_index(ipr, "lo"), state="up")
             inner_index = _index(ipr, inner_name)
             ipr.addr("add", index=inner_index, address=str(address.ip), prefixlen=address.network.prefixlen)
             ipr.link("set", index=inner_index, state="up")

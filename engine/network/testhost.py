@@ -21,7 +21,6 @@ from pathlib import Path
 from engine.network.errors import NetworkError
 from engine.network.links import (
     BridgeSpec,
-    bring_loopback_up,
     check_link_name,
     ensure_bridge,
     link_name_for,
@@ -85,7 +84,6 @@ def create_test_host(
     link = check_link_name(host_link or default_host_link(name))
     path = create_netns(name)
     try:
-        bring_loopback_up(path)
         plug_veth(path, bridge, link, address, default_route=False)
     except BaseException:
         remove_link(link)

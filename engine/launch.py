@@ -228,6 +228,8 @@ def _child(p: Plan) -> None:
     """The launch child (PID 1 of the new namespace): every step, then the init loop. Never returns."""
     step = "start"
     try:
+        # The caller's Python signal handlers must never run here; init takes signals by sigwaitinfo.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         for step, run in STEPS:
             run(p)
         init.run(p.config.argv, p.env, p.config.tty, p.err_fd)
@@ -247,6 +249,8 @@ def make_plan(config: LaunchConfig, sys: Syscalls) -> Plan:
         raise LaunchError("configure", "no command to run", "give a command, or use an image with one")
     if not config.lower_dirs:
         raise LaunchError("configure", "no image layers to make the root from")
+    if not config.cwd.startswith("/"):
+        raise LaunchError("configure", f"working directory '{config.cwd}' is not absolute", "use e.g. -w /work")
     hostname = config.hostname or config.container_id[:12]
     env = dict(config.env)
     env.setdefault("PATH", DEFAULT_PATH)
@@ -272,7 +276,6 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     plan.sync_fd, plan.err_fd = sync_r, err_w
     cgroup = open_cgroup(config.container_id, config.cgroup_parent)
-    pid = -1
     try:
         pid = _fork_into_new_pid_namespace(sys)
         if pid == 0:
@@ -283,19 +286,24 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
         os.close(err_w)
         sync_r = err_w = -1
         process = ContainerProcess(pid, cgroup)
+        cgroup_error = None
         try:
             cgroup.create()
             cgroup.apply(config.limits)
             cgroup.add(pid)
-        except CgroupError:
-            process.cleanup()
-            raise
-        os.write(sync_w, b"1")
+            os.write(sync_w, b"1")
+        except CgroupError as err:
+            cgroup_error = err
+        except BrokenPipeError:
+            pass  # the child failed before waiting for us: its report is on the error pipe
+        # Closing our end lets a child still waiting for the cgroup exit (it reads end-of-file).
+        os.close(sync_w)
+        sync_w = -1
         failure = read_all(err_r)
-        if failure:
-            process.wait()
+        if failure or cgroup_error:
             process.cleanup()
-            raise error_from(failure)
+            # A step that failed first explains a cgroup error that follows (a pid gone before it joined).
+            raise error_from(failure) if failure else cgroup_error
         return process
     finally:
         for fd in (sync_r, sync_w, err_r, err_w, plan.netns_fd):
@@ -310,7 +318,11 @@ def _fork_into_new_pid_namespace(sys: Syscalls) -> int:
     """fork() with the child as PID 1 of a new PID namespace; the caller's own namespace is untouched."""
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        sys.unshare(CLONE_NEWPID)
+        try:
+            sys.unshare(CLONE_NEWPID)
+        except OSError as err:
+            raise LaunchError("unshare PID namespace", err.strerror or str(err),
+                              "containers need root (CAP_SYS_ADMIN) on this host") from None
         try:
             pid = os.fork()
         except OSError as err:

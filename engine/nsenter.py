@@ -123,6 +123,7 @@ def _exec_config(config: LaunchConfig, argv: tuple[str, ...], env: dict[str, str
 def _child(plan: launch.Plan, namespaces: list[tuple[int, int]], cgroup: CgroupDriver | None) -> None:
     step = "join the cgroup"
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         if cgroup is not None:
             cgroup.add(os.getpid())
         step = "join namespaces"

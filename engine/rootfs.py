@@ -94,6 +94,9 @@ def mount_overlay(sys: Syscalls, config: LaunchConfig) -> None:
     os.makedirs(config.rootfs_dir, exist_ok=True)
     data = (f"lowerdir={':'.join(config.lower_dirs)},upperdir={config.upper_dir},"
             f"workdir={config.work_dir}")
+    if len(data) >= 4096:
+        raise LaunchError("mount overlay root", f"{len(config.lower_dirs)} layers make overlay options longer "
+                          "than the kernel's page (4096 bytes)", "keep the image store under a shorter path")
     sys.mount("overlay", config.rootfs_dir, "overlay", 0, data)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -27,15 +28,33 @@ def test_container_under_its_memory_limit_is_not_reported_oom(launcher):
     assert not process.oom_killed()
 
 
+def _throttled_share(process) -> float:
+    """Of the CFS periods so far, the share in which the container used up its quota."""
+    stat = {}
+    for path in process.cgroup.paths():
+        if os.path.exists(f"{path}/cpu.stat"):
+            with open(f"{path}/cpu.stat") as f:
+                stat = dict(line.split() for line in f if line.strip())
+            break
+    periods = int(stat.get("nr_periods", 0))
+    return int(stat.get("nr_throttled", 0)) / periods if periods else 0.0
+
+
 def test_busy_loop_at_half_a_cpu_uses_about_half_a_cpu(launcher):
     process = launcher.start(launcher.config(["sh", "-c", "while :; do :; done"], limits=Limits(cpus=0.5)))
     time.sleep(0.2)  # past start-up
     start_cpu, start = process.stats().cpu_seconds, time.monotonic()
     time.sleep(2.0)
     used = (process.stats().cpu_seconds - start_cpu) / (time.monotonic() - start)
+    throttled = _throttled_share(process)
     process.kill(9)
     process.wait()
-    assert 0.40 <= used <= 0.60, f"used {used:.2f} CPUs"
+    assert used <= 0.60, f"used {used:.2f} CPUs"
+    if used < 0.40 and throttled < 0.8:
+        # The loop rarely reached its quota: other work on the host kept it off the CPU, so the floor
+        # cannot be shown now (the cap above was).
+        pytest.skip(f"host too busy: the loop got {used:.2f} CPUs and hit its quota in {throttled:.0%} of periods")
+    assert used >= 0.40, f"used {used:.2f} CPUs"
 
 
 def test_pids_limit_stops_a_fork_bomb(launcher):

@@ -9,8 +9,15 @@ from ipaddress import IPv4Interface
 
 import pytest
 
+from engine.network.container import (
+    NetworkMode,
+    netns_name,
+    setup_container_network,
+    teardown_container_network,
+)
 from engine.network.errors import NetworkError
-from engine.network.links import BridgeSpec, link_exists, link_names_in
+from engine.network.links import BridgeSpec, bridge_ports, link_exists, link_names_in
+from engine.network.netns import call_in_netns
 from engine.network.testhost import (
     create_test_host,
     cut_test_host,
@@ -104,3 +111,22 @@ def test_a_cut_test_host_is_unreachable_until_reconnected(hosts, ping):
     assert not ping(one.name, str(two.address.ip))
     reconnect_test_host(two)
     assert ping(one.name, str(two.address.ip))
+
+
+def test_a_bridged_container_made_from_inside_a_test_host_lives_in_that_host(hosts, tmp_path, ping):
+    """An agent running in a test host makes container networks there: the bridge is the test host's."""
+    host = hosts(7)
+    bridge = BridgeSpec("rade-tin", IPv4Interface("198.18.243.1/24"))
+    owner = tmp_path / "c1"
+    owner.mkdir()
+    try:
+        network = call_in_netns(
+            host.netns, lambda: setup_container_network(tmp_path, "c1", NetworkMode.BRIDGE, owner, bridge)
+        )
+        assert call_in_netns(host.netns, lambda: bridge_ports(bridge.name)) == [network.host_link]
+        assert bridge_ports(bridge.name) is None  # nothing of it in the machine's own namespace
+        assert ping(netns_name("c1"), str(bridge.gateway.ip))
+    finally:
+        call_in_netns(host.netns, lambda: teardown_container_network(tmp_path, "c1", bridge))
+    assert call_in_netns(host.netns, lambda: link_names_in(None)) == ["lo", "eth0"]
+    assert not os.path.exists(f"/run/netns/{netns_name('c1')}")

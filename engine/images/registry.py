@@ -226,19 +226,20 @@ class RegistryClient:
         `target` is a path on the registry or an absolute URL (an upload Location). A file body must be
         seekable, since a 401 or a dropped kept-alive connection means sending it again.
         """
-        scope_text = auth.repository_scope(scope, ("pull", "push") if push else ("pull",)) if scope else None
+        scopes = [auth.repository_scope(scope, ("pull", "push") if push else ("pull",))] if scope else []
         url = target if "://" in target else f"{self.endpoint.scheme}://{self.endpoint.host}{target}"
         mark = body.tell() if body is not None and not isinstance(body, bytes) else 0
         for attempt in (1, 2):
             sent = {"User-Agent": USER_AGENT, **(headers or {})}
-            authorization = self._authorization(scope_text)
+            authorization = self._authorization(scopes)
             if authorization:
                 sent["Authorization"] = authorization
             resp = self._follow(method, url, sent, body, stream)
             if resp.status != 401 or attempt == 2:
                 return resp
             resp.close()
-            self._answer(resp, scope_text)
+            # The challenge names the scopes this request needs (a mount also needs pull on its source).
+            scopes += [s for s in self._answer(resp, scopes) if s not in scopes]
             if body is not None and not isinstance(body, bytes):
                 body.seek(mark)
         raise AssertionError("unreachable")
@@ -295,22 +296,23 @@ class RegistryClient:
             return Response(raw.status, raw.headers, data, url)
         raise AssertionError("unreachable")
 
-    def _authorization(self, scope: str | None) -> str | None:
+    def _authorization(self, scopes: list[str]) -> str | None:
         with self._auth_lock:
             challenge = self._challenge
             if challenge is None:
                 return None
             if challenge.scheme == "basic":
                 return self.credentials.basic_header() if self.credentials else None
-            key = scope or ""
+            key = " ".join(scopes)
             token = self._tokens.get(key)
             if token is None or not token.is_fresh(time.monotonic()):
-                token = self._fetch_token(challenge, [scope] if scope else [])
+                token = self._fetch_token(challenge, scopes)
                 self._tokens[key] = token
             return f"Bearer {token.value}"
 
-    def _answer(self, resp: Response, scope: str | None) -> None:
-        """Learn the scheme from a 401 (the first one, or a token that expired early) for the retry."""
+    def _answer(self, resp: Response, scopes: list[str]) -> list[str]:
+        """Learn the scheme from a 401 (the first one, or a token without the scope needed) for the retry;
+        return the scopes the challenge asks for."""
         challenges = auth.parse_challenges(resp.header("WWW-Authenticate"))
         if not challenges:
             raise self._error(resp, "the request")
@@ -321,9 +323,10 @@ class RegistryClient:
                 raise self._denied()
             self._challenge = Challenge("bearer", {k: v for k, v in challenge.params.items() if k != "scope"}) \
                 if challenge.scheme == "bearer" else challenge
-            self._tokens.pop(scope or "", None)
+            self._tokens.pop(" ".join(scopes), None)
             if challenge.scheme == "basic" and self.credentials is None:
                 raise self._denied()
+        return challenge.params.get("scope", "").split()
 
     def _fetch_token(self, challenge: Challenge, scopes: list[str]) -> Token:
         url = auth.token_url(challenge, scopes)
@@ -360,6 +363,10 @@ class RegistryClient:
             why = ", ".join(_NOT_FOUND.get(code, code) for code in sorted(codes)) or "not found"
             return RegistryError(f"{registry} has no {what} ({why})", "check the name and tag")
         if resp.status == 401:
+            if self.credentials and self._challenge is not None and self._challenge.scheme == "bearer":
+                # The token server took the login but did not grant what the request needed.
+                return RegistryError(f"{registry} did not grant user {self.credentials.username!r} access to "
+                                     f"{what}", "check that this login may read (or write) that repository")
             return self._denied()
         if resp.status == 403 or "DENIED" in codes:
             return RegistryError(f"{registry} denied access to {what}: {detail or 'forbidden'}",

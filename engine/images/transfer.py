@@ -57,7 +57,7 @@ class ImageSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """What a pull or push did: the manifest digest and media type, and blobs moved versus already there."""
+    """What a pull or push did: the manifest digest and media type; blobs moved, already there, mounted."""
 
     reference: str
     digest: str
@@ -65,6 +65,7 @@ class Transfer:
     manifest: bytes
     moved: tuple[str, ...]
     present: tuple[str, ...]
+    mounted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +247,13 @@ def _skip(raw: http.client.HTTPResponse, count: int) -> None:
 
 
 def push(sink: ImageSink, manifest: bytes, media_type: str, destination: str, options: RegistryOptions,
-         progress: TransferProgress | None = None) -> Transfer:
-    """Upload an image's blobs the registry lacks, then its manifest, under `destination`'s tag."""
+         progress: TransferProgress | None = None, mount_from: tuple[str, ...] = ()) -> Transfer:
+    """Upload an image's blobs the registry lacks, then its manifest, under `destination`'s tag.
+
+    `mount_from` names other repositories of the same registry the image came from: a missing blob is
+    first asked for as a cross-repository mount from the first of them (no bytes sent); a registry that
+    declines answers with an ordinary upload session, which is then used.
+    """
     ref = parse_reference(destination).with_default_tag()
     if ref.digest and not ref.tag:
         raise RegistryError(f"cannot push to {destination}: a push needs a tag, not a digest",
@@ -256,7 +262,9 @@ def push(sink: ImageSink, manifest: bytes, media_type: str, destination: str, op
     progress = progress or NoProgress()
     moved: list[str] = []
     present: list[str] = []
+    mounted: list[str] = []
     lock = threading.Lock()
+    source = next((repo for repo in mount_from if repo != ref.path), None)
     with client_for(ref, options) as client:
 
         def one(desc: Descriptor) -> None:
@@ -265,7 +273,13 @@ def push(sink: ImageSink, manifest: bytes, media_type: str, destination: str, op
                 with lock:
                     present.append(desc.digest)
                 return
-            _upload(client, sink, ref, desc, options.chunk_size, progress)
+            url = _start_upload(client, ref.path, desc.digest, source)
+            if url is None:
+                progress.finish(desc.digest, f"Mounted from {source}")
+                with lock:
+                    mounted.append(desc.digest)
+                return
+            _upload(client, sink, ref, desc, url, options.chunk_size, progress)
             with lock:
                 moved.append(desc.digest)
 
@@ -273,11 +287,26 @@ def push(sink: ImageSink, manifest: bytes, media_type: str, destination: str, op
         _run_all(one, _unique(list(parsed.layers)))
         one(parsed.config)
         digest = client.put_manifest(ref.path, ref.tag or "latest", manifest, parsed.media_type)
-    return Transfer(str(ref), digest, parsed.media_type, manifest, tuple(moved), tuple(present))
+    return Transfer(str(ref), digest, parsed.media_type, manifest, tuple(moved), tuple(present), tuple(mounted))
 
 
-def _upload(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Descriptor, chunk: int,
+def _start_upload(client: RegistryClient, repository: str, digest: str, source: str | None) -> str | None:
+    """An upload session for a blob, or None when it was mounted from `source` instead."""
+    if source is not None:
+        try:
+            return client.start_upload(repository, mount=(digest, source))
+        except RegistryUnreachable:
+            raise
+        except RegistryError as err:
+            log.debug("mounting %s from %s refused (%s): uploading it", digest, source, err)
+    url = client.start_upload(repository)
+    assert url is not None
+    return url
+
+
+def _upload(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Descriptor, url: str, chunk: int,
             progress: TransferProgress) -> None:
+    """Send one blob into the upload session at `url`: in one PUT, or PATCH chunks then a closing PUT."""
     path = sink.blob_path(desc.digest)
     try:
         file = open(path, "rb")  # noqa: SIM115 - closed below, after the upload's last request
@@ -286,8 +315,6 @@ def _upload(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Descr
                             "the store may be damaged; pull or load the image again") from None
     progress.begin(desc.digest, desc.size, "Pushing")
     with file:
-        url = client.start_upload(ref.path)
-        assert url is not None
         offset = 0
         while desc.size - offset > chunk:
             url = client.upload_chunk(ref.path, url, _Window(file, offset, chunk, desc.digest, progress),
@@ -410,6 +437,14 @@ def pull(store: ImageStoreLike, reference: str, options: RegistryOptions,
 
 def push_image(store: ImageStoreLike, image: str, destination: str | None, options: RegistryOptions,
                progress: TransferProgress | None = None) -> Transfer:
-    """Push a local image to `destination`, or to the registry and name it is tagged with."""
+    """Push a local image to `destination`, or to the registry and name it is tagged with; blobs are
+    mounted from a repository of the same registry the image was pulled from when the registry allows."""
     found = store.resolve(image)
-    return push(store, found.manifest, found.manifest_media_type, destination or image, options, progress)
+    target = parse_reference(destination or image)
+    sources = []
+    for known in found.repo_digests:
+        origin = parse_reference(known)
+        if origin.domain == target.domain and origin.path != target.path:
+            sources.append(origin.path)
+    return push(store, found.manifest, found.manifest_media_type, destination or image, options, progress,
+                mount_from=tuple(sources))

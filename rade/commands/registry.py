@@ -103,8 +103,9 @@ def run_push(args: argparse.Namespace) -> int:
         result = push_image(store, args.image, args.destination, _options(args), progress)
     finally:
         progress.close()
+    mounted = f", {len(result.mounted)} mounted" if result.mounted else ""
     print(f"{result.reference}@{result.digest} ({len(result.moved)} blobs pushed, "
-          f"{len(result.present)} already there)")
+          f"{len(result.present)} already there{mounted})")
     return 0
 
 

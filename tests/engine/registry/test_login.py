@@ -95,6 +95,8 @@ def test_bearer_tokens_are_scoped_per_repository_and_anonymous_pull_gets_public_
     assert login(root, server.host, PASSWORD, monkeypatch) == 0
     assert main(["--root", str(root), "pull", f"{server.host}/private/app:v1"]) == 0
     assert main(["--root", str(root), "push", f"{server.host}/private/app:v1", f"{server.host}/private/b:v2"]) == 0
-    assert (USER, ["repository:private/b:pull,push"]) in tokens.issued
+    # The blobs were mounted from private/app: the challenge asked for pull there too, and got it.
+    assert (USER, ["repository:private/b:pull,push", "repository:private/app:pull"]) in tokens.issued
+    assert "2 mounted" in capsys.readouterr().out
     pulled = ImageStore(str(root)).resolve(f"{server.host}/private/app:v1")
     assert pulled.id == ImageStore(str(anonymous)).resolve(f"{server.host}/public/app:v1").id

@@ -92,6 +92,18 @@ def test_a_second_push_sends_no_blob_the_registry_has(
     assert "(0 blobs pushed, 2 already there)" in capsys.readouterr().out
 
 
+def test_a_push_to_another_repository_of_the_same_registry_mounts_the_blobs(
+        registry: RegistryServer, umoci_layout: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    skopeo_push(umoci_layout, f"{registry.host}/test/app:v1")
+    assert rade(tmp_path / "root", "pull", f"{registry.host}/test/app:v1") == 0
+    capsys.readouterr()
+    assert rade(tmp_path / "root", "push", f"{registry.host}/test/app:v1", f"{registry.host}/test/mounted:v1") == 0
+    assert "(0 blobs pushed, 0 already there, 2 mounted)" in capsys.readouterr().out
+    mounts = [line for line in registry.access_log() if "/v2/test/mounted/blobs/uploads/?" in line]
+    assert len(mounts) == 2 and all("from=test%2Fapp" in line and '" 201 ' in line for line in mounts)
+    assert rade(tmp_path / "two", "pull", f"{registry.host}/test/mounted:v1") == 0
+
+
 def test_a_docker_schema2_image_stays_docker_through_pull_and_push(
         registry: RegistryServer, umoci_layout: Path, tmp_path: Path) -> None:
     skopeo_push(umoci_layout, f"{registry.host}/test/docker:v1", "--format", "v2s2")

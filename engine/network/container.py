@@ -66,6 +66,7 @@ class ContainerNetwork:
     gateway: IPv4Address | None = None
     host_link: str | None = None
     bridge: str | None = None
+    mac: str | None = None
 
     @property
     def launch_network(self) -> str:
@@ -121,7 +122,7 @@ def setup_container_network(
             path = create_netns(netns_name(container_id))
             address = IPv4Interface(f"{lease.address}/{bridge.gateway.network.prefixlen}")
             link = host_link_name(container_id)
-            plug_veth(path, bridge, link, address)
+            mac = plug_veth(path, bridge, link, address)
     except BaseException as exc:
         try:
             teardown_container_network(root, container_id, bridge)
@@ -131,7 +132,7 @@ def setup_container_network(
             raise NetworkError(f"cannot set up the network of container {container_id}: {exc}") from exc
         raise
     log.debug("container %s: %s on %s via %s", container_id, address, bridge.name, link)
-    return ContainerNetwork(NetworkMode.BRIDGE, path, address, bridge.gateway.ip, link, bridge.name)
+    return ContainerNetwork(NetworkMode.BRIDGE, path, address, bridge.gateway.ip, link, bridge.name, mac)
 
 
 def reclaim_leaked_networks(root: Path, bridge: BridgeSpec = CONTAINER_BRIDGE) -> list[Lease]:

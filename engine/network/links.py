@@ -161,10 +161,11 @@ def plug_veth(
     inner_name: str = "eth0",
     default_route: bool = True,
     loopback: bool = True,
-) -> None:
+) -> str:
     """Join the namespace at `netns` to `bridge` with a veth pair: `host_name` enslaved to the bridge,
     `inner_name` inside with `address`, both up, (if asked) a default route via the bridge's gateway and
-    the namespace's `lo` up. Two netlink handles in all, one per namespace.
+    the namespace's `lo` up. Two netlink handles in all, one per namespace. Returns the inner end's MAC
+    address.
     """
     check_link_name(host_name)
     check_link_name(inner_name)
@@ -181,11 +182,13 @@ def plug_veth(
         with route_socket(netns) as ipr:
             if loopback:
                 ipr.link("set", index=_index(ipr, "lo"), state="up")
-            inner_index = _index(ipr, inner_name)
+            [inner] = ipr.link("get", ifname=inner_name)
+            inner_index = inner["index"]
             ipr.addr("add", index=inner_index, address=str(address.ip), prefixlen=address.network.prefixlen)
             ipr.link("set", index=inner_index, state="up")
             if default_route:
                 ipr.route("add", dst="0.0.0.0/0", gateway=str(bridge.gateway.ip))
+        return inner.get("IFLA_ADDRESS")
     except NetlinkError as exc:
         raise NetworkError(
             f"cannot plug {host_name} into {bridge.name}: {os.strerror(exc.code)}",

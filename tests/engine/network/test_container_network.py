@@ -73,6 +73,10 @@ def test_bridged_container_has_a_default_route_via_the_gateway_and_the_bridge_fo
     routes = netns_exec(netns_name(container_id), "ip", "-4", "route").stdout
     assert f"default via {test_bridge.gateway.ip} dev eth0" in routes
     assert addresses_in(network.netns, "eth0") == [network.address.ip]
+    assert (
+        f"link/ether {network.mac} "
+        in netns_exec(netns_name(container_id), "ip", "link", "show", "eth0").stdout
+    )
     with open(f"/proc/sys/net/ipv4/conf/{test_bridge.name}/forwarding") as f:
         assert f.read().strip() == "0"
 

@@ -224,6 +224,12 @@ STEPS = (
 )
 
 
+def report_launch_error(fd: int, err: LaunchError) -> None:
+    """Send a LaunchError over the error pipe; the parent rebuilds it (without doubling the step name)."""
+    message = err.message.removeprefix(f"{err.step}: ")
+    init.report(fd, "launch", err.step, message, err.hint or "")
+
+
 def _child(p: Plan) -> None:
     """The launch child (PID 1 of the new namespace): every step, then the init loop. Never returns."""
     step = "start"
@@ -234,7 +240,7 @@ def _child(p: Plan) -> None:
             run(p)
         init.run(p.config.argv, p.env, p.config.tty, p.err_fd)
     except LaunchError as err:
-        init.report(p.err_fd, "launch", err.step, err.message, err.hint or "")
+        report_launch_error(p.err_fd, err)
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         init.report(p.err_fd, "launch", step, f"{where}{err.strerror or err}")

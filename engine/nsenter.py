@@ -133,7 +133,7 @@ def _child(plan: launch.Plan, namespaces: list[tuple[int, int]], cgroup: CgroupD
             run(plan)
         init.run(plan.config.argv, plan.env, plan.config.tty, plan.err_fd)
     except LaunchError as err:
-        init.report(plan.err_fd, "launch", err.step, err.message, err.hint or "")
+        launch.report_launch_error(plan.err_fd, err)
     except BaseException as err:  # noqa: BLE001 - the child must never return into the caller's code
         init.report(plan.err_fd, "launch", step, f"{type(err).__name__}: {err}")
     os._exit(125)

@@ -89,7 +89,7 @@ class Volume:
             problems.add(node.mark, path, f"source {source!r}: variables are not expanded here; write the "
                                           "full path")
             good = False
-        elif not (source.startswith("/") or source in (".", "..") or source.startswith(("./", "../"))):
+        elif not (source in (".", "..") or source.startswith(("/", "./", "../"))):
             problems.add(node.mark, path, f"source {source!r} is not a path; write ./{source} for a "
                                           "directory next to the job file, or an absolute path")
             good = False

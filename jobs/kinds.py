@@ -9,6 +9,7 @@ as JSON Schema, so that the validator and `rade schema` cannot drift apart: both
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import shlex
 from collections.abc import Callable
@@ -185,7 +186,7 @@ class Unit:
             value = node.text or str(value)
         elif self.parse is parse_duration and node.text and ":" in node.text:
             value = node.text  # YAML 1.1 read 30:00 as the base-60 number 1800; the user meant 30 minutes
-        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        if isinstance(value, float) and not math.isfinite(value):
             problems.add(node.mark, path, f"{node.text or value!r} is not {self.what}")
             return INVALID
         try:
@@ -211,21 +212,21 @@ class Unit:
         return {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": self.string_pattern}]}
 
 
-def Size(minimum: int = 0, below: str = "") -> Unit:  # noqa: N802 - reads as a kind, like the classes
+def Size(minimum: int = 0, below: str = "") -> Unit:
     return Unit(parse_size, "a size such as 512M or 4G", r"^\s*(\d+(\.\d+)?|\.\d+)\s*[kKmMgGtTpP]?([iI]?[bB])?\s*$",
                 minimum, below)
 
 
-def Duration() -> Unit:  # noqa: N802
+def Duration() -> Unit:
     return Unit(parse_duration, "a duration such as 30m, 2h or 1-00:00:00",
                 r"^\s*((\d+(\.\d+)?\s*[A-Za-z]+\s*)+|(\d+-)?\d+(:\d+){0,2})\s*$")
 
 
-def Cpus() -> Unit:  # noqa: N802
+def Cpus() -> Unit:
     return Unit(parse_cpus, "a number of CPUs such as 1, 4 or 0.5", r"^\s*(\d+(\.\d*)?|\.\d+)\s*$")
 
 
-def ArraySpec() -> Unit:  # noqa: N802
+def ArraySpec() -> Unit:
     return Unit(parse_array, "an array range such as 0-9, 1,3,5 or 0-99%10",
                 r"^[\d\s,:%-]+$")
 

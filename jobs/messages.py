@@ -31,7 +31,7 @@ MAX_FRAME = 16 * 1024 * 1024
 _TYPES: dict[str, type] = {}
 
 
-def _message(name: str):  # noqa: ANN202 - a class decorator
+def _message(name: str):  # a class decorator
     def register(cls: type) -> type:
         cls.TYPE = name  # type: ignore[attr-defined]
         _TYPES[name] = cls
@@ -268,7 +268,7 @@ def _from_map(cls: type, body: dict[str, Any], where: str) -> Any:
     hints = _hints(cls)
     unknown = set(body) - set(hints)
     if unknown:
-        raise ProtocolError(f"{where}: unknown field {sorted(map(str, unknown))[0]!r}")
+        raise ProtocolError(f"{where}: unknown field {min(map(str, unknown))!r}")
     values = {}
     for spec in dataclasses.fields(cls):
         if spec.name not in body:
@@ -334,7 +334,7 @@ def _to_wire(value: Any, kind: Any, where: str) -> Any:
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
             return None
-        return _to_wire(value, [a for a in args if a is not type(None)][0], where)
+        return _to_wire(value, next(a for a in args if a is not type(None)), where)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         if not isinstance(value, kind):
             raise _wrong(where, kind, value)

@@ -22,6 +22,7 @@ from jobs.kinds import INVALID
 from jobs.problems import Mark, Problems
 from jobs.units import ArrayRange, format_array, format_size, parse_array, parse_size
 
+
 def _empty() -> Mapping[str, str]:
     return MappingProxyType({})
 

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def rade(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rade", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rade", *args], cwd=cwd, capture_output=True, text=True, check=False,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=60)
 
 
@@ -36,12 +36,12 @@ def test_every_problem_of_every_file_is_one_line_and_the_exit_code_is_2(tmp_path
     result = rade("validate", str(bad), str(good), str(also_bad))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"{bad}:1:7: name: 'Heat' is not a job name: use lowercase letters, digits and '-', starting with a "
-        "letter or digit, at most 63 characters; try 'heat'",
+        (f"{bad}:1:7: name: 'Heat' is not a job name: use lowercase letters, digits and '-', starting with a "
+         "letter or digit, at most 63 characters; try 'heat'"),
         f"{bad}:4:11: resources.memory: '4Gx' is not a size (use e.g. 512M or 4G)",
         f"{bad}:5:1: resorces: unknown key 'resorces'; did you mean 'resources'?",
-        f"{also_bad}:1:1: the file holds a list, not a mapping of job fields (write one field a line, "
-        "e.g. 'name: my-job')",
+        (f"{also_bad}:1:1: the file holds a list, not a mapping of job fields (write one field a line, "
+         "e.g. 'name: my-job')"),
     ]
     assert result.stdout == f"{good}: valid\n"
     assert "Traceback" not in result.stderr

@@ -174,8 +174,8 @@ def test_from_dict_checks_again_and_refuses_relative_volumes(full_spec_text):
         JobSpec.from_dict(plain)
     assert [str(p) for p in info.value.problems] == [
         "stored spec: resources.memory: 'lots' is not a size (use e.g. 512M or 4G)",
-        "stored spec: volumes[0]: source './rel' is relative but there is no job file to start from; "
-        "write an absolute path",
+        ("stored spec: volumes[0]: source './rel' is relative but there is no job file to start from; "
+         "write an absolute path"),
     ]
 
 

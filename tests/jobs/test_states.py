@@ -44,7 +44,7 @@ def test_every_state_has_a_row():
 def test_the_job_life_of_interface_md():
     path = [JobState.PENDING, JobState.STARTING, JobState.RUNNING, JobState.NODE_FAIL, JobState.PENDING,
             JobState.STARTING, JobState.RUNNING, JobState.COMPLETED]
-    for current, new in zip(path, path[1:]):
+    for current, new in itertools.pairwise(path):
         advance(current, new)
     for ending in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OOM", "NODE_FAIL"):
         assert advance(JobState.RUNNING, JobState(ending)) is JobState(ending)

@@ -48,7 +48,7 @@ class AddressPool:
         self.gateway = gateway
         self.subnet: IPv4Network = gateway.network
         self._by_container: dict[str, Lease] = {lease.container: lease for lease in leases}
-        self._used = {lease.address for lease in leases}
+        self._used = {lease.address for lease in self._by_container.values()}
         self.last = last if last is not None else gateway.ip
 
     @property

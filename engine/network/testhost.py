@@ -8,6 +8,15 @@ namespace. `cut_test_host` takes its link down (a pulled cable, for failure test
 `reconnect_test_host` brings it back. The bridge is made by `ensure_bridge` and removed by
 `remove_bridge` once the last host is gone; callers that add and remove hosts concurrently serialise
 those two calls themselves.
+
+A dev cluster, in short:
+
+    bridge = BridgeSpec("rade-cl0", IPv4Interface("198.18.0.1/24"))
+    ensure_bridge(bridge)                      # the scheduler listens on 198.18.0.1
+    host = create_test_host("rade-node1", "node1", bridge, IPv4Interface("198.18.0.11/24"))
+    agent = subprocess.Popen(argv, preexec_fn=lambda: enter_test_host(host))
+    ...
+    agent.terminate(); agent.wait(); remove_test_host(host); remove_bridge(bridge)
 """
 
 from __future__ import annotations

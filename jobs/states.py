@@ -85,8 +85,9 @@ NODE_MOVES: Mapping[NodeState, frozenset[NodeState]] = {
     _N.DOWN: frozenset({_N.IDLE, _N.DRAINED}),
 }
 
-TERMINAL_JOB_STATES = frozenset(s for s in JobState if not JOB_MOVES[s])
-TERMINAL_TASK_STATES = frozenset(s for s in TaskState if not TASK_MOVES[s])
+# Ended: NODE_FAIL too, though a requeue may start the job over as a new PENDING.
+TERMINAL_JOB_STATES = frozenset(JobState(name) for name in _ENDINGS)
+TERMINAL_TASK_STATES = frozenset(TaskState(name) for name in _ENDINGS)
 
 _TABLES: dict[type, Mapping] = {JobState: JOB_MOVES, TaskState: TASK_MOVES, NodeState: NODE_MOVES}
 
@@ -110,6 +111,5 @@ def advance(current: S, new: S) -> S:
 
 
 def is_terminal(state: JobState | TaskState) -> bool:
-    """Whether the job or task has ended. NODE_FAIL counts as ended: a requeue starts it over."""
-    return state in (TERMINAL_JOB_STATES if isinstance(state, JobState) else TERMINAL_TASK_STATES) \
-        or state.value == "NODE_FAIL"
+    """Whether the job or task has ended (NODE_FAIL included: a requeue starts it over)."""
+    return state in TERMINAL_JOB_STATES or state in TERMINAL_TASK_STATES

@@ -202,3 +202,20 @@ def test_an_idle_udp_flow_is_dropped_and_the_next_datagram_opens_a_new_one():
         thread.join(timeout=10)
         for sock in (a, b, server):
             sock.close()
+
+
+def test_fifty_simultaneous_connections_each_get_their_own_bytes_back(echo_server, proxies):
+    port = echo_server("")
+    [bound] = proxies(LOCAL, PortMapping(LOCAL, 0, port))
+    payloads = [os.urandom(50_000 + i) for i in range(50)]
+    results: list[bytes | None] = [None] * 50
+
+    def run(i: int) -> None:
+        results[i] = exchange(bound.host_port, payloads[i], chunk=8192)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == payloads

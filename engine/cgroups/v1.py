@@ -1,11 +1,11 @@
 """The cgroup v1 driver: one directory per controller hierarchy, `<mount>/<parent>/<id>`.
 
-A container always joins memory (limit, swap, usage, OOM) and cpuacct (CPU time); it joins cpu, cpuset
-and pids only when a limit needs them. Why not all: each write to a v1 cgroup.procs costs an RCU grace
-period (about 2 ms here), the largest single cost of a launch, and a hierarchy with no limit set would
-change nothing. kill_all freezes first when a freezer directory exists (so nothing forks between the
-reading and the killing), else repeats kill passes until the cgroup is empty; a container's PID namespace
-makes that rare, as killing its PID 1 ends everything in it. Hierarchies are found in
+A container always joins memory (limit, swap, usage, OOM), cpuacct (CPU time) and freezer (kill-all:
+freeze, SIGKILL each pid, thaw, so nothing forks between reading the pids and killing them); it joins
+cpu, cpuset and pids only when a limit needs them. Why not all: moving a pid between v1 cgroups waits
+for an RCU grace period (writes in one burst share it, but a loaded host stretches it to milliseconds),
+and a hierarchy with no limit set would change nothing. Without a freezer hierarchy, kill_all repeats
+kill passes until the cgroup is empty. Hierarchies are found in
 /proc/self/mountinfo, so co-mounted controllers ("cpu,cpuacct") share one directory. A new cpuset cgroup starts with no CPUs, so the shared parent copies its CPUs and memory
 nodes from the hierarchy root once and sets clone_children, letting each container inherit them without
 extra writes. The root cgroups are never written to.
@@ -23,7 +23,7 @@ from engine.cgroups.driver import CgroupStats, Limits
 from engine.errors import CgroupError
 
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer")
-ALWAYS = ("memory", "cpuacct")
+ALWAYS = ("memory", "cpuacct", "freezer")
 CFS_PERIOD_US = 100_000
 
 

@@ -22,10 +22,10 @@ def _exists(controller: str, cgroup: CgroupV1) -> bool:
     return os.path.isdir(f"{hierarchies()[controller]}/{cgroup.name}")
 
 
-def test_create_joins_memory_and_cpuacct_under_rade_and_limits_join_the_rest(v1_cgroup):
+def test_create_joins_memory_cpuacct_freezer_under_rade_and_limits_join_the_rest(v1_cgroup):
     v1_cgroup.create()
     assert v1_cgroup.name.startswith("rade/")
-    assert _exists("memory", v1_cgroup) and _exists("cpuacct", v1_cgroup)
+    assert all(_exists(c, v1_cgroup) for c in ("memory", "cpuacct", "freezer"))
     assert not _exists("cpu", v1_cgroup) and not _exists("pids", v1_cgroup)
     v1_cgroup.apply(Limits(cpus=1, pids=10))
     assert _exists("cpu", v1_cgroup) and _exists("pids", v1_cgroup)
@@ -148,3 +148,17 @@ def test_root_cgroup_limits_are_never_written():
     finally:
         cgroup.remove()
     assert [_read(path) for path in watched] == before
+
+
+def test_kill_all_without_a_freezer_hierarchy_still_empties_the_cgroup(sleeper):
+    mounts = {c: m for c, m in hierarchies().items() if c != "freezer"}
+    if "memory" not in mounts or os.geteuid() != 0:
+        pytest.skip("needs root and a v1 memory hierarchy")
+    cgroup = CgroupV1("test-no-freezer", mounts=mounts)
+    try:
+        cgroup.create()
+        cgroup.add(sleeper.pid)
+        cgroup.kill_all()
+        assert sleeper.wait(timeout=5) == -9
+    finally:
+        cgroup.remove()

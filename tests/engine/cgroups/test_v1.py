@@ -69,13 +69,13 @@ def test_stats_count_cpu_time_and_memory(v1_cgroup, sleeper):
     if pid == 0:
         v1_cgroup.add(os.getpid())
         data = bytearray(8 * 1024 * 1024)  # touched, so charged to the cgroup
-        end = time.monotonic() + 0.3
-        while time.monotonic() < end:
+        start = time.process_time()
+        while time.process_time() - start < 0.2:  # CPU time, not wall time: the host may be busy
             data[0] = 1
         os._exit(0)
     os.waitpid(pid, 0)
     stats = v1_cgroup.stats()
-    assert stats.cpu_seconds > 0.1
+    assert stats.cpu_seconds >= 0.2
     assert stats.memory_peak >= 8 * 1024 * 1024
     assert not v1_cgroup.oom_killed()
 

@@ -8,6 +8,7 @@ defaults included, as the scheduler would receive it. `rade schema` prints the J
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate = subparsers.add_parser(
         "validate", help="check job files and list every problem",
         description="Check job YAML files; print every problem as FILE:LINE:COL: field: what to fix.")
-    validate.add_argument("files", nargs="+", metavar="JOB.yaml", help="job files to check")
+    validate.add_argument("files", nargs="+", metavar="JOB.yaml", help="job files to check ('-': standard input)")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="change a field before checking, e.g. --set resources.memory=4G (repeatable)")
     validate.add_argument("--print", dest="show", action="store_true",
@@ -29,14 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     from jobs.errors import EXIT_USAGE
-    from jobs.loader import load_spec
+    from jobs.loader import load_spec, parse_spec
     from jobs.problems import SpecError
     from jobs.spec import spec_to_yaml
 
     failed = False
     for path in args.files:
         try:
-            spec = load_spec(path, args.overrides)
+            if path == "-":
+                # Relative volumes in a piped spec start where the command runs.
+                spec = parse_spec(sys.stdin.read(), "<stdin>", args.overrides, base_dir=os.getcwd())
+            else:
+                spec = load_spec(path, args.overrides)
         except SpecError as err:
             failed = True
             for problem in err.problems:

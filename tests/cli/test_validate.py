@@ -78,6 +78,14 @@ def test_print_shows_defaults_and_relative_volumes_resolved(tmp_path):
     assert printed["volumes"] == [{"source": str(tmp_path / "data"), "target": "/data", "read_only": True}]
 
 
+def test_a_spec_on_standard_input_is_checked(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "rade", "validate", "-"], cwd=tmp_path, capture_output=True,
+                            text=True, check=False, input="name: a\nimage: busybox\ntasks: 0\n",
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == "<stdin>:3:8: tasks: must be at least 1, got 0\n"
+
+
 def test_usage_errors_are_one_line_exit_2():
     result = rade("validate")
     assert result.returncode == 2

@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from engine.errors import RegistryError
 from engine.images import auth
@@ -130,7 +130,7 @@ class RegistryClient:
     def close(self) -> None:
         self._pool.close()
 
-    def __enter__(self) -> RegistryClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,24 +11,24 @@ one stays Docker, and the digest the registry records is the digest the store ha
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from engine.errors import ImageError, RegistryError
 from engine.images import manifest_list
+from engine.images.blob_streams import ResumingBlobStream, TransferFailed, UploadWindow
 from engine.images.content import Descriptor
 from engine.images.credentials import CredentialStore
 from engine.images.manifest import Manifest, parse_config, parse_manifest
 from engine.images.manifest_list import Platform
 from engine.images.progress import NoProgress, TransferProgress
 from engine.images.reference import Reference, parse_reference
-from engine.images.registry import RegistryClient, RegistryUnreachable, Response, endpoint_for
+from engine.images.registry import RegistryClient, RegistryUnreachable, endpoint_for
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,6 @@ _PARALLEL = 4
 # Layers unpacked at once while the rest download: one per core, the downloads mostly wait on sockets.
 _UNPACKERS = max(1, min(4, os.cpu_count() or 1))
 _BLOB_ATTEMPTS = 4
-# Resumes within one download before it starts over (a new ingest): a link that keeps dropping gets a
-# bounded number of tries, not one per chunk.
-_RESUMES = 5
 # Blobs up to this size go in one PUT; bigger ones in PATCH chunks of this size.
 DEFAULT_CHUNK = 64 << 20
 
@@ -143,12 +140,12 @@ def _download(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Des
     """Stream one blob into the store; start over (a whole new ingest) when resuming was not enough."""
     for attempt in range(1, _BLOB_ATTEMPTS + 1):
         progress.begin(desc.digest, desc.size, "Downloading")
-        stream = _BlobStream(client, ref.path, desc, progress)
+        stream = ResumingBlobStream(client, ref.path, desc, progress)
         try:
             sink.ingest_blob(stream, expected_digest=desc.digest, expected_size=desc.size)
             progress.finish(desc.digest, "Pull complete")
             return
-        except _TransferFailed as err:
+        except TransferFailed as err:
             if attempt == _BLOB_ATTEMPTS:
                 raise RegistryError(f"downloading blob {desc.digest} of {ref.familiar()} from {ref.domain} "
                                     f"failed {attempt} times: {err}", "check the network and try again") from None
@@ -163,87 +160,6 @@ def _download(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Des
                                 "the registry's copy may be corrupt or tampered with; push the image again") from None
         finally:
             stream.close()
-
-
-class _TransferFailed(Exception):
-    """The connection failed in a way the blob stream could not mend by resuming."""
-
-
-class _BlobStream:
-    """A blob download as a readable stream that resumes itself with Range requests after a drop.
-
-    When the registry ignores Range (a 200 instead of 206) the bytes already read are skipped in the
-    new answer; the store's digest check still vouches for the whole blob.
-    """
-
-    def __init__(self, client: RegistryClient, repository: str, desc: Descriptor,
-                 progress: TransferProgress) -> None:
-        self._client = client
-        self._repository = repository
-        self._desc = desc
-        self._progress = progress
-        self._offset = 0
-        self._resumes_left = _RESUMES
-        self._resp: Response | None = None
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        view = memoryview(buffer)
-        while True:
-            try:
-                raw = self._open()
-                n = raw.readinto(view)
-                if n == 0 and len(view) and self._offset < self._desc.size:
-                    # http.client reports a connection closed early as a plain end of stream.
-                    raise http.client.IncompleteRead(b"", self._desc.size - self._offset)
-            except (OSError, http.client.HTTPException, RegistryUnreachable) as err:
-                # A drop mid-blob: reconnect and carry on from the offset reached.
-                self._drop()
-                if self._resumes_left == 0:
-                    raise _TransferFailed(f"{type(err).__name__}: {err}") from None
-                self._resumes_left -= 1
-                continue
-            self._offset += n
-            if n:
-                self._progress.advance(self._desc.digest, n)
-            return n
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            chunks = []
-            while chunk := self.read(1 << 20):
-                chunks.append(chunk)
-            return b"".join(chunks)
-        buffer = bytearray(size)
-        n = self.readinto(buffer)
-        return bytes(buffer[:n])
-
-    def close(self) -> None:
-        if self._resp is not None:
-            self._resp.close(reusable=self._resp.raw is not None and self._resp.raw.isclosed())
-            self._resp = None
-
-    def _open(self) -> http.client.HTTPResponse:
-        if self._resp is None:
-            resp = self._client.open_blob(self._repository, self._desc.digest, self._offset)
-            assert resp.raw is not None
-            if resp.status == 200 and self._offset:
-                _skip(resp.raw, self._offset)
-            self._resp = resp
-        assert self._resp.raw is not None
-        return self._resp.raw
-
-    def _drop(self) -> None:
-        if self._resp is not None:
-            self._resp.close(reusable=False)
-            self._resp = None
-
-
-def _skip(raw: http.client.HTTPResponse, count: int) -> None:
-    while count:
-        chunk = raw.read(min(count, 1 << 20))
-        if not chunk:
-            raise OSError("the blob ended early while skipping what was already read")
-        count -= len(chunk)
 
 
 def push(sink: ImageSink, manifest: bytes, media_type: str, destination: str, options: RegistryOptions,
@@ -317,42 +233,12 @@ def _upload(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Descr
     with file:
         offset = 0
         while desc.size - offset > chunk:
-            url = client.upload_chunk(ref.path, url, _Window(file, offset, chunk, desc.digest, progress),
+            url = client.upload_chunk(ref.path, url, UploadWindow(file, offset, chunk, desc.digest, progress),
                                       offset, chunk)
             offset += chunk
         rest = desc.size - offset
-        client.finish_upload(ref.path, url, desc.digest, _Window(file, offset, rest, desc.digest, progress), rest)
+        client.finish_upload(ref.path, url, desc.digest, UploadWindow(file, offset, rest, desc.digest, progress), rest)
     progress.finish(desc.digest, "Pushed")
-
-
-class _Window:
-    """`length` bytes of a file from `start`, as a request body: seekable (for a resend), and counted."""
-
-    def __init__(self, file: BinaryIO, start: int, length: int, digest: str, progress: TransferProgress) -> None:
-        self._file = file
-        self._start = start
-        self._length = length
-        self._pos = 0
-        self._digest = digest
-        self._progress = progress
-        file.seek(start)
-
-    def read(self, size: int = -1) -> bytes:
-        left = self._length - self._pos
-        size = left if size is None or size < 0 else min(size, left)
-        data = self._file.read(size) if size else b""
-        self._pos += len(data)
-        self._progress.advance(self._digest, len(data))
-        return data
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
-        self._progress.advance(self._digest, pos - self._pos)
-        self._pos = pos
-        self._file.seek(self._start + pos)
-        return pos
 
 
 def _unique(blobs: list[Descriptor]) -> list[Descriptor]:
@@ -367,17 +253,20 @@ def _unique(blobs: list[Descriptor]) -> list[Descriptor]:
 
 
 def _run_all(work: Callable[[Descriptor], None], blobs: list[Descriptor]) -> None:
-    """Run `work` for every blob, a few at a time; the first failure is raised once all have stopped."""
+    """Run `work` for every blob, a few at a time. On the first failure the blobs not yet started are
+    dropped; the ones under way finish (a thread cannot be interrupted), then the failure is raised."""
     if len(blobs) <= 1:
         for desc in blobs:
             work(desc)
         return
     with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(blobs)), thread_name_prefix="rade-blob") as pool:
         futures = [pool.submit(work, desc) for desc in blobs]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]  # type: ignore[misc]
-
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            future.cancel()
+    for future in futures:
+        if not future.cancelled() and future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]
 
 
 class ImageStoreLike(ImageSink, Protocol):

@@ -8,8 +8,16 @@ import pytest
 
 from engine.errors import RegistryError
 from engine.images.manifest_list import (
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, Platform, host_platform_of_machine,
-    index_entries, manifest_kind, parse_platform, pick_platform,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Platform,
+    host_platform_of_machine,
+    index_entries,
+    manifest_kind,
+    parse_platform,
+    pick_platform,
 )
 
 D = "sha256:" + "a" * 64

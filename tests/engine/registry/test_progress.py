@@ -28,9 +28,8 @@ def final_screen(text: str) -> list[str]:
             code, arg = text[end], text[i + 2:end]
             if code == "A":
                 row -= int(arg or 1)
-            elif code == "K":
-                if row < len(lines):
-                    lines[row] = ""
+            elif code == "K" and row < len(lines):
+                lines[row] = ""
             i = end + 1
             continue
         char = text[i]

@@ -46,7 +46,7 @@ class TokenServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
+            def do_GET(self) -> None:
                 server._answer(self)
 
             def log_message(self, *args: object) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 
 import pytest
 
 from engine import capabilities
+from engine.errors import LaunchError
 from engine.launch_config import Mount
 
 pytestmark = pytest.mark.root
@@ -146,3 +149,28 @@ def test_console_for_tty(launcher):
         os.close(master)
         os.close(slave)
     assert "console" in result.out and "tty" in result.out.split(), result.out + result.err
+
+
+@pytest.fixture
+def netns():
+    """A network namespace file with a dummy link in it, as the network code hands the launch."""
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2's ip to make a test network namespace")
+    name = f"rade-test-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "add", "rade-probe", "type", "dummy"], check=True)
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_joins_the_network_namespace_it_is_given(launcher, netns):
+    result = launcher.run(["ls", "/sys/class/net"], network=netns)
+    assert set(result.out.split()) == {"lo", "rade-probe"}, result.err
+
+
+def test_missing_network_namespace_is_refused_before_fork(launcher):
+    with pytest.raises(LaunchError) as caught:
+        launcher.run(["true"], network="/run/netns/rade-test-absent")
+    assert caught.value.step == "join network namespace"

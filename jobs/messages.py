@@ -264,6 +264,12 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+@functools.cache
+def _shape(kind: Any) -> tuple[Any, tuple[Any, ...]]:
+    """A type's origin and arguments, asked once per type: typing's answers cost more than the encoding."""
+    return typing.get_origin(kind), typing.get_args(kind)
+
+
 def _from_map(cls: type, body: dict[str, Any], where: str) -> Any:
     hints = _hints(cls)
     unknown = set(body) - set(hints)
@@ -286,7 +292,7 @@ def _wrong(where: str, kind: Any, value: Any) -> ProtocolError:
 
 def _from_wire(value: Any, kind: Any, where: str) -> Any:
     """`value` as read from msgpack, checked against `kind` and turned into it (tuples, enums...)."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    origin, args = _shape(kind)
     if kind is Any:
         return _plain(value, where)
     if origin in (types.UnionType, typing.Union):
@@ -328,7 +334,7 @@ def _from_wire(value: Any, kind: Any, where: str) -> Any:
 
 def _to_wire(value: Any, kind: Any, where: str) -> Any:
     """`value` as msgpack should carry it, after checking it against `kind` as decoding would."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    origin, args = _shape(kind)
     if kind is Any:
         return _plain(value, where)
     if origin in (types.UnionType, typing.Union):

@@ -153,13 +153,13 @@ def test_console_for_tty(launcher):
 
 @pytest.fixture
 def netns():
-    """A network namespace file with a dummy link in it, as the network code hands the launch."""
+    """A network namespace file with a veth pair in it, as the network code hands the launch."""
     if shutil.which("ip") is None:
         pytest.skip("needs iproute2's ip to make a test network namespace")
     name = f"rade-test-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        subprocess.run(["ip", "-n", name, "link", "add", "rade-probe", "type", "dummy"], check=True)
+        subprocess.run(["ip", "-n", name, "link", "add", "rade-probe", "type", "veth", "peer", "name", "rade-probe1"], check=True)
         yield f"/run/netns/{name}"
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
@@ -167,7 +167,7 @@ def netns():
 
 def test_joins_the_network_namespace_it_is_given(launcher, netns):
     result = launcher.run(["ls", "/sys/class/net"], network=netns)
-    assert set(result.out.split()) == {"lo", "rade-probe"}, result.err
+    assert set(result.out.split()) == {"lo", "rade-probe", "rade-probe1"}, result.err
 
 
 def test_missing_network_namespace_is_refused_before_fork(launcher):

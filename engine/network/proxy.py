@@ -126,6 +126,8 @@ class PortProxy:
 
     def start(self) -> list[PortMapping]:
         """Bind every mapping and start relaying; return the mappings with their actual host ports."""
+        if self._thread is not None or self._stopping or self.bound:
+            raise NetworkError("this port proxy was already started", "make a new PortProxy")
         try:
             for mapping in self.mappings:
                 self._listen(mapping)

@@ -82,8 +82,10 @@ def _wait_ready(host: str, proc: subprocess.Popen, deadline: float) -> None:
 
 
 @contextlib.contextmanager
-def running_registry(workdir: Path, auth: str | None = None, extra: str = "") -> Iterator[RegistryServer]:
-    """Start a registry in `workdir` (auth None or 'htpasswd'); stop it by PID when done."""
+def running_registry(workdir: Path, auth: str | None = None, extra: str = "",
+                     tls: tuple[Path, Path] | None = None) -> Iterator[RegistryServer]:
+    """Start a registry in `workdir` (auth None or 'htpasswd'; `tls` a certificate and key to serve HTTPS
+    with); stop it by PID when done."""
     if not os.access(REGISTRY_BIN, os.X_OK):
         pytest.skip("docker-registry is not installed (Debian package docker-registry)")
     host = f"127.0.0.1:{free_port()}"
@@ -99,6 +101,7 @@ def running_registry(workdir: Path, auth: str | None = None, extra: str = "") ->
         "log:\n  level: info\n  formatter: text\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: {host}\n"
+        + (f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else "")
         + auth_yaml + extra
     )
     with open(log, "wb") as log_file:

@@ -6,15 +6,18 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from engine.errors import RegistryError
 from engine.images.auth import Credentials
 from engine.images.manifest_list import ACCEPTED_MANIFESTS, OCI_MANIFEST
-from engine.images.registry import RegistryClient, endpoint_for
+from engine.images.registry import Endpoint, RegistryClient, endpoint_for
 
-from .conftest import PASSWORD, USER, RegistryServer, free_port
+from .conftest import PASSWORD, USER, RegistryServer, free_port, running_registry
 
 
 def digest(data: bytes) -> str:
@@ -93,3 +96,27 @@ def test_a_registry_that_is_not_there_is_a_clear_error() -> None:
     with RegistryClient(endpoint_for(f"127.0.0.1:{free_port()}")) as client, \
             pytest.raises(RegistryError, match="cannot reach the registry"):
         client.ping()
+
+
+@pytest.fixture
+def tls_registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """A registry serving HTTPS with a self-signed certificate."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    work = tmp_path / "tls-registry"
+    work.mkdir()
+    with running_registry(work, tls=(cert, key)) as server:
+        yield server
+
+
+def test_an_unverifiable_certificate_is_refused_unless_verification_is_off(tls_registry: RegistryServer) -> None:
+    verified = Endpoint(tls_registry.host, "https", tls_registry.host, tls_verify=True)
+    with RegistryClient(verified) as client, pytest.raises(RegistryError, match="TLS with") as caught:
+        client.ping()
+    assert caught.value.hint is not None and "--tls-verify=false" in caught.value.hint
+    unverified = Endpoint(tls_registry.host, "https", tls_registry.host, tls_verify=False)
+    with RegistryClient(unverified) as client:
+        client.ping()
+        assert upload(client, "test/tls", b"over https", chunk=1 << 20) == digest(b"over https")

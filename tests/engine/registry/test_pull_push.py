@@ -8,6 +8,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -213,3 +214,34 @@ def test_a_large_blob_is_pushed_in_chunks_and_pulls_back_intact(
     assert patches >= max(d.size for d in image.layers) // (64 * 1024)
     assert rade(tmp_path / "two", "pull", f"{registry.host}/test/chunked:v1") == 0
     assert ImageStore(str(tmp_path / "two")).resolve(f"{registry.host}/test/chunked:v1").id == image.id
+
+
+def test_pulling_again_fetches_only_the_manifest(
+        registry: RegistryServer, umoci_layout: Path, tmp_path: Path) -> None:
+    skopeo_push(umoci_layout, f"{registry.host}/test/app:v1")
+    assert rade(tmp_path / "root", "pull", f"{registry.host}/test/app:v1") == 0
+    blob_gets = sum('"GET /v2/test/app/blobs/' in line for line in registry.access_log())
+    assert blob_gets == 2
+    assert rade(tmp_path / "root", "pull", f"{registry.host}/test/app:v1") == 0
+    assert sum('"GET /v2/test/app/blobs/' in line for line in registry.access_log()) == blob_gets
+
+
+def test_two_processes_pulling_one_image_into_one_store_both_succeed(
+        registry: RegistryServer, umoci_layout: Path, tmp_path: Path) -> None:
+    skopeo_push(umoci_layout, f"{registry.host}/test/app:v1")
+    root = tmp_path / "root"
+    argv = [sys.executable, "-m", "rade", "--root", str(root), "pull", "-q", f"{registry.host}/test/app:v1"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True) for _ in range(2)]
+    try:
+        outputs = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outputs]
+    store = ImageStore(str(root))
+    [image] = store.images()
+    assert outputs[0][0].decode().strip() == outputs[1][0].decode().strip() == image.id
+    assert (Path(image.layer_dirs()[0]) / "etc/hello.txt").read_text() == "hello from umoci\n"
+    assert os.listdir(store.tmp) == []

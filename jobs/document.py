@@ -13,6 +13,7 @@ loading goes on, so the user sees them together with every other mistake.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +67,7 @@ def load_document(text: str, filename: str, problems: Problems) -> Node:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
-        _fail(_yaml_mark(err, filename), _yaml_message(err))
+        _fail(*_yaml_problem(err, filename))
     except yaml.reader.ReaderError as err:
         code = ord(err.character) if isinstance(err.character, str) else err.character
         _fail(_offset_mark(text, err.position, filename),
@@ -80,6 +81,9 @@ def load_document(text: str, filename: str, problems: Problems) -> Node:
     tree = _Builder(filename, problems).build(root)
     if not tree.is_mapping:
         what = "a list" if tree.is_sequence else f"the single value {str(tree.text or tree.value)[:40]!r}"
+        if tree.is_scalar and re.match(r"\s*[\w-]+:\S", str(tree.value)):
+            _fail(tree.mark, f"the file holds {what}, not fields: a key needs a space after its ':' "
+                             "(write 'name: my-job', not 'name:my-job')")
         _fail(tree.mark, f"the file holds {what}, not a mapping of job fields "
                          "(write one field a line, e.g. 'name: my-job')")
     return tree
@@ -184,28 +188,35 @@ class _Builder:
         return good
 
 
-def _yaml_mark(err: yaml.MarkedYAMLError, filename: str) -> Mark:
-    mark = err.problem_mark or err.context_mark
-    if mark is None:
-        return Mark(filename, 1, 1)
-    return Mark(filename, mark.line + 1, mark.column + 1)
-
-
-def _yaml_message(err: yaml.MarkedYAMLError) -> str:
+def _yaml_problem(err: yaml.MarkedYAMLError, filename: str) -> tuple[Mark, str]:
+    """Where a YAML syntax error is best fixed, and how: PyYAML's own words name its parser's state."""
     problem = (err.problem or "not valid YAML").strip()
-    if problem == "expected a single document in the stream" or "another document" in str(err.problem):
-        return "a job file holds one YAML document; remove the second '---' or split the file"
+    context = (err.context or "").strip()
+    at_problem = _mark(err.problem_mark or err.context_mark, filename)
+    at_context = _mark(err.context_mark or err.problem_mark, filename)
+    if problem == "expected a single document in the stream" or "another document" in problem:
+        return at_problem, "a job file holds one YAML document; remove the second '---' or split the file"
     if problem.startswith("mapping values are not allowed"):
-        return ("a ':' followed by a space or a line end starts a mapping, which is not allowed here; quote "
-                "the value (e.g. \"a: b\") or fix the indentation of this line")
+        return at_problem, ("a ':' followed by a space or a line end starts a mapping, which is not allowed "
+                            "here; quote the value (e.g. \"a: b\") or fix the indentation of this line")
     if "found character '\\t'" in problem:
-        return "a tab character cannot indent YAML; indent with spaces"
-    context = ""
-    if err.context and err.context_mark and err.problem_mark and err.context_mark.line != err.problem_mark.line:
-        context = f" ({err.context.strip()} that starts at line {err.context_mark.line + 1})"
-    elif err.context:
-        context = f" {err.context.strip()}"
-    return f"not valid YAML: {problem}{context}; check the indentation and quoting here"
+        return at_problem, "a tab character cannot indent YAML; indent with spaces"
+    if "could not find expected ':'" in problem:
+        # PyYAML notices only on the next line; the line to fix is the one the key started on.
+        return at_context, ("this line is not 'key: value'; put a space after the ':' (e.g. 'image: busybox'), "
+                            "or indent it if it continues the line above")
+    if "end of stream" in problem and "quoted scalar" in context:
+        return at_context, "this quoted text is never closed; add the closing quote"
+    where = ""
+    if context and err.context_mark and err.problem_mark and err.context_mark.line != err.problem_mark.line:
+        where = f" ({context} that starts at line {err.context_mark.line + 1})"
+    elif context:
+        where = f" {context}"
+    return at_problem, f"not valid YAML: {problem}{where}; check the indentation and quoting here"
+
+
+def _mark(mark: yaml.Mark | None, filename: str) -> Mark:
+    return Mark(filename, 1, 1) if mark is None else Mark(filename, mark.line + 1, mark.column + 1)
 
 
 def _short(tag: str) -> str:

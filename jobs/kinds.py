@@ -383,7 +383,7 @@ class Record:
         for spec in self.fields:
             inner = spec.kind
             if isinstance(inner, Record) and key in inner.by_name:
-                return f"{unknown} here; it belongs under '{spec.name}:' (write {spec.name}: {{{key}: ...}})"
+                return f"{unknown} here; it belongs under '{spec.name}:' (indent it below '{spec.name}:')"
         close = difflib.get_close_matches(key.lower().replace("-", "_"), names, n=1, cutoff=0.7)
         if close:
             return f"{unknown}; did you mean {close[0]!r}?"

@@ -2,7 +2,8 @@
 
 A blob enters only through `ingest`: its bytes go to a temporary file in the store while sha256 is
 computed, are checked against the expected digest and size, and only then renamed to their final name, so
-a blob at its name always has the content the name promises and a failed ingest leaves nothing. Two
+a blob at its name has the content the name promises (or, after a crash, a prefix of it: see
+_DURABLE_LIMIT) and a failed ingest leaves nothing. Two
 processes ingesting the same blob both rename identical bytes into place, which is harmless.
 """
 
@@ -18,6 +19,10 @@ from engine.errors import ImageError
 from engine.images.content import Descriptor, check_digest, digest_hex
 
 _CHUNK = 1 << 20
+# Manifests and configs are flushed to disk before they get their name: they vouch for everything else.
+# Layer blobs are not (neither does `tar -x` flush what it writes): after a crash a layer blob can only be
+# short (ext4 orders data before size), and registering an image checks every blob's size.
+_DURABLE_LIMIT = 4 << 20
 OCTET_STREAM = "application/octet-stream"
 
 
@@ -93,7 +98,8 @@ class BlobStore:
             if expected_digest is not None and digest != expected_digest:
                 raise ImageError(f"blob content has digest {digest}, expected {expected_digest}",
                                  "the source is corrupt or was tampered with; nothing was stored")
-            os.fsync(fd)
+            if size <= _DURABLE_LIMIT:
+                os.fsync(fd)
             os.close(fd)
             fd = -1
             os.chmod(tmp, 0o644)

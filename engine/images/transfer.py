@@ -143,7 +143,7 @@ def _download(client: RegistryClient, sink: ImageSink, ref: Reference, desc: Des
         stream = ResumingBlobStream(client, ref.path, desc, progress)
         try:
             sink.ingest_blob(stream, expected_digest=desc.digest, expected_size=desc.size)
-            progress.finish(desc.digest, "Pull complete")
+            progress.finish(desc.digest, "Download complete")
             return
         except TransferFailed as err:
             if attempt == _BLOB_ATTEMPTS:
@@ -292,9 +292,16 @@ def pull(store: ImageStoreLike, reference: str, options: RegistryOptions,
     Each layer is unpacked as soon as it has arrived, while the others download; registering the image
     then finds them done.
     """
+    progress = progress or NoProgress()
     unpacking: list[Future] = []
     diff_ids: list[str] = []
     lock = threading.Lock()
+
+    def extract(diff_id: str, desc: Descriptor, label: str) -> None:
+        progress.finish(desc.digest, "Extracting")
+        store.layers.ensure(diff_id, store.blob_path(desc.digest), desc.digest, label)
+        progress.finish(desc.digest, "Pull complete")
+
     with ThreadPoolExecutor(max_workers=_UNPACKERS, thread_name_prefix="rade-unpack") as unpackers:
 
         def unpack(manifest: Manifest, i: int) -> None:
@@ -305,8 +312,7 @@ def pull(store: ImageStoreLike, reference: str, options: RegistryOptions,
             if i < len(diff_ids):  # a count mismatch is for register_image to report
                 desc = manifest.layers[i]
                 label = f"layer {i + 1}/{len(manifest.layers)} ({desc.digest.split(':')[1][:12]})"
-                unpacking.append(unpackers.submit(store.layers.ensure, diff_ids[i], store.blob_path(desc.digest),
-                                                  desc.digest, label))
+                unpacking.append(unpackers.submit(extract, diff_ids[i], desc, label))
 
         try:
             transfer = fetch(store, reference, options, progress, on_layer=unpack)

@@ -23,6 +23,17 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
+def _platform(text: str) -> str:
+    from engine.errors import RegistryError
+    from engine.images.manifest_list import parse_platform
+
+    try:
+        parse_platform(text)
+    except RegistryError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+    return text
+
+
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-verify", type=_bool, default=True, metavar="BOOL",
                         help="verify the registry's TLS certificate (default true; loopback registries use HTTP)")
@@ -34,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull = subparsers.add_parser("pull", help="pull an image from a registry",
                                  description="Pull an image (for a multi-platform one, this machine's platform).")
     pull.add_argument("reference", metavar="REF", help="e.g. 127.0.0.1:5000/ns/app:tag or name@sha256:...")
-    pull.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+    pull.add_argument("--platform", type=_platform, default=None, metavar="OS/ARCH[/VARIANT]",
                       help="the platform to take from a manifest list (default: this machine's)")
     pull.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     _add_connection_options(pull)

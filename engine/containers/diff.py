@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import os
 import stat
-import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +118,8 @@ def changes(upper: Path, layers: Sequence[Path], mountpoints: frozenset[str] = f
 
 def write_layer(upper: Path, out_path: Path, mountpoints: frozenset[str] = frozenset()) -> int:
     """The upper dir as an uncompressed OCI layer tar at `out_path`; returns how many entries it holds."""
+    import tarfile  # only commit and build need it; `rade run` should not pay for its import
+
     count = 0
     with tarfile.open(out_path, "w", format=tarfile.PAX_FORMAT) as tar:
         for rel, st in _walk(upper):

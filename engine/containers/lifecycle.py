@@ -16,7 +16,6 @@ from typing import Any
 
 from engine.containers import status as st
 from engine.containers.client import AttachClient, connect
-from engine.containers.ports import parse_ports
 from engine.containers.record import (
     ContainerConfig,
     ContainerRecord,
@@ -97,11 +96,8 @@ def create(store: ContainerStore, opts: CreateOptions) -> ContainerRecord:
     env = merge_env(list(img.get("Env") or []), opts.env)
     entrypoint = tuple(opts.entrypoint if opts.entrypoint is not None else (img.get("Entrypoint") or ()))
     cmd = tuple(opts.command or (img.get("Cmd") or ()) if opts.entrypoint is None or opts.command else ())
-    exposed = tuple(sorted(int(p.split("/")[0]) for p in (img.get("ExposedPorts") or {})))
-    ports = tuple(parse_ports(opts.ports))
-    if opts.publish_all:
-        have = {p.container_port for p in ports}
-        ports += tuple(PortMapping(p) for p in exposed if p not in have)
+    exposed = tuple(sorted(img.get("ExposedPorts") or {}))
+    ports = publish(opts.ports, exposed if opts.publish_all else ())
     if ports and opts.network != "bridge":
         raise ContainerError(f"publishing ports needs --network bridge (not {opts.network})",
                              "drop -p/-P, or use the bridge network")
@@ -134,6 +130,14 @@ def create(store: ContainerStore, opts: CreateOptions) -> ContainerRecord:
             if made and mount.kind == "volume":
                 vstore.remove(mount.name)
         raise
+
+
+def publish(specs: tuple[str, ...], exposed: tuple[str, ...]) -> tuple[PortMapping, ...]:
+    """The `-p` mappings, plus those of `-P` (the `exposed` ports) not published already."""
+    from engine.network.ports import merge_publish, parse_publish, publish_all
+
+    merged = merge_publish([parse_publish(s) for s in specs], publish_all(exposed))
+    return tuple(PortMapping(m.container_port, m.host_port, str(m.host_ip), m.protocol.value) for m in merged)
 
 
 def _volumes_from(store: ContainerStore, refs: tuple[str, ...], taken: set[str]) -> list[VolumeMount]:
@@ -196,9 +200,10 @@ def _cleanup_orphan(store: ContainerStore, record: ContainerRecord) -> None:
         from engine.syscalls import LinuxSyscalls
 
         LinuxSyscalls().umount2(str(rootfs), 2)  # MNT_DETACH: busy submounts go with it
-    from engine.network.container import teardown_container_network
+    if record.host_config.network not in ("host", "none"):
+        from engine.network.container import teardown_container_network
 
-    teardown_container_network(store.root, record.id)
+        teardown_container_network(store.root, record.id)
 
 
 def signal_container(store: ContainerStore, record: ContainerRecord, signum: int) -> None:

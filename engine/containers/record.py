@@ -40,7 +40,7 @@ class PortMapping:
 
     container_port: int
     host_port: int = 0
-    host_ip: str = "127.0.0.1"
+    host_ip: str = "0.0.0.0"
     protocol: str = "tcp"
 
 
@@ -74,7 +74,7 @@ class ContainerConfig:
     tty: bool = False
     open_stdin: bool = False
     labels: tuple[tuple[str, str], ...] = ()
-    exposed_ports: tuple[int, ...] = ()
+    exposed_ports: tuple[str, ...] = ()  # as the image's ExposedPorts keys: "80/tcp"
 
     @property
     def argv(self) -> tuple[str, ...]:

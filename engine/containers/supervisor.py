@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from engine.containers.channels import (
     SignalChannel,
 )
 from engine.containers.logs import STDERR, STDOUT, LogWriter
-from engine.containers.record import ContainerRecord, NetworkState, now_rfc3339
+from engine.containers.record import ContainerRecord, NetworkState, PortMapping, now_rfc3339
 from engine.containers.status import ContainerStatus
 from engine.containers.store import ContainerStore
 from jobs.errors import RadeError
@@ -89,6 +90,9 @@ class Supervisor:
         self.exited = False
         self.log_writer: LogWriter | None = None
         self.proxy: Any = None
+        self.early_stdin = bytearray()
+        self.early_eof = False
+        self.record_network = "bridge"
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -97,8 +101,11 @@ class Supervisor:
         self.selector.register(channel.fd, self._events(channel), channel)
 
     def _events(self, channel: Channel) -> int:
-        return (selectors.EVENT_READ if channel.reads else 0) | (
-            selectors.EVENT_WRITE if channel.wants_write() else 0)
+        if channel.wants_write():
+            return selectors.EVENT_WRITE | (selectors.EVENT_READ if channel.reads else 0)
+        # A write-only fd with nothing to write stays registered for reading: it reports an error
+        # (the reader is gone) that way.
+        return selectors.EVENT_READ
 
     def _sync(self) -> None:
         """Drop closed channels, update what each remaining one waits for."""
@@ -110,8 +117,6 @@ class Supervisor:
                     self.clients.remove(channel)
                 continue
             events = self._events(channel)
-            if events == 0:
-                events = selectors.EVENT_READ  # keep it registered; a writer-only fd reads as EOF/HUP
             if self.selector.get_key(fd).events != events:
                 self.selector.modify(fd, events, channel)
 
@@ -143,10 +148,16 @@ class Supervisor:
         if message.kind is Frame.HELLO:
             client.hello = message.json()
             self._resize(client.hello)
-        elif message.kind is Frame.STDIN and self.stdin is not None:
-            self.stdin.queue(message.data)
-        elif message.kind is Frame.STDIN_EOF and isinstance(self.stdin, InputChannel):
-            self.stdin.finish()
+        elif message.kind is Frame.STDIN:
+            if self.stdin is not None:
+                self.stdin.queue(message.data)
+            elif self.process is None:
+                self.early_stdin += message.data  # sent before the launch: kept for the container
+        elif message.kind is Frame.STDIN_EOF:
+            if isinstance(self.stdin, InputChannel):
+                self.stdin.finish()
+            elif self.process is None:
+                self.early_eof = True
         elif message.kind is Frame.RESIZE:
             self._resize(message.json())
         elif message.kind is Frame.SIGNAL and self.process is not None and not self.exited:
@@ -210,6 +221,8 @@ class Supervisor:
             out = OutputChannel(master, STDOUT, self.on_output, takes_input=True)
             self.add(out)
             self.stdin = out if record.config.open_stdin else None
+            if self.stdin is not None and self.early_stdin:
+                self.stdin.queue(bytes(self.early_stdin))
             for client in self.clients:
                 if client.hello:
                     self._resize(client.hello)
@@ -218,6 +231,9 @@ class Supervisor:
         if record.config.open_stdin:
             stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
             self.stdin = InputChannel(stdin_w)
+            self.stdin.queue(bytes(self.early_stdin))
+            if self.early_eof:
+                self.stdin.finish()
             self.add(self.stdin)
             to_close.append(stdin_r)
         else:
@@ -247,20 +263,23 @@ class Supervisor:
             for fd in to_close:
                 os.close(fd)
         self.add(SignalChannel(os.pidfd_open(self.process.pid), self.on_exit))
-        self._start_proxy(record, network_state)
+        network_state = self._start_proxy(record, network_state)
         return self.store.update(self.cid, lambda r: r.moved(
             ContainerStatus.RUNNING, pid=self.process.pid, supervisor_pid=os.getpid(), started_at=now_rfc3339(),
             finished_at=r.finished_at, exit_code=0, oom_killed=False, error="", network=network_state,
             restart_count=r.restart_count + (1 if r.status is ContainerStatus.EXITED else 0)))
 
     def _network(self, record: ContainerRecord) -> tuple[NetworkState, str, str | None]:
+        mode_name = record.host_config.network
+        # host and none need no setup of ours: the launch joins the host's or unshares a fresh one.
+        # Only a bridge needs pyroute2 (whose import alone costs a third of a second).
+        if mode_name in ("host", "none"):
+            return NetworkState(), mode_name, None
         from engine.network.container import NetworkMode, setup_container_network
         from engine.network.hosts import render_hosts
 
-        mode = NetworkMode.parse(record.host_config.network)
+        mode = NetworkMode.parse(mode_name)
         hostname = record.config.hostname or record.id[:12]
-        if mode is NetworkMode.HOST:
-            return NetworkState(), "host", None
         net = setup_container_network(self.store.root, self.cid, mode, self.cdir.path)
         address = net.address.ip if net.address is not None else None
         state = NetworkState(
@@ -277,12 +296,21 @@ class Supervisor:
                 copy_image_content(layers, volume.destination, Path(volume.source))
                 marker.unlink()
 
-    def _start_proxy(self, record: ContainerRecord, network: NetworkState) -> None:
-        if not network.ports:
-            return
-        from engine.network.proxy import start_port_proxy  # type: ignore[import-not-found]
+    def _start_proxy(self, record: ContainerRecord, network: NetworkState) -> NetworkState:
+        """Publish the container's ports on the host; the state with the host ports actually bound."""
+        if not record.host_config.ports:
+            return network
+        from ipaddress import IPv4Address
 
-        self.proxy = start_port_proxy(network.ip_address, network.ports)
+        from engine.network import ports as net_ports
+        from engine.network.proxy import PortProxy
+
+        mappings = [net_ports.PortMapping(IPv4Address(p.host_ip), p.host_port, p.container_port,
+                                          net_ports.Protocol(p.protocol)) for p in record.host_config.ports]
+        self.proxy = PortProxy(IPv4Address(network.ip_address), mappings)
+        bound = self.proxy.start()
+        return replace(network, ports=tuple(PortMapping(m.container_port, m.host_port, str(m.host_ip),
+                                                        m.protocol.value) for m in bound))
 
     def serve(self) -> int:
         """Relay until the container has exited and its output is drained; its exit status."""
@@ -310,7 +338,7 @@ class Supervisor:
         """Undo what the start made, each step on its own so one failure does not keep the rest."""
         steps: list[tuple[str, Callable[[], Any]]] = []
         if self.proxy is not None:
-            steps.append(("port proxy", self.proxy.close))
+            steps.append(("port proxy", self.proxy.stop))
         if self.process is not None:
             steps.append(("launch cleanup", self.process.cleanup))
 
@@ -318,7 +346,8 @@ class Supervisor:
             from engine.network.container import teardown_container_network
             teardown_container_network(self.store.root, self.cid)
 
-        steps.append(("network", network))
+        if self.record_network not in ("host", "none"):
+            steps.append(("network", network))
         for what, step in steps:
             try:
                 step()
@@ -338,6 +367,7 @@ class Supervisor:
 
     def run(self) -> int:
         record = self.store.get(self.cid)
+        self.record_network = record.host_config.network
         self.log_writer = LogWriter(self.cdir.log)
         self.listen()
         self.ready.send(state="listening")

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from rade.commands import images, registry, spec
+from rade.commands import cluster, container_views, containers, images, registry, spec
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (spec, registry, images)
+COMMAND_MODULES: tuple[ModuleType, ...] = (spec, registry, containers, container_views, cluster, images)

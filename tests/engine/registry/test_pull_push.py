@@ -245,3 +245,13 @@ def test_two_processes_pulling_one_image_into_one_store_both_succeed(
     assert outputs[0][0].decode().strip() == outputs[1][0].decode().strip() == image.id
     assert (Path(image.layer_dirs()[0]) / "etc/hello.txt").read_text() == "hello from umoci\n"
     assert os.listdir(store.tmp) == []
+
+
+def test_pulling_by_digest_records_the_repo_digest_and_no_tag(
+        registry: RegistryServer, umoci_layout: Path, tmp_path: Path) -> None:
+    skopeo_push(umoci_layout, f"{registry.host}/test/app:v1")
+    digest = manifest_of(registry, "test/app", "v1")[2]
+    assert rade(tmp_path / "root", "pull", f"{registry.host}/test/app@{digest}") == 0
+    [image] = ImageStore(str(tmp_path / "root")).images()
+    assert image.repo_tags == () and image.repo_digests == (f"{registry.host}/test/app@{digest}",)
+    assert image.manifest_digest == digest

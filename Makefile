@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Open MPI (with its headers, for mpi4py) for the MPI tests, iproute2 for test hosts in netns,
 # Debian's mpi4py and numpy for the native MPI runs (the same Open MPI build as in the MPI image).
 APT_PACKAGES := busybox-static debootstrap skopeo podman umoci docker-registry crun runc \
-	openmpi-bin libopenmpi-dev libseccomp2 zstd iproute2 tar gzip python3-mpi4py python3-numpy
+	openmpi-bin libopenmpi-dev libseccomp2 zstd iproute2 tar gzip python3-mpi4py python3-numpy openssl
 
 .PHONY: test demo deps sysdeps venv lint bench clean
 

@@ -290,8 +290,13 @@ def _wrong(where: str, kind: Any, value: Any) -> ProtocolError:
     return ProtocolError(f"{where}: expected {name}, got {type(value).__name__}")
 
 
+_SCALARS = (int, str, bool)
+
+
 def _from_wire(value: Any, kind: Any, where: str) -> Any:
     """`value` as read from msgpack, checked against `kind` and turned into it (tuples, enums...)."""
+    if kind in _SCALARS and type(value) is kind:
+        return value  # the common case, before the general checks below
     origin, args = _shape(kind)
     if kind is Any:
         return _plain(value, where)
@@ -334,6 +339,8 @@ def _from_wire(value: Any, kind: Any, where: str) -> Any:
 
 def _to_wire(value: Any, kind: Any, where: str) -> Any:
     """`value` as msgpack should carry it, after checking it against `kind` as decoding would."""
+    if kind in _SCALARS and type(value) is kind:
+        return value  # the common case, before the general checks below
     origin, args = _shape(kind)
     if kind is Any:
         return _plain(value, where)

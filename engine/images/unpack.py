@@ -138,14 +138,14 @@ class _Extractor:
     def run_seekable(self, raw: BinaryIO) -> tuple[int, int]:
         src_fd = raw.fileno()
         tar = self._open(raw, "r:")
-        while (member := self._next(tar)) is not None:
+        while (member := self._next(tar, lenient_end=True)) is not None:
             self._entry(member, lambda fd, m: self._copy_range(src_fd, fd, m, tar))
         self._finish_dirs()
         return self.size, self.entries
 
     def run_stream(self, reader: _HashingReader) -> tuple[int, int]:
         tar = self._open(reader, "r|")
-        while (member := self._next(tar, lenient_end=True)) is not None:
+        while (member := self._next(tar)) is not None:
             self._entry(member, lambda fd, m: self._copy_stream(tar, fd, m))
         self._finish_dirs()
         return self.size, self.entries
@@ -158,13 +158,13 @@ class _Extractor:
                 raise ImageError(f"{self.label} is empty, not a tar archive") from None
             raise ImageError(f"{self.label} is not a readable tar archive: {err}") from None
 
-    def _next(self, tar: tarfile.TarFile, lenient_end: bool = False) -> tarfile.TarInfo | None:
+    def _next(self, tar: tarfile.TarFile, lenient_end: bool = True) -> tarfile.TarInfo | None:
         try:
             return tar.next()
         except tarfile.ReadError as err:
-            # Some writers (umoci 0.4's `insert`) end the stream right after the last file's data, with
-            # neither padding nor end-of-archive blocks. The data itself was complete (a short read while
-            # copying it is an error), so this is the end, as tarfile already treats it for seekable input.
+            # Some writers (umoci 0.4's `insert`) end the tar right after the last file's data, with neither
+            # padding nor end-of-archive blocks. The data itself was complete (a short read while copying
+            # it is an error), so this is the end of the archive.
             if lenient_end and self.entries and str(err) == "unexpected end of data":
                 return None
             raise ImageError(f"{self.label}: corrupt tar after {self.entries} entries: {err}") from None

@@ -288,7 +288,7 @@ class RegistryClient:
             if stream and raw.status in (200, 206):
                 return Response(raw.status, raw.headers, b"", url, raw, release)
             try:
-                data = raw.read() if method != "HEAD" else b""
+                data = raw.read()  # for a HEAD, b"": reading marks the connection free for reuse
             except (OSError, http.client.HTTPException) as err:
                 conn.close()
                 raise self._unreachable(err) from None

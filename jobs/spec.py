@@ -102,6 +102,12 @@ class JobSpec:
         return self.mpi is not None
 
     @property
+    def container_per_node(self) -> bool:
+        """MPI jobs get one container a node holding all that node's ranks (Open MPI's shared memory needs
+        them in one PID namespace); other jobs get one container a task."""
+        return self.mpi is not None
+
+    @property
     def units(self) -> int:
         """How many things each need `resources`: MPI ranks, or tasks (containers) otherwise."""
         return self.mpi.ranks if self.mpi else self.tasks

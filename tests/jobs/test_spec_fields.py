@@ -148,7 +148,7 @@ def test_an_override_can_add_a_whole_section(minimal_spec_text):
 
 def test_derived_numbers_for_placement():
     spec = JobSpec("a", "busybox", mpi=Mpi(5, 2), resources=Resources(cpus=0.5, memory=100))
-    assert spec.is_mpi and spec.units == 5 and spec.fixed_node_count == 3
+    assert spec.is_mpi and spec.container_per_node and spec.units == 5 and spec.fixed_node_count == 3
     assert spec.split_ranks([4, 4, 4]) == (2, 2, 1)
     assert spec.resources.times(2) == Resources(cpus=1.0, memory=200, gpus=0)
     fill = JobSpec("a", "busybox", mpi=Mpi(5))
@@ -156,7 +156,7 @@ def test_derived_numbers_for_placement():
     with pytest.raises(ValueError):
         fill.split_ranks([2, 2])
     group = JobSpec("a", "busybox", tasks=3)
-    assert not group.is_mpi and group.units == 3 and group.split_ranks([1, 1, 1]) == (1, 1, 1)
+    assert not group.is_mpi and not group.container_per_node and group.units == 3 and group.split_ranks([1, 1, 1]) == (1, 1, 1)
 
 
 def test_to_dict_and_from_dict_round_trip(full_spec_text):

@@ -72,14 +72,18 @@ def names(mask: int) -> list[str]:
             if mask >> bit & 1]
 
 
-def drop(sys: Syscalls, mask: int, uid: int, gid: int, groups: tuple[int, ...], top: int) -> None:
-    """Leave the calling process with exactly `mask` as uid/gid/groups; `top` is `last_cap()`."""
+def drop(sys: Syscalls, mask: int, uid: int, gid: int, groups: tuple[int, ...], top: int,
+         set_groups: bool = True) -> None:
+    """Leave the calling process with exactly `mask` as uid/gid/groups; `top` is `last_cap()`.
+
+    `set_groups` is False in a user namespace whose setgroups is denied (a rootless launch)."""
     for bit in range(top + 1):
         if not mask >> bit & 1:
             sys.prctl(PR_CAPBSET_DROP, bit)
     if uid != 0:
         sys.prctl(PR_SET_KEEPCAPS, 1)
-    os.setgroups(list(groups))
+    if set_groups:
+        os.setgroups(list(groups))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     sys.capset(mask, mask, 0)

@@ -5,9 +5,10 @@ The seam other parts call:
     launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess
         returns once the command is exec'ed inside the container, or raises LaunchError (125),
         CommandNotFound (127), CommandNotExecutable (126) or CgroupError; nothing is left behind then.
-    ContainerProcess: .pid (host pid of the container's PID 1), .cgroup (a CgroupDriver), .wait() -> exit
-        status (128+N for a signal), .poll(), .kill(sig), .stats(), .oom_killed(), .cleanup() (kills what
-        is left and removes the cgroup; safe twice and after a failed launch)
+    ContainerProcess (engine.container_process): .pid (host pid of the container's PID 1), .cgroup (a
+        CgroupDriver), .wait() -> exit status (128+N for a signal), .poll(), .kill(sig), .stats(),
+        .oom_killed(), .cleanup() (kills what is left and removes the cgroup; safe twice and after a
+        failed launch)
     LaunchConfig, Mount (engine.launch_config) and Limits (engine.cgroups) are re-exported here.
 
 How it runs (as crun does it): the parent precomputes everything (capability mask, seccomp BPF, /etc
@@ -17,6 +18,9 @@ child builds the root in its new mount namespace, the parent creates the cgroup,
 the child's pid; the child waits on a sync pipe before it starts the command, so nothing the container
 runs escapes the cgroup. A CLOEXEC error pipe carries any failure of the child or of the exec back as a
 structured error; end-of-file on it means the command was exec'ed.
+
+Without root the same steps run inside a user namespace (engine.userns): no cgroup, devices bound from
+the host instead of made, and `pid` is the small process holding the namespace, which forwards signals.
 
 Fork happens before any thread: callers must not run threads in the launching process.
 """
@@ -30,7 +34,8 @@ from dataclasses import dataclass
 
 from engine import capabilities, init, rootfs
 from engine import seccomp as seccomp_filter
-from engine.cgroups import CgroupDriver, CgroupStats, Limits, open_cgroup
+from engine.cgroups import Limits, NoCgroup, open_cgroup
+from engine.container_process import ContainerProcess
 from engine.errors import CgroupError, CommandNotExecutable, CommandNotFound, LaunchError
 from engine.launch_config import NETWORK_HOST, NETWORK_NONE, LaunchConfig, Mount
 from engine.syscalls import (
@@ -45,6 +50,7 @@ from engine.syscalls import (
     Syscalls,
     bring_up_loopback,
 )
+from engine.userns import fork_in_user_namespace
 
 __all__ = ["STEPS", "ContainerProcess", "LaunchConfig", "Limits", "Mount", "launch"]
 
@@ -63,6 +69,7 @@ class Plan:
     last_cap: int
     program: seccomp_filter.Program | None
     etc: dict[str, str]
+    rootless: bool
     netns_fd: int | None
     console: str | None
     sync_fd: int
@@ -91,16 +98,16 @@ def _private(p: Plan) -> None:
 
 
 def _overlay(p: Plan) -> None:
-    rootfs.mount_overlay(p.sys, p.config)
+    rootfs.mount_overlay(p.sys, p.config, p.rootless)
 
 
 def _proc_sys(p: Plan) -> None:
     # proc after the PID namespace exists (it shows the namespace of the mounter): we are its PID 1.
-    rootfs.mount_proc_sys(p.sys, p.config.rootfs_dir)
+    rootfs.mount_proc_sys(p.sys, p.config.rootfs_dir, bind_sys=p.rootless and p.config.network != NETWORK_NONE)
 
 
 def _dev(p: Plan) -> None:
-    rootfs.mount_dev(p.sys, p.config.rootfs_dir, p.config.shm_size, p.console)
+    rootfs.mount_dev(p.sys, p.config.rootfs_dir, p.config.shm_size, p.console, bind_devices=p.rootless)
 
 
 def _etc(p: Plan) -> None:
@@ -185,7 +192,7 @@ def _no_new_privs(p: Plan) -> None:
 
 def _credentials(p: Plan) -> None:
     c = p.config
-    capabilities.drop(p.sys, p.cap_mask, c.uid, c.gid, c.groups, p.last_cap)
+    capabilities.drop(p.sys, p.cap_mask, c.uid, c.gid, c.groups, p.last_cap, set_groups=not p.rootless)
 
 
 def _chdir(p: Plan) -> None:
@@ -261,6 +268,10 @@ def make_plan(config: LaunchConfig, sys: Syscalls) -> Plan:
     env = dict(config.env)
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOSTNAME", hostname)
+    rootless = os.geteuid() != 0
+    if rootless and (config.uid, config.gid, config.groups) != (0, 0, ()):
+        raise LaunchError("configure", "without root, the container's only user is root (mapped to yours)",
+                          "drop -u, or run as root to use other users")
     netns_fd = None
     if config.network not in (NETWORK_HOST, NETWORK_NONE):
         try:
@@ -271,7 +282,7 @@ def make_plan(config: LaunchConfig, sys: Syscalls) -> Plan:
     return Plan(config=config, sys=sys, hostname=hostname, env=env,
                 cap_mask=capabilities.resolve(config.capabilities), last_cap=capabilities.last_cap(),
                 program=seccomp_filter.program() if config.seccomp else None,
-                etc=rootfs.etc_files(config, hostname), netns_fd=netns_fd, console=console,
+                etc=rootfs.etc_files(config, hostname), rootless=rootless, netns_fd=netns_fd, console=console,
                 sync_fd=-1, err_fd=-1)
 
 
@@ -281,9 +292,13 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     plan.sync_fd, plan.err_fd = sync_r, err_w
-    cgroup = open_cgroup(config.container_id, config.cgroup_parent)
+    cgroup = NoCgroup(config.container_id) if plan.rootless else open_cgroup(config.container_id,
+                                                                              config.cgroup_parent)
     try:
-        pid = _fork_into_new_pid_namespace(sys)
+        if plan.rootless:
+            pid = fork_in_user_namespace(sys, err_w)
+        else:
+            pid = _fork_into_new_pid_namespace(sys)
         if pid == 0:
             os.close(sync_w)
             os.close(err_r)
@@ -356,67 +371,3 @@ def error_from(payload: bytes) -> LaunchError:
     cls = {init.KIND_NOT_FOUND: CommandNotFound, init.KIND_NOT_EXECUTABLE: CommandNotExecutable}.get(
         kind, LaunchError)
     return cls(step, message, hint or None)
-
-
-class ContainerProcess:
-    """A launched container: its PID 1 (a child of the launching process) and its cgroup."""
-
-    __slots__ = ("_cleaned", "_status", "cgroup", "pid")
-
-    def __init__(self, pid: int, cgroup: CgroupDriver) -> None:
-        self.pid = pid
-        self.cgroup = cgroup
-        self._status: int | None = None
-        self._cleaned = False
-
-    def _record(self, status: int) -> int:
-        code = os.waitstatus_to_exitcode(status)
-        self._status = 128 - code if code < 0 else code
-        return self._status
-
-    def wait(self) -> int:
-        """Block until PID 1 exits; its exit status (the command's, 128+N if killed by signal N)."""
-        if self._status is None:
-            while True:
-                try:
-                    _, status = os.waitpid(self.pid, 0)
-                    break
-                except InterruptedError:
-                    continue
-                except ChildProcessError:
-                    self._status = 255
-                    return self._status
-            self._record(status)
-        return self._status
-
-    def poll(self) -> int | None:
-        """The exit status if PID 1 has exited, else None."""
-        if self._status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid != 0:
-                self._record(status)
-        return self._status
-
-    def kill(self, sig: int = signal.SIGTERM) -> None:
-        """Signal PID 1, which forwards it to the command (SIGKILL ends the whole container)."""
-        if self._status is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def stats(self) -> CgroupStats:
-        return self.cgroup.stats()
-
-    def oom_killed(self) -> bool:
-        return self.cgroup.oom_killed()
-
-    def cleanup(self) -> None:
-        """Kill whatever is left, reap PID 1, remove the cgroup. Idempotent."""
-        if self._cleaned:
-            return
-        if self._status is None:
-            self.kill(signal.SIGKILL)
-            self.wait()
-        self.cgroup.remove()
-        self._cleaned = True

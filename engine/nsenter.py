@@ -90,6 +90,9 @@ def enter(pid: int, cgroup: CgroupDriver | None, config: LaunchConfig, argv: tup
           env: dict[str, str] | None = None, cwd: str | None = None, tty: bool = False, stdin: int = 0,
           stdout: int = 1, stderr: int = 2, sys: Syscalls = LINUX) -> EnteredProcess:
     """Start `argv` inside the running container whose PID 1 is `pid`; returns once it is exec'ed."""
+    if os.geteuid() != 0:
+        raise LaunchError("enter container", "running a process in a container needs root",
+                          "a container started without root cannot be entered yet")
     exec_config = _exec_config(config, argv, env, cwd, tty, stdin, stdout, stderr)
     plan = launch.make_plan(exec_config, sys)
     namespaces = _open_namespaces(pid)

@@ -42,6 +42,10 @@ MASKED_FILES = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_de
 MASKED_DIRS = ("/proc/acpi", "/proc/scsi", "/proc/asound", "/sys/firmware", "/sys/devices/virtual/powercap")
 READ_ONLY_PATHS = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
 
+# statvfs's ST_NOSUID, ST_NODEV, ST_NOEXEC, ST_NOATIME, ST_NODIRATIME share MS_'s values; ST_RELATIME does not.
+_KEPT_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME
+_MS_RELATIME = 1 << 21
+
 _DEFAULT_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
@@ -84,7 +88,7 @@ def make_private(sys: Syscalls) -> None:
     sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def mount_overlay(sys: Syscalls, config: LaunchConfig) -> None:
+def mount_overlay(sys: Syscalls, config: LaunchConfig, rootless: bool = False) -> None:
     for layer in (*config.lower_dirs, config.upper_dir, config.work_dir):
         if ":" in layer or "," in layer:
             raise LaunchError("mount overlay root", f"layer path {layer!r} contains ':' or ','",
@@ -94,27 +98,50 @@ def mount_overlay(sys: Syscalls, config: LaunchConfig) -> None:
     os.makedirs(config.rootfs_dir, exist_ok=True)
     data = (f"lowerdir={':'.join(config.lower_dirs)},upperdir={config.upper_dir},"
             f"workdir={config.work_dir}")
+    if rootless:
+        data += ",userxattr"  # trusted.* xattrs (whiteouts, opaque dirs) need real root; user.* do not
     if len(data) >= 4096:
         raise LaunchError("mount overlay root", f"{len(config.lower_dirs)} layers make overlay options longer "
                           "than the kernel's page (4096 bytes)", "keep the image store under a shorter path")
     sys.mount("overlay", config.rootfs_dir, "overlay", 0, data)
 
 
-def mount_proc_sys(sys: Syscalls, root: str) -> None:
+def mount_proc_sys(sys: Syscalls, root: str, bind_sys: bool = False) -> None:
+    """proc for the new PID namespace; sysfs read-only. `bind_sys` when the kernel refuses a new sysfs
+    (a user namespace that does not own the network namespace): the host's, bound read-only."""
     _ensure(root + "/proc", True)
     sys.mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _ensure(root + "/sys", True)
-    sys.mount("sysfs", root + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    if bind_sys:
+        sys.mount("/sys", root + "/sys", None, MS_BIND | MS_REC)
+        remount_read_only(sys, root + "/sys")
+    else:
+        sys.mount("sysfs", root + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
 
 
-def mount_dev(sys: Syscalls, root: str, shm_size: int, console: str | None) -> None:
+def remount_read_only(sys: Syscalls, path: str, extra: int = 0) -> None:
+    """Make a bind mount read-only. A bind ignores MS_RDONLY on creation, so it takes a remount, which
+    must repeat the flags the mount already has: in a user namespace those are locked, and dropping
+    one (nosuid, nodev, noexec, the atime flags) is refused."""
+    flags = os.statvfs(path).f_flag
+    kept = (flags & _KEPT_FLAGS) | (_MS_RELATIME if flags & os.ST_RELATIME else 0)
+    sys.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept | extra)
+
+
+def mount_dev(sys: Syscalls, root: str, shm_size: int, console: str | None, bind_devices: bool = False) -> None:
+    """A tmpfs /dev with the default devices, pts, shm, mqueue (and console for a tty). `bind_devices`
+    in a user namespace, where mknod is refused: the host's nodes are bound onto empty files instead."""
     dev = root + "/dev"
     _ensure(dev, True)
     sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
     mask = os.umask(0)  # one call instead of a chmod per node: mknod's mode is filtered by the umask
     try:
         for name, mode, major, minor in DEVICES:
-            sys.mknod(f"{dev}/{name}", stat.S_IFCHR | mode, os.makedev(major, minor))
+            if bind_devices:
+                os.close(os.open(f"{dev}/{name}", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode))
+                sys.mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND)
+            else:
+                sys.mknod(f"{dev}/{name}", stat.S_IFCHR | mode, os.makedev(major, minor))
     finally:
         os.umask(mask)
     for name, target in DEV_LINKS:
@@ -189,7 +216,7 @@ def mount_volumes(sys: Syscalls, root: str, mounts: tuple[Mount, ...]) -> None:
         sys.mount(m.source, target, None, MS_BIND | MS_REC)
         if m.read_only:
             # A bind mount ignores MS_RDONLY on creation: only a remount makes it read-only.
-            sys.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+            remount_read_only(sys, target)
 
 
 def pivot(sys: Syscalls, root: str) -> None:
@@ -215,7 +242,10 @@ def mask_paths(sys: Syscalls) -> None:
         _try_mount(sys, "tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
     for path in READ_ONLY_PATHS:
         if _try_mount(sys, path, path, None, MS_BIND | MS_REC):
-            sys.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | MS_NOSUID | MS_NODEV)
+            try:
+                remount_read_only(sys, path, MS_NOSUID | MS_NODEV)
+            except FileNotFoundError:
+                pass  # gone meanwhile: nothing left to make read-only
 
 
 def _try_mount(sys: Syscalls, source: str, target: str, fstype: str | None, flags: int,

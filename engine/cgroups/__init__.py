@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from engine.cgroups.driver import DEFAULT_PARENT, NO_LIMITS, CgroupDriver, CgroupStats, Limits
+from engine.cgroups.none import NoCgroup
 from engine.cgroups.v1 import CgroupV1, hierarchies
 from engine.cgroups.v2 import CgroupV2
 
@@ -20,6 +21,7 @@ __all__ = [
     "CgroupV1",
     "CgroupV2",
     "Limits",
+    "NoCgroup",
     "host_version",
     "open_cgroup",
 ]

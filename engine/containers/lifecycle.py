@@ -8,6 +8,7 @@ a container is stopped and cleaned up before it is removed.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,8 @@ from engine.containers.status import ContainerStatus
 from engine.containers.store import ContainerStore
 from engine.containers.volumes import VolumeError, VolumeStore, resolve
 from engine.errors import ContainerError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,13 @@ def _cleanup_orphan(store: ContainerStore, record: ContainerRecord) -> None:
             os.kill(record.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    from engine.cgroups import open_cgroup
+    from engine.cgroups.driver import DEFAULT_PARENT
+
+    try:
+        open_cgroup(record.id, record.host_config.resources.cgroup_parent or DEFAULT_PARENT).remove()
+    except Exception as err:  # noqa: BLE001 - the remaining steps run all the same
+        log.warning("container %s: removing its cgroup: %s", record.short_id, err)
     rootfs = store.dir(record.id).rootfs
     if os.path.ismount(rootfs):
         from engine.syscalls import LinuxSyscalls

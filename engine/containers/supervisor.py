@@ -97,6 +97,12 @@ class Supervisor:
     # -- the loop -------------------------------------------------------------------------------------
 
     def add(self, channel: Channel) -> None:
+        stale = self.channels.get(channel.fd)
+        if stale is not None:
+            # The fd number was closed and reused (a client left, another came) before the next sync.
+            self.selector.unregister(channel.fd)
+            if stale in self.clients:
+                self.clients.remove(stale)
         self.channels[channel.fd] = channel
         self.selector.register(channel.fd, self._events(channel), channel)
 
@@ -124,15 +130,22 @@ class Supervisor:
         self._sync()
         for key, mask in self.selector.select(timeout):
             channel: Channel = key.data
-            if channel.closed:
+            if channel.closed or self.channels.get(key.fd) is not channel:
                 continue
-            if mask & selectors.EVENT_WRITE:
-                channel.on_writable()
-            if mask & selectors.EVENT_READ and not channel.closed:
-                if channel.reads:
-                    channel.on_readable()
-                elif not channel.pending:
-                    channel.close()  # a write-only fd readable: the reader is gone
+            try:
+                if mask & selectors.EVENT_WRITE:
+                    channel.on_writable()
+                if mask & selectors.EVENT_READ and not channel.closed:
+                    if channel.reads:
+                        channel.on_readable()
+                    elif not channel.pending:
+                        channel.close()  # a write-only fd readable: the reader is gone
+            except Exception:
+                if not isinstance(channel, ClientChannel):
+                    raise
+                # One misbehaving client must not take the container's supervisor down with it.
+                log.exception("container %s: attach client dropped", self.cid[:12])
+                channel.close()
         self._sync()
 
     # -- clients --------------------------------------------------------------------------------------
@@ -381,7 +394,13 @@ class Supervisor:
         self.ready.send(state="started", pid=record.pid)
         self.ready.close()
         self.broadcast(Frame.STARTED, {"pid": record.pid})
-        code = self.serve()
+        try:
+            code = self.serve()
+        except BaseException:
+            # A bug here must not leave the container running unwatched: end it, record, clean up.
+            log.exception("container %s: supervisor failed; killing the container", self.cid[:12])
+            self.process.kill(signal.SIGKILL)
+            code = exit_status(self.process.wait())
         record = self.finish(code)
         self.flush_clients(close=False)
         self.teardown()

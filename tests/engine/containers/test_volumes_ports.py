@@ -4,10 +4,7 @@ import os
 
 import pytest
 
-from engine.containers.ports import parse_port
-from engine.containers.record import PortMapping
 from engine.containers.volumes import VolumeError, VolumeStore, copy_image_content, parse_volume, resolve
-from engine.errors import ContainerError
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
@@ -44,16 +41,3 @@ def test_new_volume_gets_the_merged_image_content(tmp_path):
     os.mknod(upper / "data" / "gone", 0o600 | 0o020000, 0)  # a whiteout
     copy_image_content([upper, lower], "/data", target)
     assert sorted(os.listdir(target)) == ["kept", "new"]
-
-
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("80", PortMapping(80, 0)), ("8080:80", PortMapping(80, 8080)),
-    ("0.0.0.0:8080:80/udp", PortMapping(80, 8080, "0.0.0.0", "udp")), ("127.0.0.1::80", PortMapping(80, 0)),
-])
-def test_port_specs(spec, expected):
-    assert parse_port(spec) == expected
-
-
-def test_bad_port_is_named():
-    with pytest.raises(ContainerError, match="'http' is not a port number"):
-        parse_port("http:80")

@@ -1,0 +1,159 @@
+"""Real containers through the `rade` command: run, exit codes, detached runs, logs, stop/start, kill,
+wait, --rm, stdin, a terminal, and a killed CLI that loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import time
+
+import pytest
+
+from tests.engine.containers.conftest import container_ids, wait_for
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def inspect(rade, ref):
+    return json.loads(rade.out("inspect", ref))[0]
+
+
+@pytest.mark.parametrize(("command", "code"), [
+    (["true"], 0), (["false"], 1), (["sh", "-c", "exit 7"], 7), (["no-such-command"], 127), (["/etc/passwd"], 126),
+])
+def test_exit_codes_are_the_containers_or_dockers(rade, command, code):
+    result = rade("run", "--network", "none", "busybox", *command, check=False)
+    assert result.returncode == code, result.stderr
+    if code >= 126:
+        assert result.stderr.decode().startswith("rade: error: ")
+
+
+def test_bad_option_value_exits_125_with_one_line(rade):
+    result = rade("run", "--memory", "12Q", "busybox", "true", check=False)
+    assert result.returncode == 2 and result.stderr.count(b"\n") == 1
+    result = rade("run", "-v", "rel:dir", "busybox", "true", check=False)
+    assert result.returncode == 125 and b"must be absolute" in result.stderr
+
+
+def test_unknown_image_is_125(rade):
+    result = rade("run", "nosuchimage:1", "true", check=False)
+    assert result.returncode == 125 and b"nosuchimage" in result.stderr
+
+
+def test_stdin_reaches_the_container(rade):
+    result = rade("run", "-i", "--rm", "--network", "none", "busybox", "cat", input=b"hi\nthere\n")
+    assert result.stdout == b"hi\nthere\n"
+
+
+def test_output_streams_stay_apart(rade):
+    result = rade("run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert result.stdout == b"out\n" and result.stderr == b"err\n"
+
+
+def test_rm_removes_the_container(rade, image_root):
+    before = container_ids(image_root)
+    rade("run", "--rm", "--network", "none", "busybox", "true")
+    assert container_ids(image_root) == before
+
+
+def test_detached_then_logs_follow_stop_start(rade):
+    cid = rade.out("run", "-d", "--network", "none", "busybox", "sh", "-c",
+                   "trap 'echo bye; exit 3' TERM; echo started; while true; do sleep 0.1; done")
+    assert len(cid) == 64
+    wait_for(lambda: b"started" in rade("logs", cid).stdout, what="the first line")
+    follower = rade.popen("logs", "-f", cid, stdout=__import__("subprocess").PIPE)
+    assert rade.out("ps", "-q") .split().count(cid[:12]) == 1
+    rade("stop", "-t", "5", cid)
+    out, _ = follower.communicate(timeout=10)
+    assert out == b"started\nbye\n"
+    state = inspect(rade, cid)["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 3 and not state["Running"]
+    rade("start", cid)
+    wait_for(lambda: rade("logs", cid).stdout.count(b"started") == 2, what="the restart's output")
+    assert inspect(rade, cid)["State"]["Status"] == "running"
+    rade("kill", "-s", "KILL", cid)
+    assert rade.out("wait", cid) == "137"
+    assert cid[:12] in rade.out("ps", "-a")
+
+
+def test_logs_tail_and_timestamps(rade):
+    cid = rade.out("run", "-d", "--network", "none", "busybox", "sh", "-c", "echo a; echo b; echo c")
+    rade("wait", cid)
+    assert rade.out("logs", "--tail", "2", cid) == "b\nc"
+    line = rade.out("logs", "-t", "--tail", "1", cid)
+    assert line.endswith(" c") and line[:4].isdigit() and "T" in line.split()[0]
+
+
+def test_attach_sees_output_of_a_running_container(rade):
+    import subprocess
+
+    cid = rade.out("run", "-d", "-i", "--network", "none", "busybox", "sh", "-c", "read line; echo got $line")
+    attached = rade.popen("attach", cid, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    out, _ = attached.communicate(b"ping\n", timeout=15)
+    assert out == b"got ping\n" and attached.returncode == 0
+
+
+def test_killed_cli_loses_nothing(rade):
+    import subprocess
+
+    cli = rade.popen("run", "--network", "none", "busybox", "sh", "-c",
+                     "echo one; sleep 1; echo two; exit 5", stdout=subprocess.PIPE)
+    assert cli.stdout.readline() == b"one\n"
+    cli.send_signal(signal.SIGKILL)
+    cli.wait()
+    cid = rade.out("ps", "-q")
+    assert rade.out("wait", cid) == "5"
+    assert rade.out("logs", cid) == "one\ntwo"
+    assert inspect(rade, cid)["State"]["FinishedAt"] > inspect(rade, cid)["State"]["StartedAt"]
+
+
+def test_tty_gives_a_terminal_and_its_size(rade):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(rade.argv()[0], rade.argv("run", "-t", "-i", "--rm", "--network", "none", "busybox", "sh", "-c",
+                                           "test -t 0 && echo is-a-tty; stty size"))
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    out = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"is-a-tty" in out
+
+
+def test_inspect_is_docker_shaped(rade):
+    cid = rade.out("create", "--name", "shape-test", "-e", "A=1", "--memory", "64M", "--network", "none",
+                   "busybox", "echo", "x")
+    doc = inspect(rade, "shape-test")
+    assert doc["Id"] == cid and doc["Name"] == "/shape-test"
+    assert doc["State"]["Status"] == "created" and doc["Config"]["Cmd"] == ["echo", "x"]
+    assert "A=1" in doc["Config"]["Env"] and doc["HostConfig"]["Memory"] == 64 << 20
+    assert set(doc) >= {"State", "Config", "HostConfig", "Mounts", "NetworkSettings"}
+    result = rade("run", "--name", "shape-test", "busybox", "true", check=False)
+    assert result.returncode == 125 and b"already in use" in result.stderr
+
+
+def test_rm_refuses_a_running_container_without_force(rade):
+    cid = rade.out("run", "-d", "--network", "none", "busybox", "sleep", "30")
+    result = rade("rm", cid, check=False)
+    assert result.returncode == 125 and b"rade rm -f" in result.stderr
+    rade("rm", "-f", cid)
+    assert cid[:12] not in rade.out("ps", "-a")

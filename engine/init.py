@@ -3,7 +3,8 @@
 Why a PID 1 of our own: the kernel delivers to a namespace's init only the signals it has handlers for,
 and orphans in the container are reparented to it; a command that is not written to be an init (a shell
 script, mpirun) would ignore `rade stop`'s SIGTERM and leave zombies. This loop is tini's: block every
-forwardable signal, fork the command (which unblocks them before exec), then `sigwaitinfo` — a signal
+forwardable signal, start the command (posix_spawn, or fork for a terminal; either way with signals
+reset and unblocked), then `sigwaitinfo` — a signal
 is forwarded, SIGCHLD reaps everything that exited, and when the command itself exits PID 1 exits with
 its code (128+N for a signal N), which takes the rest of the namespace with it.
 

@@ -1,0 +1,182 @@
+"""`rade agent`: one node's daemon. One thread owns every socket and descriptor in one `zmq.Poller`: the
+link's DEALER socket to the scheduler, the engine's start pipes and control connections of running
+containers (readable when a container started or ended), and a wake-up pipe for signals. Timers (the
+link's heartbeats, tasks' time limits and kill grace periods) set the poller's timeout; nothing polls.
+
+Stopping the agent (SIGTERM, SIGINT) leaves the containers running under their supervisors: the next
+agent of the node adopts them from the task files and reports them, so an agent upgrade or crash costs
+no work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import zmq
+
+from agent.config import AgentConfig
+from agent.link import AgentLink
+from agent.node import NodeInfo
+from agent.state import AgentState
+from agent.tasks import EngineRunner
+
+log = logging.getLogger(__name__)
+
+
+class MonotonicClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def local_address(endpoint: str) -> str:
+    """The address this node reaches the scheduler from ("" when it cannot be told, e.g. ipc://)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme != "tcp" or not parts.hostname or parts.hostname == "*":
+        return ""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((parts.hostname, parts.port or 9))  # no packet is sent: only a route is chosen
+            return probe.getsockname()[0]
+    except OSError:
+        return ""
+
+
+class AgentDaemon:
+    """The agent: build it, call `serve()`; `stop()` from a signal handler or another thread."""
+
+    def __init__(self, endpoint: str, root: str, node: NodeInfo, config: AgentConfig,
+                 clock: MonotonicClock | None = None) -> None:
+        self.node = node
+        self.clock = clock or MonotonicClock()
+        self.state = AgentState(root, node.name)
+        self.state.lock()
+        self.context = zmq.Context()
+        self.poller = zmq.Poller()
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._stopping = False
+        address = local_address(endpoint)
+        self.runner = EngineRunner(root, node.name, self.state, self, self.clock, config.kill_grace)
+        self.link = AgentLink(self.context, endpoint, lambda: node.register(address), self.runner, self.clock)
+        self.runner.link = self.link
+
+    # -- the Watcher the runner uses ------------------------------------------------------------------------
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        self._callbacks[fd] = callback
+        self.poller.register(fd, zmq.POLLIN)
+
+    def unwatch(self, fd: int) -> None:
+        if self._callbacks.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+
+    # -- running --------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Safe from a signal handler: the loop wakes and returns."""
+        self._stopping = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def serve(self) -> None:
+        log.info("node %s: %d cpus (%d NUMA nodes), %d bytes, %d gpus, labels %s; scheduler %s", self.node.name,
+                 len(self.node.cpu_ids), len(self.node.numa_nodes), self.node.memory, self.node.gpus,
+                 self.node.labels, self.link.endpoint)
+        self.poller.register(self._wake_r, zmq.POLLIN)
+        self.link.start()
+        adopted = self.runner.adopt()
+        if adopted:
+            log.info("node %s: adopted %d tasks left by the previous agent", self.node.name, adopted)
+        sock, generation = self.link.socket, self.link.generation
+        self.poller.register(sock, zmq.POLLIN)
+        try:
+            while not self._stopping:
+                due = min(self.link.next_due(), self.runner.next_due())
+                timeout = max(0.0, due - self.clock.monotonic())
+                for item, _ in self.poller.poll(timeout * 1000):
+                    if item is sock:
+                        self._guarded(self.link.on_readable)
+                    elif item == self._wake_r:
+                        self._drain_wake()
+                    else:
+                        callback = self._callbacks.get(item)
+                        if callback is not None:
+                            self._guarded(callback)
+                now = self.clock.monotonic()
+                if now >= self.link.next_due():
+                    self.link.on_timer()
+                if now >= self.runner.next_due():
+                    self._guarded(self.runner.on_timer)
+                if self.link.generation != generation:
+                    self.poller.unregister(sock)
+                    sock, generation = self.link.socket, self.link.generation
+                    self.poller.register(sock, zmq.POLLIN)
+        finally:
+            self.runner.close()
+            self.link.close()
+            self.context.term()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self.state.unlock()
+            log.info("node %s: agent stopped (%d tasks left running for the next agent)", self.node.name,
+                     len(self.runner.tasks))
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 64):
+                pass
+        except BlockingIOError:
+            pass
+
+    @staticmethod
+    def _guarded(callback: Callable[[], None]) -> None:
+        # One task's surprise must not take the node down with every other task on it.
+        try:
+            callback()
+        except Exception:  # logged with its traceback; the daemon keeps serving
+            log.exception("error while handling a task event")
+
+
+AGENT_PORT = 7410
+
+
+def scheduler_endpoint(explicit: str | None, root: str) -> str:
+    """The scheduler's agent endpoint: the flag or config value (`host`, `host:port` or an endpoint), else
+    the endpoints file a scheduler (or the local dev cluster) wrote under `root`, else this machine's."""
+    if explicit:
+        if "://" in explicit:
+            return explicit
+        host, _, port = explicit.rpartition(":") if ":" in explicit else (explicit, "", str(AGENT_PORT))
+        return f"tcp://{host}:{port}"
+    import json
+
+    try:
+        with open(os.path.join(root, "scheduler", "endpoints.json"), encoding="utf-8") as handle:
+            return str(json.load(handle)["agents"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"tcp://127.0.0.1:{AGENT_PORT}"
+
+
+def run_agent(scheduler: str | None, name: str | None, config_path: str | None, root: str) -> int:
+    """`rade agent`: discover the node, then serve until SIGTERM or SIGINT."""
+    from agent.config import load_agent_config
+    from agent.node import discover
+
+    config = load_agent_config(config_path)
+    node = discover(name or config.name, config.labels)
+    daemon = AgentDaemon(scheduler_endpoint(scheduler or config.scheduler, root), root, node, config)
+    daemon.install_signal_handlers()
+    daemon.serve()
+    return 0

@@ -1,0 +1,123 @@
+"""The agent's on-disk state: one small file per task it runs, and where each task's log ends up.
+
+    ROOT/agent/<node>/lock                        held by the running agent of <node> (one at a time)
+    ROOT/agent/<node>/tasks/<job>.<task>.<attempt>.json   the task's container, slice and deadline
+    ROOT/logs/job-<job>/task-<task>.attempt-<attempt>.log  the task's output once it ended (CRI format)
+
+A task file is written (temp then rename) before its container starts and removed after its end has
+been reported, so an agent restarted in between finds every container it may have left running and
+adopts it. While a task runs, its log is the container's own (ROOT/containers/<id>/ctr.log); at the end
+the agent moves it to ROOT/logs, so `rade logs` reads it where it is, on a shared root, after the
+container is gone. The deadline is on the monotonic clock, which counts from boot and so survives a
+restart of the agent (containers do not survive a reboot).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from jobs.errors import RadeError
+
+STATE_VERSION = 1
+_TASK_FILE = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.json$")
+
+
+class AgentStateError(RadeError):
+    """The agent's state directory cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFile:
+    """What a restarted agent needs to find one task again."""
+
+    job_id: int
+    task_id: int
+    attempt: int
+    container_id: str
+    cgroup_slice: str
+    deadline: float | None = None  # monotonic seconds, or None without a time limit
+    grace: float = 10.0
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.job_id, self.task_id, self.attempt)
+
+
+def task_log_path(root: str | os.PathLike[str], job_id: int, task_id: int, attempt: int) -> Path:
+    return Path(root, "logs", f"job-{job_id}", f"task-{task_id}.attempt-{attempt}.log")
+
+
+def job_log_dir(root: str | os.PathLike[str], job_id: int) -> Path:
+    return Path(root, "logs", f"job-{job_id}")
+
+
+class AgentState:
+    """The state directory of one node's agent."""
+
+    def __init__(self, root: str | os.PathLike[str], node: str) -> None:
+        self.root = Path(root)
+        self.dir = self.root / "agent" / node
+        self.tasks = self.dir / "tasks"
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Hold the node's lock for this process's life; AgentStateError if another agent has it."""
+        self.tasks.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AgentStateError(f"another agent runs node {self.dir.name} on this root ({self.dir})",
+                                  "stop it first, or give this one another --name") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _path(self, key: tuple[int, int, int]) -> Path:
+        return self.tasks / "{}.{}.{}.json".format(*key)
+
+    def save(self, task: TaskFile) -> None:
+        path = self._path(task.key)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"version": STATE_VERSION, **asdict(task)}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def forget(self, key: tuple[int, int, int]) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def load_all(self) -> tuple[list[TaskFile], list[str]]:
+        """Every task file, and a problem line for each one that could not be read (left in place)."""
+        found, problems = [], []
+        try:
+            entries = sorted(os.scandir(self.tasks), key=lambda e: e.name)
+        except FileNotFoundError:
+            return [], []
+        for entry in entries:
+            if not _TASK_FILE.match(entry.name):
+                continue
+            try:
+                with open(entry.path, encoding="utf-8") as handle:
+                    data = json.load(handle)
+                if data.pop("version", None) != STATE_VERSION:
+                    raise ValueError("unknown version")
+                found.append(TaskFile(**data))
+            except (OSError, ValueError, TypeError) as err:
+                problems.append(f"{entry.path}: {err}")
+        return found, problems

@@ -1,0 +1,390 @@
+"""The node's task runner: each task of a job as one container made and supervised by the engine.
+
+A task gets a cgroup slice of its own (`rade-agent/<node>.<job>.<task>.<attempt>`) with its allocation's
+cpuset and memory limit, and its container is made below it (under `<slice>/task`) with the same limits.
+The slice is there for the accounting: the engine removes the container's cgroup, and its parent
+`task` once empty, when the container exits; the slice, whose counters include its children's, still
+holds the task's CPU seconds and peak memory for the final report. Containers use the node's network (`host`) unless the job asks otherwise, the node
+name as hostname, no capabilities, and the RADE_* variables the scheduler put in the order.
+
+Nothing here blocks on a container or polls: the engine's supervisor reports the start on a pipe, and
+the end by closing the control connection the runner keeps to it; the daemon watches both descriptors
+in its poller and calls back. Time limits and kill grace periods are timers the daemon fires through
+`next_due()`/`on_timer()`. Every end is reported with exit code, OOM, CPU seconds and peak memory, then
+the container's log moves to ROOT/logs and the container, its slice and its task file are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from agent.state import AgentState, TaskFile, task_log_path
+from jobs.errors import RadeError
+from jobs.messages import Kill, Launch
+from jobs.states import TaskState
+from jobs.units import parse_duration
+
+log = logging.getLogger(__name__)
+
+SLICE_PARENT = "rade-agent"
+INNER = "task"
+
+
+class Reporter(Protocol):
+    def report(self, job_id: int, task_id: int, attempt: int, state: TaskState, exit_code: int | None = None,
+               reason: str = "", cpu_seconds: float = 0.0, peak_memory: int = 0) -> None: ...
+
+
+class Watcher(Protocol):
+    """The daemon's poller, as the runner sees it: call `callback` whenever `fd` is readable."""
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None: ...
+
+    def unwatch(self, fd: int) -> None: ...
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+
+@dataclass(slots=True)
+class Task:
+    """One task attempt on this node, from its launch until its end is reported."""
+
+    file: TaskFile
+    slice: Any  # a CgroupDriver
+    ready: Any = None  # the engine's ReadyReader until the start is reported
+    ready_buffer: bytes = b""
+    control: Any = None  # an AttachClient while the container runs
+    stop_state: TaskState | None = None  # why it is being stopped: CANCELLED or TIMEOUT
+    stop_reason: str = ""
+    kill_at: float | None = None  # when SIGKILL follows the SIGTERM already sent
+    pending_signal: int | None = None  # asked for before the container had started
+    pending_grace: float = 0.0
+    start_error: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return self.file.key
+
+
+def task_limits(order: Launch) -> Any:
+    """The cgroup limits of a task: its cores as the cpuset, its memory, and a CPU quota when the job
+    asked for a fraction of a CPU (whole CPUs get exclusive cores, so no quota)."""
+    from engine.cgroups.driver import Limits
+
+    cpus = (order.spec.get("resources") or {}).get("cpus")
+    fractional = isinstance(cpus, int | float) and not float(cpus).is_integer()
+    return Limits(cpus=float(cpus) if fractional else None,
+                  cpuset_cpus=",".join(map(str, order.cpus)) if order.cpus else None,
+                  memory=order.memory or None)
+
+
+def container_options(order: Launch, node: str, slice_name: str) -> Any:
+    """What the engine is asked to create for a task."""
+    from engine.containers.lifecycle import CreateOptions
+    from engine.containers.record import Resources
+
+    spec = order.spec
+    limits = task_limits(order)
+    env = {**(spec.get("env") or {}), **order.env}
+    volumes = tuple(f"{v['source']}:{v['target']}{':ro' if v.get('read_only') else ''}"
+                    for v in spec.get("volumes") or ())
+    return CreateOptions(
+        image=str(spec["image"]), command=tuple(spec.get("command") or ()),
+        name=f"{node}.{order.job_id}.{order.task_id}.{order.attempt}", env=tuple(f"{k}={v}" for k, v in env.items()),
+        volumes=volumes, network=str(spec.get("network") or "host"), workdir=spec.get("workdir"), hostname=node,
+        resources=Resources(cpus=limits.cpus, memory=limits.memory, cpuset_cpus=limits.cpuset_cpus,
+                            cgroup_parent=f"{SLICE_PARENT}/{slice_name}/{INNER}"),
+        default_capabilities=False,
+        labels=(("rade.node", node), ("rade.job", str(order.job_id)), ("rade.task", str(order.task_id)),
+                ("rade.attempt", str(order.attempt))))
+
+
+def open_slice(slice_name: str) -> Any:
+    from engine.cgroups import open_cgroup
+
+    return open_cgroup(slice_name, SLICE_PARENT)
+
+
+def make_slice(slice_name: str, limits: Any) -> Any:
+    """Create the task's slice and the `task` cgroup in it, both with the task's limits, so the container's
+    cgroup finds every hierarchy it joins already made above it (and on cgroup v2, the controllers it
+    needs delegated to it); the slice's driver."""
+    from engine.cgroups import files, open_cgroup
+
+    driver = open_slice(slice_name)
+    for level in (driver, open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}")):
+        level.create()
+        level.apply(limits)
+        if level.version == 2:
+            offered = files.read(f"{level.path}/cgroup.controllers", "").split()
+            wanted = [c for c in ("cpu", "cpuset", "memory", "pids") if c in offered]
+            if wanted:
+                files.write(f"{level.path}/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+    return driver
+
+
+def remove_slice(slice_name: str) -> None:
+    """Remove what is left of the task's cgroups (the `task` level if the engine left it, then the slice)."""
+    from engine.cgroups import open_cgroup
+
+    open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}").remove()
+    open_slice(slice_name).remove()
+
+
+class EngineRunner:
+    """Runs the tasks of one node (a `TaskRunner` for `AgentLink`)."""
+
+    def __init__(self, root: str, node: str, state: AgentState, watcher: Watcher, clock: Clock,
+                 kill_grace: float = 10.0) -> None:
+        from engine.containers.store import ContainerStore
+
+        self.root = root
+        self.node = node
+        self.state = state
+        self.watcher = watcher
+        self.clock = clock
+        self.kill_grace = kill_grace
+        self.store = ContainerStore(root)
+        self.link: Reporter | None = None
+        self.tasks: dict[tuple[int, int, int], Task] = {}
+
+    def _report(self, key: tuple[int, int, int], state: TaskState, exit_code: int | None = None, reason: str = "",
+                cpu_seconds: float = 0.0, peak_memory: int = 0) -> None:
+        assert self.link is not None
+        self.link.report(*key, state, exit_code, reason, cpu_seconds, peak_memory)
+
+    # -- launch ---------------------------------------------------------------------------------------------
+
+    def launch(self, order: Launch) -> None:
+        from engine.containers import lifecycle
+
+        key = (order.job_id, order.task_id, order.attempt)
+        if key in self.tasks:
+            return
+        slice_name = f"{self.node}.{order.job_id}.{order.task_id}.{order.attempt}"
+        limit = order.spec.get("time_limit")
+        deadline = self.clock.monotonic() + float(parse_duration(limit)) if limit else None
+        task = Task(TaskFile(*key, container_id="", cgroup_slice=slice_name, deadline=deadline,
+                             grace=self.kill_grace), open_slice(slice_name))
+        self.tasks[key] = task
+        log.info("job %d task %d attempt %d: starting %s on cpus %s", *key, order.spec.get("image"),
+                 ",".join(map(str, order.cpus)) or "-")
+        try:
+            # The memory limit is the container's alone, so an OOM kill is counted where the engine looks.
+            make_slice(slice_name, replace(task_limits(order), memory=None))
+            record = lifecycle.create(self.store, container_options(order, self.node, slice_name))
+            task.file = TaskFile(*key, container_id=record.id, cgroup_slice=slice_name, deadline=deadline,
+                                 grace=self.kill_grace)
+            self.state.save(task.file)
+            # The agent has threads (ZeroMQ's): the supervisor is started through a fresh interpreter.
+            task.ready = lifecycle.start(self.store, record, threaded_caller=True)
+        except RadeError as err:
+            log.warning("job %d task %d attempt %d: could not start: %s", *key, err.message)
+            self._end(task, TaskState.FAILED, err.exit_code, err.message)
+            return
+        os.set_blocking(task.ready.file.fileno(), False)
+        self.watcher.watch(task.ready.file.fileno(), lambda: self._on_ready(task))
+
+    def _on_ready(self, task: Task) -> None:
+        """The supervisor's start report: `listening`, then `started` or `error` (JSON lines)."""
+        import json
+
+        fd = task.ready.file.fileno()
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        task.ready_buffer += chunk
+        *lines, task.ready_buffer = task.ready_buffer.split(b"\n")
+        outcome = None
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("state") in ("started", "error"):
+                outcome = message
+        if outcome is None and chunk:
+            return
+        self.watcher.unwatch(fd)
+        task.ready.close()
+        task.ready = None
+        if outcome is not None and outcome["state"] == "error":
+            task.start_error = outcome
+        self._attach(task, report_running=outcome is not None and outcome["state"] == "started")
+
+    def _attach(self, task: Task, report_running: bool) -> None:
+        """Keep a control connection to the container's supervisor: it closes when the container is gone."""
+        from engine.containers.client import AttachClient
+        from engine.errors import ContainerError
+
+        try:
+            task.control = AttachClient(self.store.dir(task.file.container_id))
+        except ContainerError:
+            self._finish(task)  # already exited and cleaned up
+            return
+        task.control.sock.setblocking(False)
+        self.watcher.watch(task.control.sock.fileno(), lambda: self._on_control(task))
+        if report_running:
+            log.info("job %d task %d attempt %d: running in container %s", *task.key, task.file.container_id[:12])
+            self._report(task.key, TaskState.RUNNING)
+        if task.pending_signal is not None:
+            self._signal(task, task.pending_signal, task.pending_grace)
+
+    def _on_control(self, task: Task) -> None:
+        try:
+            data = task.control.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._finish(task)
+
+    # -- stopping -------------------------------------------------------------------------------------------
+
+    def kill(self, order: Kill) -> None:
+        key = (order.job_id, order.task_id, order.attempt)
+        task = self.tasks.get(key)
+        if task is None:
+            self._report(key, TaskState.CANCELLED, reason=f"not running here: {order.reason}")
+            return
+        log.info("job %d task %d attempt %d: stopping (%s)", *key, order.reason or "killed")
+        if task.stop_state is None:
+            task.stop_state, task.stop_reason = TaskState.CANCELLED, order.reason or "cancelled"
+        self._signal(task, order.signal or signal.SIGTERM, order.grace)
+
+    def _signal(self, task: Task, signum: int, grace: float) -> None:
+        if task.control is None:
+            task.pending_signal, task.pending_grace = signum, grace
+            return
+        task.control.signal(signum)
+        if signum != signal.SIGKILL:
+            due = self.clock.monotonic() + max(0.0, grace)
+            task.kill_at = due if task.kill_at is None else min(task.kill_at, due)
+
+    def next_due(self) -> float:
+        due = float("inf")
+        for task in self.tasks.values():
+            if task.kill_at is not None:
+                due = min(due, task.kill_at)
+            elif task.file.deadline is not None and task.stop_state is None:
+                due = min(due, task.file.deadline)
+        return due
+
+    def on_timer(self) -> None:
+        now = self.clock.monotonic()
+        for task in list(self.tasks.values()):
+            if task.kill_at is not None and now >= task.kill_at:
+                log.info("job %d task %d attempt %d: grace period over: SIGKILL", *task.key)
+                task.kill_at = None
+                task.control.signal(signal.SIGKILL)
+            elif task.file.deadline is not None and task.stop_state is None and now >= task.file.deadline:
+                log.info("job %d task %d attempt %d: time limit reached: SIGTERM", *task.key)
+                task.stop_state, task.stop_reason = TaskState.TIMEOUT, "time limit reached"
+                self._signal(task, signal.SIGTERM, task.file.grace)
+
+    # -- the end --------------------------------------------------------------------------------------------
+
+    def _finish(self, task: Task) -> None:
+        """The container has exited and its supervisor cleaned up: report how it ended."""
+        from engine.containers import lifecycle
+        from engine.errors import ContainerError
+
+        if task.control is not None:
+            self.watcher.unwatch(task.control.sock.fileno())
+            task.control.close()
+            task.control = None
+        try:
+            record = lifecycle.refresh(self.store, self.store.get(task.file.container_id))
+        except ContainerError as err:
+            self._end(task, TaskState.FAILED, 125, f"the container's record is gone: {err.message}")
+            return
+        code, reason = record.exit_code, record.error or task.start_error.get("message", "")
+        if task.stop_state is not None:
+            state, reason = task.stop_state, task.stop_reason
+        elif record.oom_killed:
+            state, reason = TaskState.OOM, "out of memory: the kernel killed it at its memory limit"
+        elif task.start_error:
+            state = TaskState.FAILED
+        else:
+            state = TaskState.COMPLETED if code == 0 else TaskState.FAILED
+        self._end(task, state, code, reason, record)
+
+    def _end(self, task: Task, state: TaskState, code: int | None, reason: str, record: Any = None) -> None:
+        from engine.containers import lifecycle
+
+        cpu_seconds, peak = 0.0, 0
+        try:
+            stats = task.slice.stats()
+            cpu_seconds, peak = stats.cpu_seconds, stats.memory_peak
+        except (RadeError, OSError) as err:
+            log.warning("job %d task %d attempt %d: reading usage: %s", *task.key, err)
+        if record is not None:
+            log_file = self.store.dir(record.id).log
+            target = task_log_path(self.root, *task.key)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(log_file, target)
+            except FileNotFoundError:
+                target.touch()
+            except OSError as err:
+                log.warning("job %d task %d attempt %d: keeping the log: %s", *task.key, err)
+            try:
+                lifecycle.remove_stopped(self.store, record, volumes=True)
+            except RadeError as err:
+                log.warning("job %d task %d attempt %d: removing container: %s", *task.key, err.message)
+        elif task.file.container_id:
+            self._remove_unstarted(task.file.container_id)
+        try:
+            remove_slice(task.file.cgroup_slice)
+        except (RadeError, OSError) as err:
+            log.warning("job %d task %d attempt %d: removing its cgroup: %s", *task.key, err)
+        log.info("job %d task %d attempt %d: %s (exit %s, %.2f cpu s, peak %d bytes)%s", *task.key, state.value,
+                 code, cpu_seconds, peak, f": {reason}" if reason else "")
+        self._report(task.key, state, code, reason, cpu_seconds, peak)
+        self.tasks.pop(task.key, None)
+        self.state.forget(task.key)
+
+    def _remove_unstarted(self, container_id: str) -> None:
+        from engine.containers import lifecycle
+
+        try:
+            lifecycle.remove(self.store, self.store.get(container_id), force=True, volumes=True)
+        except RadeError as err:
+            log.warning("container %s: removing after a failed start: %s", container_id[:12], err.message)
+
+    # -- adoption after a restart ---------------------------------------------------------------------------
+
+    def adopt(self) -> int:
+        """Take back the tasks a previous agent of this node left: running ones are watched again and
+        reported RUNNING, ended ones reported with how they ended. How many were found."""
+        files, problems = self.state.load_all()
+        for problem in problems:
+            log.warning("unreadable task file left alone: %s", problem)
+        for file in files:
+            task = Task(file, open_slice(file.cgroup_slice))
+            self.tasks[file.key] = task
+            log.info("job %d task %d attempt %d: adopting container %s", *file.key, file.container_id[:12])
+            if not file.container_id:
+                self._end(task, TaskState.FAILED, 125, "the agent stopped while creating its container")
+                continue
+            self._attach(task, report_running=True)
+        return len(files)
+
+    def close(self) -> None:
+        """Stop watching (the containers keep running; a restarted agent adopts them)."""
+        for task in self.tasks.values():
+            if task.ready is not None:
+                self.watcher.unwatch(task.ready.file.fileno())
+                task.ready.close()
+            if task.control is not None:
+                self.watcher.unwatch(task.control.sock.fileno())
+                task.control.close()

@@ -71,7 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("agent", help="run a node agent; --simulate runs simulated nodes for testing")
     p.add_argument("--scheduler", metavar="ADDR", help="the scheduler's agent address (default: the local one)")
-    p.add_argument("--simulate", action="store_true", required=True,
+    p.add_argument("--name", metavar="NODE", help="the node's name (default: the hostname's first label)")
+    p.add_argument("--config", metavar="FILE", help="YAML: scheduler, name, labels, kill_grace")
+    p.add_argument("--simulate", action="store_true",
                    help="simulated nodes: tasks 'run' for their command's sleep, without containers")
     p.add_argument("--cpus", type=int, default=4, help="CPUs of each simulated node")
     p.add_argument("--memory", default="8G", help="memory of each simulated node")
@@ -244,6 +246,12 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     import json as _json
     import signal
+
+    if not args.simulate:
+        from agent.daemon import run_agent
+
+        _daemon_logging(args.debug)
+        return run_agent(args.scheduler, args.name, args.config, args.root)
 
     from agent.simulate import SimulatedCluster
     from jobs.units import parse_size

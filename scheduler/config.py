@@ -5,7 +5,8 @@
     heartbeat_interval: 2s            # how often agents heartbeat
     misses: 3                         # missed heartbeats before a node is DOWN
     state: /var/lib/rade/scheduler/state.db
-    synchronous: full                 # SQLite durability: full (fsync every commit) or normal
+    synchronous: normal               # normal: a commit survives any crash of the scheduler process
+                                      # (SIGKILL included), not a power cut; full: fsync every commit
 
 A port of `*` lets the system choose (tests); the daemon writes the addresses it got to
 `<root>/scheduler/endpoints.json`, which local clients and agents read when given no address. Both
@@ -36,7 +37,7 @@ class SchedulerConfig:
     state: str
     heartbeat_interval: float = 2.0
     misses: int = 3
-    synchronous: str = "full"
+    synchronous: str = "normal"
     root: str = ""
 
     @property
@@ -71,7 +72,7 @@ def load_config(path: str | None, root: str) -> SchedulerConfig:
     misses = data.get("misses", 3)
     if not isinstance(misses, int) or isinstance(misses, bool) or misses < 1:
         raise ConfigError(f"{path}: misses: {misses!r} is not a count of at least 1")
-    synchronous = str(data.get("synchronous", "full")).lower()
+    synchronous = str(data.get("synchronous", "normal")).lower()
     if synchronous not in ("full", "normal"):
         raise ConfigError(f"{path}: synchronous: {synchronous!r} is neither full nor normal")
     return SchedulerConfig(

@@ -64,13 +64,17 @@ def place(demand: JobDemand, nodes: Sequence[NodeView], reserved: Mapping[str, i
 
     `reserved` maps a node to the job holding a reservation on it; other jobs may not use it.
     """
+    plan = try_place(demand, nodes, reserved)
+    return plan if plan is not None else _reject(demand, nodes, reserved or {})
+
+
+def try_place(demand: JobDemand, nodes: Iterable[NodeView], reserved: Mapping[str, int] | None = None) -> Plan | None:
+    """`place` without the explanation: the plan, or None. `nodes` may be lazy: `pack` stops reading at the
+    first nodes that hold the whole job, which keeps one-task jobs cheap on big clusters."""
     reserved = reserved or {}
-    # Lazy, so that `pack` stops reading nodes at the first ones that hold the whole job.
     eligible = (view for view in nodes if _refusal(demand, view, reserved) is None)
     grants = _assign(demand, eligible)
-    if grants is not None:
-        return Plan(demand.job_id, grants)
-    return _reject(demand, nodes, reserved)
+    return Plan(demand.job_id, grants) if grants is not None else None
 
 
 def _refusal(demand: JobDemand, view: NodeView, reserved: Mapping[str, int]) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scheduler.placement import PendingReason, Plan, Rejection, place
+from scheduler.placement import PendingReason, Plan, Rejection, place, try_place
 from scheduler.resources import JobDemand, NodeView
 
 
@@ -42,6 +42,7 @@ class PassResult:
     plans: tuple[Plan, ...]
     waiting: Mapping[int, Rejection] = field(default_factory=dict)
     reservation: Mapping[str, int] = field(default_factory=dict)
+    failed: Mapping[tuple, Rejection] = field(default_factory=dict)
 
 
 def queue_order(jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
@@ -49,15 +50,24 @@ def queue_order(jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
     return sorted(jobs, key=lambda job: job.order_key)
 
 
-def schedule_pass(jobs: Iterable[QueuedJob], nodes: Sequence[NodeView], limit: int | None = None) -> PassResult:
-    """Place what fits of the queue on `nodes`, in queue order; at most `limit` plans when given."""
-    views = {view.name: view for view in nodes}
-    names = [view.name for view in nodes]
-    open_names = [name for name in names if views[name].blocked is None and not views[name].is_full]
+def schedule_pass(jobs: Iterable[QueuedJob], nodes: Sequence[NodeView] | Mapping[str, NodeView],
+                  limit: int | None = None, reserved: Mapping[str, int] | None = None,
+                  failed: Mapping[tuple, Rejection] | None = None,
+                  open_names: Sequence[str] | None = None) -> PassResult:
+    """Place what fits of the queue on `nodes`, in queue order; at most `limit` plans when given.
+
+    `nodes` is a sequence of views in placement order, or a mapping by name in name order. `open_names`,
+    when the caller keeps it, lists in order the nodes that take work and are not full. `reserved` and
+    `failed` carry a previous pass's reservation and failed shapes over to a pass that looks only at newly
+    submitted jobs, valid as long as no node and no running task changed since.
+    """
     plans: list[Plan] = []
     waiting: dict[int, Rejection] = {}
-    reserved: dict[str, int] = {}
-    failed: dict[tuple, Rejection] = {}
+    reserved = dict(reserved or {})
+    failed = dict(failed or {})
+    views: dict[str, NodeView] | None = None
+    names: list[str] = []
+    opened: list[str] = []
     for job in queue_order(jobs):
         if job.held is not None:
             waiting[job.job_id] = Rejection(job.job_id, job.held, job.held_detail)
@@ -70,13 +80,19 @@ def schedule_pass(jobs: Iterable[QueuedJob], nodes: Sequence[NodeView], limit: i
             prior = failed[shape]
             waiting[job.job_id] = Rejection(job.job_id, prior.reason, prior.detail, prior.nodes)
             continue
-        outcome = place(job.demand, [views[n] for n in open_names], reserved)
-        if isinstance(outcome, Plan):
-            plans.append(outcome)
-            for grant in outcome.grants:
+        if views is None:
+            # Copied once per pass, and only when some job needs them: the pass works on its own copy.
+            views = dict(nodes) if isinstance(nodes, Mapping) else {view.name: view for view in nodes}
+            names = sorted(views) if isinstance(nodes, Mapping) else [view.name for view in nodes]
+            opened = list(open_names) if open_names is not None else [
+                n for n in names if views[n].blocked is None and not views[n].is_full]
+        plan = try_place(job.demand, (views[n] for n in opened), reserved)
+        if plan is not None:
+            plans.append(plan)
+            for grant in plan.grants:
                 views[grant.node] = views[grant.node].with_grant(grant)
                 if views[grant.node].is_full:
-                    open_names.remove(grant.node)
+                    opened.remove(grant.node)
             continue
         # Ask again over every node, full ones included, so that each node's reason is on record.
         outcome = place(job.demand, [views[n] for n in names], reserved)
@@ -91,7 +107,7 @@ def schedule_pass(jobs: Iterable[QueuedJob], nodes: Sequence[NodeView], limit: i
                 # Later jobs now meet a different cluster: forget shapes that failed before it existed.
                 failed.clear()
                 failed[shape] = outcome
-    return PassResult(tuple(plans), waiting, reserved)
+    return PassResult(tuple(plans), waiting, reserved, failed)
 
 
 def _reserve(demand: JobDemand, nodes: Sequence[NodeView]) -> dict[str, int]:

@@ -138,9 +138,11 @@ class NodeView:
         """This node with a granted task added on exactly the grant's cores (a plan being committed)."""
         loads = list(self.core_load)
         share = _grant_share(grant)
-        index = {core: i for i, core in enumerate(self.cores)}
         for core in grant.cores:
-            loads[index[core]] += share
+            i = self._index(core)
+            if i is None:
+                raise ValueError(f"node {self.name} has no core {core}")
+            loads[i] += share
         return replace(self, core_load=tuple(loads), memory_used=self.memory_used + grant.memory,
                        gpus_used=self.gpus_used | frozenset(grant.gpus), tasks=self.tasks + 1)
 
@@ -153,9 +155,8 @@ class NodeView:
         if set(grant.gpus) & self.gpus_used or not set(grant.gpus) <= set(self.gpus):
             return "gpus taken meanwhile"
         share = _grant_share(grant)
-        index = {core: i for i, core in enumerate(self.cores)}
         for core in grant.cores:
-            i = index.get(core)
+            i = self._index(core)
             if i is None or self.core_load[i] + share > MILLI:
                 return f"core {core} taken meanwhile"
         return None
@@ -163,15 +164,24 @@ class NodeView:
     @property
     def is_full(self) -> bool:
         """No CPU left at all: no task of any size can land here."""
-        return all(load >= MILLI for load in self.core_load)
+        return not self.core_load or min(self.core_load) >= MILLI
+
+    def _index(self, core: int) -> int | None:
+        """Where a core id sits in `cores` (usually at its own number, so that is tried first)."""
+        cores = self.cores
+        if 0 <= core < len(cores) and cores[core] == core:
+            return core
+        try:
+            return cores.index(core)
+        except ValueError:
+            return None
 
     def give_back(self, grant: Grant) -> NodeView:
         """This node with a finished task's grant released."""
         loads = list(self.core_load)
         share = _grant_share(grant)
-        index = {core: i for i, core in enumerate(self.cores)}
         for core in grant.cores:
-            i = index.get(core)
+            i = self._index(core)
             if i is not None:
                 loads[i] = max(0, loads[i] - share)
         return replace(self, core_load=tuple(loads), memory_used=max(0, self.memory_used - grant.memory),

@@ -12,6 +12,7 @@ end and requeue is here, next to the records it changes.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -64,11 +65,15 @@ class ClusterState:
         self.nodes: dict[str, NodeRecord] = {}
         self.views: dict[str, NodeView] = {}
         self.order: list[str] = []
+        self._open: list[str] = []
         self.connected: set[str] = set()
         self.why: dict[int, Rejection] = {}
         self.outbox: list[tuple[str, Message]] = []
         self.dirty = True
         self.placed_total = 0
+        # Jobs submitted since the last pass: when nothing else changed, a pass need look only at them.
+        self._fresh: list[int] = []
+        self._last_pass: tuple[dict[str, int], dict[tuple, Rejection]] | None = None
         self._load()
 
     # -- loading --------------------------------------------------------------------------------------------
@@ -101,8 +106,19 @@ class ClusterState:
             view = view.with_grant(self.tasks[key].grant)
         if name not in self.views:
             self.order = sorted([*self.views, name])
-        self.views[name] = view
+        self._set_view(view)
         self.dirty = True
+
+    def _set_view(self, view: NodeView) -> None:
+        """Replace a node's view, keeping the ordered list of nodes that take work and have room."""
+        self.views[view.name] = view
+        takes = view.blocked is None and not view.is_full
+        where = bisect.bisect_left(self._open, view.name)
+        listed = where < len(self._open) and self._open[where] == view.name
+        if takes and not listed:
+            self._open.insert(where, view.name)
+        elif listed and not takes:
+            del self._open[where]
 
     def _blocked(self, node: NodeRecord) -> str | None:
         if node.down:
@@ -115,7 +131,7 @@ class ClusterState:
 
     def refresh_node(self, name: str) -> None:
         """Re-read whether a node takes work, after its record or connection changed."""
-        self.views[name] = replace(self.views[name], blocked=self._blocked(self.nodes[name]))
+        self._set_view(replace(self.views[name], blocked=self._blocked(self.nodes[name])))
         self.dirty = True
 
     def put_node(self, node: NodeRecord) -> None:
@@ -140,9 +156,9 @@ class ClusterState:
                             priority=spec.priority, submitted_at=now, array_index=index)
             self.store.insert_job(job)
             self.jobs[job_id] = job
+            self._fresh.append(job_id)
             ids.append(job_id)
-        self.dirty = True
-        log.info("job %s submitted by %s: %s", ",".join(map(str, ids)), user, spec.name)
+        log.debug("job %s submitted by %s: %s", ",".join(map(str, ids)), user, spec.name)
         return ids
 
     def cancel(self, job_id: int, user: str, admin: bool) -> str:
@@ -187,25 +203,34 @@ class ClusterState:
     # -- scheduling -----------------------------------------------------------------------------------------
 
     def schedule(self, limit: int | None = None) -> int:
-        """One pass over the queue when something changed; commits the plans; returns how many placed."""
-        if not self.dirty:
+        """A pass over the queue when something changed (only over new jobs when nothing else did); commits
+        the plans; returns how many jobs it placed."""
+        if self.dirty or self._last_pass is None:
+            candidates, carried = list(self.jobs.values()), None
+        elif self._fresh:
+            candidates, carried = [self.jobs[i] for i in self._fresh if i in self.jobs], self._last_pass
+        else:
             return 0
         self.dirty = False
+        self._fresh.clear()
         queued = []
-        for job in self.jobs.values():
+        for job in candidates:
             if job.state is JobState.PENDING:
                 held = self._held(job)
                 queued.append(QueuedJob(job.id, job.priority, job.id, job.demand,
                                         held[0] if held else None, held[1] if held else ""))
         if not queued:
             return 0
-        result = schedule_pass(queued, [self.views[name] for name in self.order], limit)
+        reserved, failed = carried if carried else (None, None)
+        result = schedule_pass(queued, self.views, limit, reserved, failed, self._open)
         placed = sum(1 for plan in result.plans if self._commit_plan(plan))
+        self._last_pass = (dict(result.reservation), dict(result.failed))
         for job_id, rejection in result.waiting.items():
             self.why[job_id] = rejection
             job = self.jobs[job_id]
             if job.reason != rejection.reason.value:
-                self._set_job(replace(job, reason=rejection.reason.value))
+                # Not stored: a pending job's reason is worked out again by the first pass after a restart.
+                self.jobs[job_id] = replace(job, reason=rejection.reason.value)
         if limit is not None and len(result.plans) >= limit:
             self.dirty = True
         self.placed_total += placed
@@ -248,7 +273,7 @@ class ClusterState:
             task = TaskRecord(job.id, index, job.attempt, grant)
             self.tasks[task.key] = task
             self.on_node[grant.node].add(task.key)
-            self.views[grant.node] = self.views[grant.node].with_grant(grant)
+            self._set_view(self.views[grant.node].with_grant(grant))
             self.store.put_task(task)
             keys.append(task.key)
         self.current[job.id] = keys
@@ -270,7 +295,7 @@ class ClusterState:
         if job.array_index is not None:
             env["RADE_ARRAY_INDEX"] = str(job.array_index)
         grant = task.grant
-        return Launch(job_id=job.id, task_id=task.task, attempt=task.attempt, spec=dict(job.spec), nodes=nodes,
+        return Launch(job_id=job.id, task_id=task.task, attempt=task.attempt, spec=_lean(job.spec), nodes=nodes,
                       cpus=grant.cores, memory=grant.memory, gpus=grant.gpus, ranks=grant.ranks, env=env)
 
     # -- tasks and jobs -------------------------------------------------------------------------------------
@@ -293,7 +318,7 @@ class ClusterState:
         if state is TaskState.RUNNING and job.state is JobState.STARTING:
             if all(self.tasks[k].state is TaskState.RUNNING for k in self.current[job.id]):
                 self._set_job(replace(job, state=advance(job.state, JobState.RUNNING), started_at=now))
-                log.info("job %d: running", job.id)
+                log.debug("job %d: running", job.id)
         if task.is_ended:
             failed = state is not TaskState.COMPLETED or (exit_code or 0) != 0
             if failed and job.outcome is None and task.desired is Desired.RUN:
@@ -308,7 +333,7 @@ class ClusterState:
         keys = self.on_node.get(task.grant.node)
         if keys is not None and task.key in keys:
             keys.discard(task.key)
-            self.views[task.grant.node] = self.views[task.grant.node].give_back(task.grant)
+            self._set_view(self.views[task.grant.node].give_back(task.grant))
             self.dirty = True
 
     def _stop_tasks(self, job_id: int, reason: str, keys: Iterable[TaskKey] | None = None) -> None:
@@ -410,6 +435,11 @@ class ClusterState:
 
 def kill_order(task: TaskRecord, reason: str) -> Kill:
     return Kill(job_id=task.job_id, task_id=task.task, attempt=task.attempt, reason=reason)
+
+
+def _lean(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec without its empty fields (the agent reads it back with their defaults): a smaller frame."""
+    return {key: value for key, value in spec.items() if value is not None and value != [] and value != {}}
 
 
 def _ends(state: TaskState) -> bool:

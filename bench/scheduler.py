@@ -1,0 +1,203 @@
+"""Scheduler throughput: 1,000 simulated nodes (64 CPUs each) and 20,000 one-task jobs.
+
+The scheduler and the simulated agents (two processes of 500 nodes, each node its own ZeroMQ connection)
+run as subprocesses on 127.0.0.1, exactly as `rade scheduler` and `rade agent --simulate` run them. Every
+node is drained while jobs are submitted, so submissions are measured alone:
+
+- one client, one request at a time (what `rade submit` does, as `sbatch` does), synchronous=normal;
+- the same with synchronous=full (an fsync per commit), on a second scheduler, for comparison;
+- four clients at once, one request at a time each;
+- one client keeping 64 requests in flight (the client library's `submit_many`).
+
+Then every node is resumed with one request and the clock runs until all 20,000 jobs are placed (the
+scheduler's count of committed placements, launches sent), and until every task is reported RUNNING.
+
+The Slurm figures are those measured on this machine kind (Debian's slurm-wlm 22.05, one slurmctld, 4
+slurmd; see the project's notes on peers): 173 sbatch/s from one client, 463/s from 8, 1,000 trivial jobs
+end to end at best 82 jobs/s. Slurm is not installed here to rerun, so they are constants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP))
+
+NODES = 1000
+CPUS = 64
+JOBS = 20_000
+AGENT_PROCESSES = 2
+SEQUENTIAL_1 = 4000
+SEQUENTIAL_FULL = 1000
+PER_CLIENT_4 = 2000
+PIPELINED = JOBS - SEQUENTIAL_1 - 4 * PER_CLIENT_4
+
+SLURM_SBATCH_1 = 173.0
+SLURM_SBATCH_8 = 463.0
+SLURM_END_TO_END = 82.0
+GOAL_SUBMIT = 2000.0
+GOAL_PLACE = 5000.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def job_spec(index: int) -> dict:
+    from jobs.spec import JobSpec
+
+    return JobSpec.from_dict({"name": f"bench-{index}", "image": "busybox", "command": ["sleep", "3600"],
+                              "resources": {"cpus": 1, "memory": "512M"}}).to_dict()
+
+
+def submit_worker(endpoint: str, count: int, start_at: float, window: int) -> None:
+    """A client process: wait for the common start, submit `count` jobs, print seconds taken."""
+    from rade.client import SchedulerClient
+
+    specs = [job_spec(i) for i in range(count)]
+    with SchedulerClient(endpoint, timeout=60) as client:
+        client.stats()  # connected before the clock starts
+        while time.time() < start_at:
+            time.sleep(0.001)
+        began = time.perf_counter()
+        if window == 1:
+            for spec in specs:
+                client.submit(spec, user="bench")
+        else:
+            client.submit_many(specs, user="bench", window=window)
+        print(json.dumps({"seconds": time.perf_counter() - began, "count": count}))
+
+
+class Cluster:
+    def __init__(self, root: Path, synchronous: str, agents: bool) -> None:
+        self.root = root
+        root.mkdir(parents=True)
+        self.agents_port, self.clients_port = free_port(), free_port()
+        config = root / "scheduler.yaml"
+        config.write_text(f"agents: tcp://127.0.0.1:{self.agents_port}\nclients: tcp://127.0.0.1:{self.clients_port}\n"
+                          f"heartbeat_interval: 5s\nmisses: 6\nsynchronous: {synchronous}\n")
+        self.endpoint = f"tcp://127.0.0.1:{self.clients_port}"
+        self.procs: list[subprocess.Popen] = []
+        self._spawn("scheduler", "scheduler", "--config", str(config))
+        from rade.client import SchedulerClient
+
+        self.client = SchedulerClient(self.endpoint, timeout=120)
+        self._wait(lambda: self.client.stats() is not None, 60)
+        if agents:
+            per = NODES // AGENT_PROCESSES
+            for i in range(AGENT_PROCESSES):
+                self._spawn(f"agents{i}", "agent", "--simulate", "--scheduler", f"tcp://127.0.0.1:{self.agents_port}",
+                            "--cpus", str(CPUS), "--memory", "256G", "--count", str(per), "--prefix", f"s{i}n")
+            self._wait(lambda: self.client.stats()["nodes"].get("IDLE", 0) == NODES, 300)
+
+    def _spawn(self, name: str, *args: str) -> None:
+        with open(self.root / f"{name}.log", "ab") as log:
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "rade", "--root", str(self.root), *args],
+                                               stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=TOP,
+                                               close_fds=True))
+
+    def _wait(self, condition, timeout: float) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if condition():
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: timed out; see the logs in {self.root}")
+            time.sleep(0.05)
+
+    def clients(self, count: int, jobs: int, window: int) -> float:
+        """Run `count` client processes of `jobs` submissions each; jobs per second over all of them."""
+        start_at = time.time() + 1.5
+        procs = [subprocess.Popen([sys.executable, __file__, "--worker", self.endpoint, str(jobs), str(start_at),
+                                   str(window)], stdout=subprocess.PIPE, text=True, cwd=TOP, close_fds=True)
+                 for _ in range(count)]
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=900)
+            if proc.returncode != 0:
+                raise SystemExit(f"bench: a client failed (exit {proc.returncode})")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return sum(r["count"] for r in results) / max(r["seconds"] for r in results)
+
+    def close(self) -> None:
+        self.client.close()
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def main() -> None:
+    rows: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory(prefix="rade-bench-") as tmp:
+        full = Cluster(Path(tmp) / "full", "full", agents=False)
+        try:
+            rows.append(("submit, 1 client, synchronous=full", full.clients(1, SEQUENTIAL_FULL, 1), "jobs/s"))
+        finally:
+            full.close()
+        cluster = Cluster(Path(tmp) / "normal", "normal", agents=True)
+        try:
+            names = [row["name"] for row in cluster.client.nodes()]
+            cluster.client.drain(names, "benchmark: queue first")
+            submit_1 = cluster.clients(1, SEQUENTIAL_1, 1)
+            submit_4 = cluster.clients(4, PER_CLIENT_4, 1)
+            pipelined = cluster.clients(1, PIPELINED, 64)
+            rows += [("submit, 1 client", submit_1, "jobs/s"), ("submit, 4 clients", submit_4, "jobs/s"),
+                     ("submit, 1 client, 64 in flight", pipelined, "jobs/s")]
+            queued = cluster.client.stats()["jobs"].get("PENDING", 0)
+            assert queued == JOBS, f"{queued} jobs queued, not {JOBS}"
+            began = time.perf_counter()
+            cluster.client.resume(names)
+            cluster._wait(lambda: cluster.client.stats()["placed"] >= JOBS, 600)
+            placed = time.perf_counter() - began
+            cluster._wait(lambda: cluster.client.stats()["jobs"].get("RUNNING", 0) >= JOBS, 600)
+            running = time.perf_counter() - began
+            rows += [("placement (resume -> all placed)", JOBS / placed, "jobs/s"),
+                     ("resume -> all reported RUNNING", JOBS / running, "jobs/s")]
+        finally:
+            cluster.close()
+
+    print(f"rade scheduler: {NODES} simulated nodes x {CPUS} CPUs, {JOBS} one-task jobs "
+          f"(python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+    print()
+    print(f"| {'measure':<38} | {'rade':>10} | unit   |")
+    print(f"|{'-' * 40}|{'-' * 12}|--------|")
+    for name, value, unit in rows:
+        print(f"| {name:<38} | {value:>10.0f} | {unit} |")
+    print(f"| {'Slurm sbatch, 1 client (measured here)':<38} | {SLURM_SBATCH_1:>10.0f} | jobs/s |")
+    print(f"| {'Slurm sbatch, 8 clients (measured here)':<38} | {SLURM_SBATCH_8:>10.0f} | jobs/s |")
+    print(f"| {'Slurm 1,000 jobs end to end, best':<38} | {SLURM_END_TO_END:>10.0f} | jobs/s |")
+    print()
+    values = {name: value for name, value, _ in rows}
+    print(f"ratio rade/slurm submit-1-client {values['submit, 1 client'] / SLURM_SBATCH_1:.1f}")
+    print(f"ratio rade/slurm submit-4-vs-8-clients {values['submit, 4 clients'] / SLURM_SBATCH_8:.1f}")
+    print(f"ratio rade/slurm placement-vs-end-to-end "
+          f"{values['placement (resume -> all placed)'] / SLURM_END_TO_END:.1f}")
+    print(f"ratio rade/goal submit-1-client {values['submit, 1 client'] / GOAL_SUBMIT:.2f}")
+    print(f"ratio rade/goal placement {values['placement (resume -> all placed)'] / GOAL_PLACE:.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--worker":
+        submit_worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
+    else:
+        main()

@@ -9,8 +9,8 @@ use syscalls a fixed allow list does not know yet (RDMA verbs, io_uring, new mem
 list breaks them with EPERM in ways users cannot diagnose; the deny list closes the known escapes, and
 the dropped capabilities close the rest (most denied calls also need capabilities the container lacks).
 
-The filter is compiled to BPF in the parent once per process (`program()`), so the child only makes
-one prctl. If libseccomp cannot be loaded, `availability()` says so and `program()` raises: a launch
+The filter is compiled to BPF once per host and cached (`program()`), so a launch reads a file and the
+child only makes one prctl. If libseccomp cannot be loaded, `availability()` says so and `program()` raises: a launch
 asking for seccomp never runs without it silently.
 """
 
@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 from functools import lru_cache
 
 from engine.errors import LaunchError
+
+CACHE_DIR = "/run/rade/seccomp"
+POLICY_VERSION = 1  # bump when the rules below change in a way the hash of their names would miss
 
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_CMP_MASKED_EQ = 7
@@ -108,12 +112,45 @@ def _rule(lib: ctypes.CDLL, ctx: int, action: int, number: int, cmps: list[ScmpA
 
 @lru_cache(maxsize=1)
 def program() -> Program:
-    """The default filter as BPF, compiled once per process."""
+    """The default filter as BPF: loaded once per process, compiled once per host.
+
+    Compiling takes a few milliseconds, and each container's supervisor is a new process, so the BPF is
+    kept in a root-only cache dir, named by a hash of the policy, libseccomp's version and the machine.
+    """
     try:
         lib = _library()
     except OSError as err:
         raise LaunchError("seccomp", f"libseccomp cannot be loaded: {err}",
                           "install libseccomp2, or launch with seccomp disabled") from None
+    policy = repr((POLICY_VERSION, DENIED, CLONE_NAMESPACE_FLAGS, availability()[1], os.uname().machine))
+    path = f"{CACHE_DIR}/{hashlib.sha256(policy.encode()).hexdigest()[:32]}.bpf"
+    try:
+        with open(path, "rb") as f:
+            bpf = f.read()
+        if bpf and len(bpf) % 8 == 0:
+            return Program(bpf)
+    except OSError:
+        pass
+    bpf = _compile(lib)
+    _store(path, bpf)
+    return Program(bpf)
+
+
+def _store(path: str, bpf: bytes) -> None:
+    """Write the cache file atomically; a host where that fails just compiles again next time."""
+    if os.geteuid() != 0:
+        return
+    try:
+        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(bpf)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _compile(lib: ctypes.CDLL) -> bytes:
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if not ctx:
         raise LaunchError("seccomp", "seccomp_init failed")
@@ -142,9 +179,8 @@ def program() -> Program:
             rc = lib.seccomp_export_bpf(ctx, fd)
             if rc < 0:
                 raise LaunchError("seccomp", f"exporting the filter failed: {os.strerror(-rc)}")
-            bpf = os.pread(fd, 1 << 20, 0)
+            return os.pread(fd, 1 << 20, 0)
         finally:
             os.close(fd)
     finally:
         lib.seccomp_release(ctx)
-    return Program(bpf)

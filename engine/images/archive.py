@@ -100,6 +100,14 @@ class Bundle:
         self._file.seek(located.offset_data)
         yield self._file, located.size
 
+    def region(self, name: str) -> tuple[str, int, int]:
+        """Where the named file's bytes are: (file path, offset, size), to be read in place."""
+        located = self._locate(name)
+        if isinstance(located, str):
+            return located, 0, os.stat(located).st_size
+        assert self._file is not None
+        return self._file.name, located.offset_data, located.size
+
     def compression(self, name: str) -> Compression:
         with self.open(name) as (stream, size):
             return sniff_compression(stream.read(min(4, size)))
@@ -108,7 +116,7 @@ class Bundle:
                expected_size: int | None = None, media_type: str = "application/octet-stream") -> Descriptor:
         """Store the named file as a blob (verified against the digest/size given), read in place."""
         if expected_digest is not None and store.has_blob(expected_digest):
-            size = os.stat(store.blob_path(expected_digest)).st_size
+            size = store.blob_size(expected_digest)
             if expected_size is None or size == expected_size:
                 return Descriptor(media_type, expected_digest, size)
         with self.open(name) as (stream, size):

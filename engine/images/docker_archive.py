@@ -61,6 +61,23 @@ def load_docker_archive(store: ImageStore, bundle: Bundle) -> list[Loaded]:
 
 
 def _load_entry(store: ImageStore, bundle: Bundle, entry: dict) -> Loaded:
+    try:
+        return _load_checked_entry(store, bundle, entry)
+    except BaseException:
+        # Layers unpacked before another one was refused belong to no image: take them back out.
+        diff_ids = set(_diff_ids_of(store, bundle, entry["Config"]))
+        store.discard_unreferenced(diff_ids, diff_ids)
+        raise
+
+
+def _diff_ids_of(store: ImageStore, bundle: Bundle, config_name: str) -> tuple[str, ...]:
+    try:
+        return parse_config(bundle.read(config_name)).diff_ids
+    except ImageError:
+        return ()
+
+
+def _load_checked_entry(store: ImageStore, bundle: Bundle, entry: dict) -> Loaded:
     config_name = entry["Config"]
     config_desc = bundle.ingest(store, config_name, _digest_in_name(config_name), media_type=DOCKER_CONFIG)
     config = parse_config(store.blobs.read(config_desc.digest))
@@ -68,20 +85,21 @@ def _load_entry(store: ImageStore, bundle: Bundle, entry: dict) -> Loaded:
     if len(names) != len(config.diff_ids):
         raise ImageError(f"{bundle.path}: {len(names)} layers listed for {config_name}, its config has "
                          f"{len(config.diff_ids)} diff ids")
-    layers: list[Descriptor] = []
-    pending: list[Future[None]] = []
+    pending: list[Future[Descriptor]] = []
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         for i, (name, diff_id) in enumerate(zip(names, config.diff_ids)):
             compression = bundle.compression(name)
             media_type = layer_media_type(compression, docker=compression is not Compression.ZSTD)
-            # A plain layer's digest is its diff id: checked while it streams in, before anything unpacks.
-            expected = diff_id if compression is Compression.NONE else None
-            blob = bundle.ingest(store, name, expected, media_type=media_type)
-            layers.append(blob)
             label = f"{bundle.path}: layer {i + 1}/{len(names)} ({name})"
-            pending.append(pool.submit(store.prepare_layer, diff_id, blob, label))
-        for job in pending:
-            job.result()
+            if compression is Compression.NONE:
+                # A plain layer's digest is its diff id: unpacked in place, checked, kept without a copy.
+                path, offset, size = bundle.region(name)
+                pending.append(pool.submit(store.prepare_plain_layer, diff_id, path, offset, size, label,
+                                           media_type))
+                continue
+            blob = bundle.ingest(store, name, media_type=media_type)
+            pending.append(pool.submit(_unpacked, store, diff_id, blob, label))
+        layers = [job.result() for job in pending]
     manifest = build_manifest(Descriptor(DOCKER_CONFIG, config_desc.digest, config_desc.size), layers,
                               DOCKER_MANIFEST)
     image = store.register_image(manifest, DOCKER_MANIFEST)
@@ -91,6 +109,11 @@ def _load_entry(store: ImageStore, bundle: Bundle, entry: dict) -> Loaded:
             store.tag(image, tag)
             tags.append(parse_reference(tag).with_default_tag().familiar())
     return Loaded(store.get(image.id), tuple(tags))
+
+
+def _unpacked(store: ImageStore, diff_id: str, blob: Descriptor, label: str) -> Descriptor:
+    store.prepare_layer(diff_id, blob, label)
+    return blob
 
 
 def _digest_in_name(name: str) -> str | None:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from engine.errors import ImageError
 from engine.images.atomic import file_lock, read_json, write_json_atomic
 from engine.images.content import digest_hex
-from engine.images.unpack import unpack_layer
+from engine.images.tarsplit import SplitRecorder, rebuild, split_size
+from engine.images.unpack import unpack_layer, unpack_region
 
 LAYER_FORMAT = 1
 
@@ -87,6 +88,58 @@ class LayerStore:
             found = self.get(diff_id)
             assert found is not None
             return found
+
+    def ensure_region(self, diff_id: str, path: str, base: int, size: int, label: str) -> bool:
+        """Unpack the plain tar at [base, base+size) of `path` as layer `diff_id` unless it is unpacked,
+        keeping a tar-split so the tar can be rebuilt instead of stored. Returns whether the layer can be
+        rebuilt (if not, the caller must store the blob itself). The diff id is checked before the
+        layer gets its name; a mismatch leaves nothing."""
+        found = self.get(diff_id)
+        if found is not None:
+            return self.is_rebuildable(diff_id)
+        with file_lock(os.path.join(self.locks, f"layer-{digest_hex(diff_id)}.lock")):
+            if self.get(diff_id) is not None:
+                return self.is_rebuildable(diff_id)
+            work = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
+            try:
+                diff = os.path.join(work, "diff")
+                os.mkdir(diff, 0o755)
+                recorder = SplitRecorder()
+                result = unpack_region(path, base, size, diff, recorder, label=label)
+                if result.diff_id != diff_id:
+                    raise ImageError(f"{label} has digest {result.diff_id}, the image config says {diff_id}",
+                                     "the archive is corrupt or was tampered with; nothing was stored")
+                if recorder.rebuildable:
+                    recorder.save(path, base, size, work)
+                write_json_atomic(os.path.join(work, "layer.json"), {
+                    "version": LAYER_FORMAT, "diff_id": diff_id, "size": result.size,
+                    "entries": result.entries, "tar_size": size, "rebuildable": recorder.rebuildable,
+                })
+                final = os.path.join(self.root, digest_hex(diff_id))
+                if os.path.lexists(final):
+                    remove_tree(final)
+                os.rename(work, final)
+            except BaseException:
+                remove_tree(work)
+                raise
+            return recorder.rebuildable
+
+    def is_rebuildable(self, diff_id: str) -> bool:
+        """Whether the layer's plain tar can be rebuilt from its files (it has a tar-split)."""
+        return split_size(os.path.join(self.root, digest_hex(diff_id))) is not None and \
+            self.get(diff_id) is not None
+
+    def rebuilt_size(self, diff_id: str) -> int | None:
+        """The size of the layer's rebuildable tar, or None."""
+        return split_size(os.path.join(self.root, digest_hex(diff_id))) if self.get(diff_id) else None
+
+    def rebuild(self, diff_id: str, out_fd: int) -> None:
+        """Write the layer's original plain tar to out_fd, verifying it against the diff id."""
+        layer_dir = os.path.join(self.root, digest_hex(diff_id))
+        digest = rebuild(layer_dir, os.path.join(layer_dir, "diff"), out_fd)
+        if digest != diff_id:
+            raise ImageError(f"layer {diff_id} rebuilds to {digest}",
+                             "its files were modified on disk; remove the image and load it again")
 
     def remove(self, diff_id: str) -> None:
         """Delete an unpacked layer (garbage collection); its lock keeps a concurrent unpack out."""

@@ -22,7 +22,7 @@ from typing import Any
 from engine.errors import ImageError
 from engine.images.archive import Bundle
 from engine.images.content import (
-    DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, INDEX_TYPES, OCI_CONFIG, OCI_INDEX,
+    Compression, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, INDEX_TYPES, OCI_CONFIG, OCI_INDEX,
     OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, check_digest, digest_hex, digest_of,
 )
 from engine.images.docker_archive import Loaded
@@ -93,6 +93,21 @@ def _platform_manifest(bundle: Bundle, desc: Descriptor) -> Descriptor:
 
 def _load_manifest(store: ImageStore, bundle: Bundle, desc: Descriptor) -> Image:
     manifest = _read_verified(bundle, desc)
+    try:
+        return _load_checked_manifest(store, bundle, manifest, desc)
+    except BaseException:
+        # Layers unpacked before another one was refused belong to no image: take them back out.
+        parsed = parse_manifest(manifest, desc.media_type or None)
+        layer_blobs = {layer.digest for layer in parsed.layers}
+        try:
+            diff_ids = set(parse_config(store.blobs.read(parsed.config.digest)).diff_ids)
+        except ImageError:
+            diff_ids = set()
+        store.discard_unreferenced(layer_blobs | diff_ids, diff_ids)
+        raise
+
+
+def _load_checked_manifest(store: ImageStore, bundle: Bundle, manifest: bytes, desc: Descriptor) -> Image:
     parsed = parse_manifest(manifest, desc.media_type or None)
     bundle.ingest(store, _blob_name(parsed.config.digest), parsed.config.digest, parsed.config.size,
                   parsed.config.media_type)
@@ -100,11 +115,19 @@ def _load_manifest(store: ImageStore, bundle: Bundle, desc: Descriptor) -> Image
     if len(config.diff_ids) != len(parsed.layers):
         raise ImageError(f"{bundle.path}: manifest {desc.digest} has {len(parsed.layers)} layers, its config "
                          f"{len(config.diff_ids)} diff ids")
-    pending: list[Future[None]] = []
+    pending: list[Future[object]] = []
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         for i, (layer, diff_id) in enumerate(zip(parsed.layers, config.diff_ids)):
-            blob = bundle.ingest(store, _blob_name(layer.digest), layer.digest, layer.size, layer.media_type)
             label = f"{bundle.path}: layer {i + 1}/{len(parsed.layers)} ({digest_hex(layer.digest)[:12]})"
+            name = _blob_name(layer.digest)
+            if layer.digest == diff_id and bundle.compression(name) is Compression.NONE:
+                path, offset, size = bundle.region(name)
+                if size != layer.size:
+                    raise ImageError(f"{bundle.path}: {name} has {size} bytes, its descriptor says {layer.size}")
+                pending.append(pool.submit(store.prepare_plain_layer, diff_id, path, offset, size, label,
+                                           layer.media_type))
+                continue
+            blob = bundle.ingest(store, name, layer.digest, layer.size, layer.media_type)
             pending.append(pool.submit(store.prepare_layer, diff_id, blob, label))
         for job in pending:
             job.result()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -67,17 +68,53 @@ class ImageStore:
     # -- blobs --------------------------------------------------------------------------------------------
 
     def has_blob(self, digest: str) -> bool:
-        """Whether a blob with this digest is stored."""
-        return self.blobs.has(digest)
+        """Whether a blob with this digest is stored (as a file, or as a layer rebuildable from its files)."""
+        return self.blobs.has(digest) or self.layers.is_rebuildable(digest)
 
     def blob_path(self, digest: str) -> str:
-        """The stored blob's path (it may not exist: check has_blob)."""
-        return self.blobs.path(digest)
+        """The stored blob's path (check has_blob first). A plain layer kept as its unpacked files is
+        rebuilt into a blob file first, and verified."""
+        path = self.blobs.path(digest)
+        if not os.path.exists(path) and self.layers.is_rebuildable(digest):
+            fd, tmp = tempfile.mkstemp(prefix="rebuild-", dir=self.tmp)
+            try:
+                try:
+                    self.layers.rebuild(digest, fd)
+                finally:
+                    os.close(fd)
+                os.chmod(tmp, 0o644)
+                os.rename(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        return path
+
+    def blob_size(self, digest: str) -> int:
+        """The stored blob's size in bytes."""
+        if self.blobs.has(digest):
+            return self.blobs.size(digest)
+        size = self.layers.rebuilt_size(digest)
+        if size is None:
+            raise ImageError(f"blob {digest} is not in the store")
+        return size
 
     def ingest_blob(self, stream: BinaryIO, expected_digest: str | None = None, expected_size: int | None = None,
                     media_type: str = "application/octet-stream", limit: int | None = None) -> Descriptor:
         """Store a blob from a stream, verifying digest and size when given; a mismatch leaves nothing."""
         return self.blobs.ingest(stream, expected_digest, expected_size, media_type, limit)
+
+    def prepare_plain_layer(self, diff_id: str, path: str, offset: int, size: int, label: str,
+                            media_type: str) -> Descriptor:
+        """Take in a plain (uncompressed) layer tar stored at [offset, offset+size) of the file at `path`
+        (a member of an archive), whose digest is its diff id: unpacked in place and checked, and kept as
+        its files plus a tar-split rather than a second copy when the tar allows. Returns its blob."""
+        rebuildable = self.layers.ensure_region(diff_id, path, offset, size, label)
+        if not rebuildable and not self.blobs.has(diff_id):
+            with open(path, "rb") as src:
+                src.seek(offset)
+                return self.blobs.ingest(src, diff_id, size, media_type, limit=size)
+        return Descriptor(media_type, diff_id, size)
 
     def prepare_layer(self, diff_id: str, blob: Descriptor, label: str) -> None:
         """Unpack a stored layer blob now, ahead of `register_image` (which then finds it done): lets a
@@ -96,11 +133,11 @@ class ImageStore:
         parsed = parse_manifest(manifest, media_type)
         manifest_desc = self.blobs.ingest_bytes(manifest, parsed.media_type)
         for what, desc in [("config", parsed.config)] + [(f"layer {i}", d) for i, d in enumerate(parsed.layers)]:
-            if not self.blobs.has(desc.digest):
+            if not self.has_blob(desc.digest):
                 raise ImageError(f"image {what} blob {desc.digest} is not in the store",
                                  "ingest every blob before registering the manifest")
-            if self.blobs.size(desc.digest) != desc.size:
-                raise ImageError(f"image {what} blob {desc.digest} has {self.blobs.size(desc.digest)} bytes, the "
+            if self.blob_size(desc.digest) != desc.size:
+                raise ImageError(f"image {what} blob {desc.digest} has {self.blob_size(desc.digest)} bytes, the "
                                  f"manifest says {desc.size}")
         config = parse_config(self.blobs.read(parsed.config.digest))
         if len(config.diff_ids) != len(parsed.layers):
@@ -110,11 +147,15 @@ class ImageStore:
         jobs = {}
         with ThreadPoolExecutor(max_workers=_UNPACK_WORKERS) as pool:
             for i, (desc, diff_id) in enumerate(zip(parsed.layers, config.diff_ids)):
+                if diff_id not in jobs and self.layers.get(diff_id) is not None:
+                    continue
                 if diff_id not in jobs:
                     label = f"layer {i + 1}/{len(parsed.layers)} ({digest_hex(desc.digest)[:12]})"
                     jobs[diff_id] = pool.submit(self.layers.ensure, diff_id, self.blobs.path(desc.digest),
                                                 desc.digest, label)
-            infos = {diff_id: job.result() for diff_id, job in jobs.items()}
+            for job in jobs.values():
+                job.result()
+        infos = {diff_id: self.layers.get(diff_id) for diff_id in config.diff_ids}
         with self.index.locked():
             record = self.index.get(image_id)
             if record is None:
@@ -122,7 +163,7 @@ class ImageStore:
                     "id": image_id,
                     "manifests": [],
                     "created": config.created,
-                    "size": sum(info.size for info in infos.values()),
+                    "size": sum(info.size for info in infos.values() if info is not None),
                     "registered": now_rfc3339(),
                 }
             entry = {"digest": manifest_desc.digest, "media_type": parsed.media_type}
@@ -302,6 +343,21 @@ class ImageStore:
             self.blobs.remove(digest)
         for diff_id in diff_ids - kept_layers:
             self.layers.remove(diff_id)
+
+    def discard_unreferenced(self, blobs: set[str], diff_ids: set[str]) -> None:
+        """After a failed load: delete these blobs and layers unless a registered image references them."""
+        with self.index.locked():
+            kept_blobs: set[str] = set()
+            kept_layers: set[str] = set()
+            for image_id in self.index.ids():
+                record = self.index.get(image_id) or {}
+                more_blobs, more_layers = self._content_of(image_id, [m["digest"] for m in record.get("manifests", [])])
+                kept_blobs |= more_blobs
+                kept_layers |= more_layers
+            for digest in blobs - kept_blobs:
+                self.blobs.remove(digest)
+            for diff_id in diff_ids - kept_layers:
+                self.layers.remove(diff_id)
 
     def _content_of(self, image_id: str, manifests: list[str]) -> tuple[set[str], set[str]]:
         """The blobs (config, manifests, layer blobs) and diff ids an image's record references."""

@@ -22,12 +22,14 @@ import os
 import shutil
 import stat
 import tarfile
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from engine.errors import ImageError, UnsafeArchiveError
 from engine.images.compression import compression_of, decompressed
 from engine.images.content import Compression
+from engine.images.tarsplit import Region, SplitRecorder
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,35 @@ def unpack_layer(source: str, dest: str, *, verified_digest: str | None = None, 
         size, entries = _Extractor(dest, label).run_seekable(raw)
         diff_id = verified_digest if hasher is None else "sha256:" + hasher.hexdigest()
         return UnpackResult(diff_id, size, entries)
+
+
+def unpack_region(path: str, base: int, size: int, dest: str, recorder: SplitRecorder | None = None, *,
+                  label: str = "layer") -> UnpackResult:
+    """Unpack the uncompressed tar stored at [base, base+size) of the file at `path` (a member of an
+    archive, read in place) into `dest`, recording its layout in `recorder`. The bytes are hashed on a
+    second thread meanwhile; the caller compares the diff id before trusting `dest`."""
+    with open(path, "rb") as raw:
+        hasher = hashlib.sha256()
+        hashing = threading.Thread(target=_hash_range, args=(raw.fileno(), base, size, hasher),
+                                   name="rade-layer-hash")
+        hashing.start()
+        try:
+            region = Region(raw.fileno(), base, size)
+            extractor = _Extractor(dest, label, recorder)
+            written, entries = extractor.run_seekable(region, raw.fileno(), base)  # type: ignore[arg-type]
+        finally:
+            hashing.join()
+    return UnpackResult("sha256:" + hasher.hexdigest(), written, entries)
+
+
+def _hash_range(fd: int, base: int, size: int, hasher: hashlib._Hash) -> None:
+    done = 0
+    while done < size:
+        chunk = os.pread(fd, min(_CHUNK, size - done), base + done)
+        if not chunk:
+            break
+        hasher.update(chunk)
+        done += len(chunk)
 
 
 def unpack_stream(stream: BinaryIO, dest: str, *, label: str = "layer") -> UnpackResult:
@@ -124,7 +155,8 @@ def split_entry_name(name: str) -> list[str]:
 class _Extractor:
     """Writes one layer's entries under `dest`, remembering which directories it made (never symlinks)."""
 
-    def __init__(self, dest: str, label: str) -> None:
+    def __init__(self, dest: str, label: str, recorder: SplitRecorder | None = None) -> None:
+        self.recorder = recorder
         self.dest = os.path.abspath(dest)
         self.label = label
         self.is_root = os.geteuid() == 0
@@ -135,11 +167,13 @@ class _Extractor:
 
     # -- drivers ------------------------------------------------------------------------------------------
 
-    def run_seekable(self, raw: BinaryIO) -> tuple[int, int]:
-        src_fd = raw.fileno()
+    def run_seekable(self, raw: BinaryIO, src_fd: int | None = None, base: int = 0) -> tuple[int, int]:
+        """Unpack from a seekable file; data is copied from `src_fd` (raw's own fd by default) at
+        `base` plus each member's offset, so `raw` may be a Region of a larger archive."""
+        src_fd = raw.fileno() if src_fd is None else src_fd
         tar = self._open(raw, "r:")
         while (member := self._next(tar, lenient_end=True)) is not None:
-            self._entry(member, lambda fd, m: self._copy_range(src_fd, fd, m, tar))
+            self._entry(member, lambda fd, m: self._copy_range(src_fd, fd, m, tar, base))
         self._finish_dirs()
         return self.size, self.entries
 
@@ -221,6 +255,10 @@ class _Extractor:
             try:
                 write_data(fd, member)  # type: ignore[operator]
                 self.size += member.size
+                if self.recorder is not None:
+                    if member.issparse():
+                        self.recorder.rebuildable = False
+                    self.recorder.file(rel, member.offset_data, member.size)
                 if self.is_root:
                     os.fchown(fd, member.uid, member.gid)
                 os.fchmod(fd, member.mode & 0o7777)
@@ -358,6 +396,8 @@ class _Extractor:
         """Clear the way for a new entry at rel: later entries replace earlier ones, as tar does."""
         if existing is None:
             return
+        if self.recorder is not None:
+            self.recorder.removed(rel, stat.S_ISDIR(existing.st_mode))
         path = os.path.join(self.dest, rel)
         if stat.S_ISDIR(existing.st_mode):
             shutil.rmtree(path)
@@ -369,11 +409,12 @@ class _Extractor:
 
     # -- data and directories -----------------------------------------------------------------------------
 
-    def _copy_range(self, src_fd: int, dst_fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def _copy_range(self, src_fd: int, dst_fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile,
+                    base: int = 0) -> None:
         if member.issparse():
             self._copy_stream(tar, dst_fd, member)
             return
-        offset, remaining = member.offset_data, member.size
+        offset, remaining = base + member.offset_data, member.size
         while remaining > 0:
             try:
                 n = os.copy_file_range(src_fd, dst_fd, remaining, offset_src=offset)

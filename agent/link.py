@@ -25,8 +25,18 @@ from typing import Protocol
 import zmq
 
 from jobs.errors import ProtocolError
-from jobs.messages import (Heartbeat, Kill, Launch, Register, Registered, Reregister, TaskRef, TaskUpdate, decode,
-                           encode)
+from jobs.messages import (
+    Heartbeat,
+    Kill,
+    Launch,
+    Register,
+    Registered,
+    Reregister,
+    TaskRef,
+    TaskUpdate,
+    decode,
+    encode,
+)
 from jobs.states import TaskState, is_terminal
 
 log = logging.getLogger(__name__)

@@ -152,7 +152,7 @@ class SimulatedCluster:
         return poller, sockets, [n.link.generation for n in self.nodes if n.link]
 
 
-def _describer(name: str, cpus: int, memory: int, labels: dict[str, str]):  # noqa: ANN202 - a closure
+def _describer(name: str, cpus: int, memory: int, labels: dict[str, str]):
     def describe() -> Register:
         return Register(node=name, cpus=cpus, memory=memory, gpus=0, arch=platform.machine(),
                         labels={"simulated": "true", **labels}, cpu_ids=tuple(range(cpus)), address="simulated",

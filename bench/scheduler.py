@@ -19,6 +19,7 @@ end to end at best 82 jobs/s. Slurm is not installed here to rerun, so they are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -107,14 +108,12 @@ class Cluster:
                                                stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=TOP,
                                                close_fds=True))
 
-    def _wait(self, condition, timeout: float) -> None:  # noqa: ANN001
+    def _wait(self, condition, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            try:
+            with contextlib.suppress(Exception):  # not answering yet
                 if condition():
                     return
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
             if time.monotonic() > deadline:
                 raise SystemExit(f"bench: timed out; see the logs in {self.root}")
             time.sleep(0.05)

@@ -13,7 +13,7 @@ import json
 import os
 import pwd
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import zmq
 
@@ -87,7 +87,7 @@ class SchedulerClient:
             self._socket.close(0)
             self._socket = None
 
-    def __enter__(self) -> SchedulerClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -24,8 +24,21 @@ from typing import Any
 import zmq
 
 from jobs.errors import ProtocolError, RadeError
-from jobs.messages import (Cancel, Drain, ErrorReply, Heartbeat, Message, Query, Register, Reply, Resume, Submit,
-                           TaskUpdate, decode, encode)
+from jobs.messages import (
+    Cancel,
+    Drain,
+    ErrorReply,
+    Heartbeat,
+    Message,
+    Query,
+    Register,
+    Reply,
+    Resume,
+    Submit,
+    TaskUpdate,
+    decode,
+    encode,
+)
 from scheduler import views
 from scheduler.agents import AgentDesk
 from scheduler.clock import Clock, SystemClock
@@ -180,7 +193,7 @@ class SchedulerDaemon:
                 reply = self._on_client(peer, request, decode(frame))
             except RadeError as err:
                 reply = ErrorReply(message=err.message, hint=err.hint)
-            except Exception as err:  # noqa: BLE001 - a bug in one request must not stop the daemon
+            except Exception as err:
                 log.exception("client request failed")
                 reply = ErrorReply(message=f"internal error: {type(err).__name__}: {err}")
             if reply is not None:

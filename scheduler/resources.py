@@ -234,7 +234,7 @@ def demand_from_spec(job_id: int, spec: Mapping) -> JobDemand:
 
     res = spec.get("resources") or {}
     cpus = parse_cpus(res.get("cpus", 1))
-    per = TaskDemand(int(round(cpus * MILLI)), parse_size(res.get("memory", 0) or 0), int(res.get("gpus", 0) or 0))
+    per = TaskDemand(round(cpus * MILLI), parse_size(res.get("memory", 0) or 0), int(res.get("gpus", 0) or 0))
     placement = spec.get("placement") or {}
     mpi = spec.get("mpi") or None
     nodes = placement.get("nodes")

@@ -315,10 +315,10 @@ class ClusterState:
             self._release(task)
         if job is None or task.attempt != job.attempt:
             return
-        if state is TaskState.RUNNING and job.state is JobState.STARTING:
-            if all(self.tasks[k].state is TaskState.RUNNING for k in self.current[job.id]):
-                self._set_job(replace(job, state=advance(job.state, JobState.RUNNING), started_at=now))
-                log.debug("job %d: running", job.id)
+        all_running = all(self.tasks[k].state is TaskState.RUNNING for k in self.current[job.id])
+        if state is TaskState.RUNNING and job.state is JobState.STARTING and all_running:
+            self._set_job(replace(job, state=advance(job.state, JobState.RUNNING), started_at=now))
+            log.debug("job %d: running", job.id)
         if task.is_ended:
             failed = state is not TaskState.COMPLETED or (exit_code or 0) != 0
             if failed and job.outcome is None and task.desired is Desired.RUN:

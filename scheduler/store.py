@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from jobs.errors import RadeError
 from jobs.states import JobState, TaskState
-from scheduler.records import Desired, Drain, Outcome, JobRecord, NodeRecord, TaskRecord
+from scheduler.records import Desired, Drain, JobRecord, NodeRecord, Outcome, TaskRecord
 from scheduler.resources import Grant, demand_from_spec
 
 log = logging.getLogger(__name__)

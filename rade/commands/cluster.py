@@ -83,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_agent)
 
 
-def _client(args: argparse.Namespace):  # noqa: ANN202 - imported lazily for start-up time
+def _client(args: argparse.Namespace):
     from rade.client import SchedulerClient, find_scheduler
 
     return SchedulerClient(find_scheduler(args.scheduler, args.root))
@@ -267,7 +267,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         labels[key] = value
     endpoint = args.scheduler
     if endpoint:
-        from scheduler.config import AGENT_PORT, endpoint as to_endpoint
+        from scheduler.config import AGENT_PORT
+        from scheduler.config import endpoint as to_endpoint
 
         endpoint = to_endpoint(endpoint, AGENT_PORT)
     else:

@@ -9,8 +9,18 @@ import pytest
 import zmq
 
 from agent.link import AgentLink
-from jobs.messages import (Heartbeat, Kill, Launch, Register, Registered, Reregister, TaskRef, TaskUpdate, decode,
-                           encode)
+from jobs.messages import (
+    Heartbeat,
+    Kill,
+    Launch,
+    Register,
+    Registered,
+    Reregister,
+    TaskRef,
+    TaskUpdate,
+    decode,
+    encode,
+)
 from jobs.states import TaskState
 
 

@@ -85,7 +85,7 @@ class Daemons:
 
     def rade(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "rade", "--root", str(self.root), *args,],
-                              capture_output=True, text=True, timeout=timeout, cwd=TOP,
+                              capture_output=True, text=True, timeout=timeout, cwd=TOP, check=False,
                               env={**os.environ, "RADE_SCHEDULER": f"tcp://127.0.0.1:{self.clients_port}"})
 
     def log(self, name: str) -> str:

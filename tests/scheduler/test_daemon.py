@@ -147,13 +147,13 @@ def test_json_output_parses(daemons, tmp_path):
 
 
 def test_unreachable_scheduler_is_one_clear_error(tmp_path):
-    from .daemons import free_port
-
     import subprocess
     import sys
 
+    from .daemons import free_port
+
     out = subprocess.run([sys.executable, "-m", "rade", "--root", str(tmp_path), "queue", "--scheduler",
-                          f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60,
+                          f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60, check=False,
                          env={**os.environ})
     assert out.returncode == 125
     assert out.stderr.startswith("rade: error: no answer from the scheduler") and "Traceback" not in out.stderr

@@ -238,7 +238,7 @@ def test_array_makes_one_job_per_index(harness):
 def test_mpi_job_gets_one_task_per_node_with_its_ranks(harness):
     for name in ("n1", "n2", "n3"):
         harness.register(name, cpus=4)
-    [job] = harness.state.submit(spec(mpi={"ranks": 6, "ranks_per_node": 2}), "alice")
+    harness.state.submit(spec(mpi={"ranks": 6, "ranks_per_node": 2}), "alice")
     harness.schedule()
     launches = harness.orders(Launch)
     assert sorted(node for node, _ in launches) == ["n1", "n2", "n3"]

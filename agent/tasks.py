@@ -16,6 +16,7 @@ the container's log moves to ROOT/logs and the container, its slice and its task
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -388,3 +389,35 @@ class EngineRunner:
             if task.control is not None:
                 self.watcher.unwatch(task.control.sock.fileno())
                 task.control.close()
+
+
+def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
+    """With no agent running for `node`: stop every container it left (SIGTERM, `grace`, SIGKILL), keep
+    their logs, remove them, their cgroup slices and task files. For taking a node out for good (the
+    dev cluster's `down`); a restarted agent adopts them instead. How many containers were stopped."""
+    from engine.containers import lifecycle
+    from engine.containers.store import ContainerStore
+
+    state = AgentState(root, node)
+    store = ContainerStore(root)
+    files, _ = state.load_all()
+    by_container = {f.container_id: f for f in files if f.container_id}
+    for record in store.all():
+        if dict(record.config.labels).get("rade.node") == node:
+            by_container.setdefault(record.id, None)  # made, but the agent stopped before its task file
+    for container_id, file in by_container.items():
+        try:
+            record = lifecycle.stop(store, store.get(container_id), timeout=grace)
+            if file is not None:
+                target = task_log_path(root, *file.key)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(store.dir(container_id).log, target)
+            lifecycle.remove(store, record, force=True, volumes=True)
+        except RadeError as err:
+            log.warning("node %s: container %s: %s", node, container_id[:12], err.message)
+    for file in files:
+        with contextlib.suppress(RadeError, OSError):
+            remove_slice(file.cgroup_slice)
+        state.forget(file.key)
+    return len(by_container)

@@ -1,0 +1,281 @@
+"""The local dev cluster: a scheduler and N node agents on this machine, each agent a "host" of its own.
+
+`up` makes the bridge `rade-cl0` (198.18.0.1/24, no route out), starts the scheduler listening on it,
+and for each node a test host `rade-nodeI` (its own network namespace at 198.18.0.1I, hostname `nodeI`)
+running `rade agent` in that namespace and a new UTS namespace. Every process shares one state root,
+so the image store, the containers' logs and the scheduler's endpoints file are the same for all: a
+client given the same root (or none: the default) finds the cluster without flags.
+
+What `up` made is written to ROOT/cluster/cluster.json as it is made (under ROOT/cluster/lock), so
+`down` undoes exactly that even after a half-finished `up`: it stops every process it started, by PID
+(checked against the process's start time, so a reused PID is never hit), the containers left on the
+nodes, and removes every namespace, link and the bridge. Processes are started detached (their own
+session, stdio to log files in ROOT/cluster) and are not daemons themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import RadeError
+
+BRIDGE = "rade-cl0"
+GATEWAY = IPv4Interface("198.18.0.1/24")
+AGENT_PORT = 7410
+CLIENT_PORT = 7411
+MAX_NODES = 200
+STATE_VERSION = 1
+
+
+class ClusterError(RadeError):
+    """The dev cluster cannot be made, found or taken down."""
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """A process `up` started: its PID and start time (clock ticks since boot) to know it again."""
+
+    pid: int
+    start_time: int
+    log: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEntry:
+    name: str  # the node's name, and its hostname
+    netns: str  # the test host (namespace) name
+    address: str
+    host_link: str
+    agent: Process | None = None
+
+
+@dataclass(slots=True)
+class ClusterState:
+    root: str
+    bridge: str = BRIDGE
+    gateway: str = str(GATEWAY)
+    scheduler: Process | None = None
+    nodes: list[NodeEntry] = field(default_factory=list)
+
+
+def cluster_dir(root: str) -> Path:
+    return Path(root, "cluster")
+
+
+def state_path(root: str) -> Path:
+    return cluster_dir(root) / "cluster.json"
+
+
+@contextlib.contextmanager
+def _locked(root: str) -> Iterator[None]:
+    cluster_dir(root).mkdir(parents=True, exist_ok=True)
+    fd = os.open(cluster_dir(root) / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def load_state(root: str) -> ClusterState | None:
+    try:
+        data = json.loads(state_path(root).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise ClusterError(f"{state_path(root)}: unreadable: {err}", "remove it if no cluster runs") from None
+    if data.pop("version", None) != STATE_VERSION:
+        raise ClusterError(f"{state_path(root)}: written by another rade version")
+    scheduler = Process(**data.pop("scheduler")) if data.get("scheduler") else None
+    nodes = [NodeEntry(**{**n, "agent": Process(**n["agent"]) if n.get("agent") else None})
+             for n in data.pop("nodes", [])]
+    return ClusterState(scheduler=scheduler, nodes=nodes, **data)
+
+
+def _save(state: ClusterState) -> None:
+    path = state_path(state.root)
+    tmp = path.with_name(".cluster.json.tmp")
+    tmp.write_text(json.dumps({"version": STATE_VERSION, **asdict(state)}, indent=1))
+    os.replace(tmp, path)
+
+
+# -- processes ------------------------------------------------------------------------------------------------
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot; None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def is_alive(proc: Process | None) -> bool:
+    return proc is not None and start_time(proc.pid) == proc.start_time
+
+
+def _spawn(argv: list[str], log: Path, preexec: Any = None) -> Process:
+    # preexec_fn is safe here: `up` starts every process before anything in it starts a thread.
+    assert threading.active_count() == 1, "processes are started before any thread"
+    with open(log, "ab") as out:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                 close_fds=True, preexec_fn=preexec)  # noqa: PLW1509
+    child.returncode = 0  # detached on purpose: no "still running" warning when this object goes
+    started = start_time(child.pid)
+    return Process(child.pid, started if started is not None else -1, str(log))
+
+
+def stop_process(proc: Process | None, timeout: float = 10.0) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL; only if it is still the process that was started."""
+    if not is_alive(proc):
+        return
+    assert proc is not None
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return
+    try:
+        if not is_alive(proc):
+            return
+        os.kill(proc.pid, signal.SIGTERM)
+        if not select.select([pidfd], [], [], timeout)[0]:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            select.select([pidfd], [], [], timeout)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def _rade(root: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "rade", "--root", root, *args]
+
+
+# -- up, down, status -----------------------------------------------------------------------------------------
+
+def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, heartbeat: float = 1.0,
+       timeout: float = 30.0) -> ClusterState:
+    """Make the cluster and wait until every node has registered; ClusterError if one is already up."""
+    from engine.network.testhost import BridgeSpec, create_test_host, ensure_bridge, enter_test_host
+
+    if not 1 <= nodes <= MAX_NODES:
+        raise ClusterError(f"--nodes {nodes}: a dev cluster has 1 to {MAX_NODES} nodes")
+    root = os.path.abspath(root)
+    with _locked(root):
+        old = load_state(root)
+        if old is not None:
+            raise ClusterError(f"a dev cluster is already up on {root}",
+                               "see 'rade cluster status'; 'rade cluster down' removes it")
+        cdir = cluster_dir(root)
+        state = ClusterState(root=root)
+        _save(state)
+        bridge = BridgeSpec(BRIDGE, GATEWAY)
+        ensure_bridge(bridge)
+        config = cdir / "scheduler.yaml"
+        config.write_text(f"agents: tcp://{GATEWAY.ip}:{AGENT_PORT}\nclients: tcp://{GATEWAY.ip}:{CLIENT_PORT}\n"
+                          f"heartbeat_interval: {heartbeat}\nmisses: 3\n")
+        state.scheduler = _spawn(_rade(root, "scheduler", "--config", str(config)), cdir / "scheduler.log")
+        _save(state)
+        for index in range(1, nodes + 1):
+            name = f"node{index}"
+            address = IPv4Interface(f"{GATEWAY.network.network_address + 10 + index}/{GATEWAY.network.prefixlen}")
+            host = create_test_host(f"rade-{name}", name, bridge, address)
+            entry = NodeEntry(name, host.name, str(address), host.host_link)
+            state.nodes.append(entry)
+            _save(state)
+            node_config = cdir / f"{name}.yaml"
+            node_config.write_text(json.dumps({"labels": (labels or {}).get(name, {})}))
+            agent = _spawn(_rade(root, "agent", "--scheduler", f"tcp://{GATEWAY.ip}:{AGENT_PORT}", "--name", name,
+                                 "--config", str(node_config)), cdir / f"{name}.log",
+                           preexec=lambda host=host: enter_test_host(host))
+            state.nodes[-1] = NodeEntry(name, host.name, str(address), host.host_link, agent)
+            _save(state)
+    wait_for_nodes(root, state, timeout)
+    return state
+
+
+def wait_for_nodes(root: str, state: ClusterState, timeout: float) -> None:
+    """Until the scheduler lists every node as up; ClusterError naming what is missing otherwise."""
+    from rade.client import SchedulerClient, SchedulerUnreachable, find_scheduler
+
+    deadline = time.monotonic() + timeout
+    wanted = {n.name for n in state.nodes}
+    missing = wanted
+    with SchedulerClient(find_scheduler(f"tcp://{GATEWAY.ip}:{CLIENT_PORT}", root), timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            dead = [n.name for n in state.nodes if not is_alive(n.agent)]
+            if not is_alive(state.scheduler) or dead:
+                what = "the scheduler" if not is_alive(state.scheduler) else f"the agent of {', '.join(dead)}"
+                raise ClusterError(f"{what} exited while the cluster came up",
+                                   f"see the logs in {cluster_dir(root)}; then 'rade cluster down'")
+            try:
+                up_nodes = {r["name"] for r in client.nodes() if r["state"] != "DOWN"}
+            except SchedulerUnreachable:
+                up_nodes = set()
+            missing = wanted - up_nodes
+            if not missing:
+                return
+            time.sleep(0.1)
+    raise ClusterError(f"not registered within {timeout:g}s: {', '.join(sorted(missing))}",
+                       f"see the logs in {cluster_dir(root)}; then 'rade cluster down'")
+
+
+def down(root: str) -> list[str]:
+    """Take the cluster down; what was removed, one line each. Safe to repeat."""
+    from agent.tasks import stop_leftovers
+    from engine.network.testhost import remove_bridge, remove_test_host
+
+    root = os.path.abspath(root)
+    done: list[str] = []
+    with _locked(root):
+        state = load_state(root)
+        if state is None:
+            return done
+        for node in state.nodes:
+            if is_alive(node.agent):
+                stop_process(node.agent)
+                done.append(f"agent {node.name} (pid {node.agent.pid})")
+        for node in state.nodes:
+            count = stop_leftovers(root, node.name)
+            if count:
+                done.append(f"{count} containers of {node.name}")
+        if is_alive(state.scheduler):
+            stop_process(state.scheduler)
+            done.append(f"scheduler (pid {state.scheduler.pid})")
+        for node in state.nodes:
+            remove_test_host(node.netns, node.host_link)
+            done.append(f"test host {node.netns} ({node.address})")
+        if remove_bridge(state.bridge):
+            done.append(f"bridge {state.bridge}")
+        state_path(root).unlink()
+    return done
+
+
+def status(root: str) -> list[dict[str, Any]]:
+    """One row a process: role, name, pid, whether it runs, address, log."""
+    state = load_state(os.path.abspath(root))
+    if state is None:
+        return []
+    rows = [{"role": "scheduler", "name": "scheduler", "pid": state.scheduler.pid if state.scheduler else None,
+             "running": is_alive(state.scheduler), "address": str(GATEWAY.ip), "netns": "",
+             "log": state.scheduler.log if state.scheduler else ""}]
+    for node in state.nodes:
+        rows.append({"role": "agent", "name": node.name, "pid": node.agent.pid if node.agent else None,
+                     "running": is_alive(node.agent), "address": node.address.split("/")[0],
+                     "netns": node.netns if os.path.exists(f"/run/netns/{node.netns}") else f"{node.netns} (gone)",
+                     "log": node.agent.log if node.agent else ""})
+    return rows

@@ -95,7 +95,7 @@ def test_mutations_of_a_valid_spec_give_a_spec_or_located_problems(mutations):
                 parent[f"{last}x"] = value
             else:
                 parent.insert(last, value)
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError, AttributeError):
             continue  # an earlier mutation removed the place this one aims at
     spec = _load(yaml.safe_dump(data))
     if spec is not None:

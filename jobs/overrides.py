@@ -3,6 +3,7 @@
 The value is read as YAML (so `--set tasks=3` is a number and `--set command=[sleep, 60]` a list), and every
 node it adds is marked with the option itself, so a problem it causes reads
 `--set resources.memory=4Gx: resources.memory: '4Gx' is not a size ...` and is checked exactly like the file.
+An empty value (`--set mpi=`) unsets an optional field, as an empty value in the file does.
 """
 
 from __future__ import annotations

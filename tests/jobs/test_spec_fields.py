@@ -146,6 +146,11 @@ def test_an_override_can_add_a_whole_section(minimal_spec_text):
     assert spec.mpi == Mpi(4, 2) and spec.fixed_node_count == 2 and spec.units == 4
 
 
+def test_an_empty_override_unsets_an_optional_field(full_spec_text):
+    spec = parse_spec(full_spec_text, "job.yaml", ["mpi=", "placement.nodes=", "time_limit="], base_dir="/j")
+    assert spec.mpi is None and spec.placement.nodes is None and spec.time_limit is None
+
+
 def test_derived_numbers_for_placement():
     spec = JobSpec("a", "busybox", mpi=Mpi(5, 2), resources=Resources(cpus=0.5, memory=100))
     assert spec.is_mpi and spec.container_per_node and spec.units == 5 and spec.fixed_node_count == 3

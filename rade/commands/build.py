@@ -1,0 +1,40 @@
+"""`rade build -t NAME[:TAG] [-f Containerfile] [--build-arg K=V] DIR`: an image from a Containerfile."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs.errors import UsageError
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from engine.build.builder import Builder
+
+    build_args = {}
+    for item in args.build_arg:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--build-arg {item!r}: no name", "use --build-arg NAME=VALUE")
+        build_args[key] = value if sep else ""
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    builder = Builder(args.root, args.context, args.file, build_args, out=out if not args.quiet else
+                      (lambda _line: None))
+    image = builder.build(args.tag)
+    if args.quiet:
+        print(image.id)
+    sys.stdout.flush()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build an image from a Containerfile")
+    p.add_argument("-t", "--tag", help="NAME[:TAG] for the image")
+    p.add_argument("-f", "--file", help="the Containerfile (default: DIR/Containerfile or DIR/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("context", metavar="DIR")
+    p.set_defaults(func=cmd_build)

@@ -3,8 +3,10 @@
     enter(pid, cgroup, config, argv, env=None, cwd=None, tty=False, stdin=0, stdout=1, stderr=2)
         -> EnteredProcess (.pid, .wait(), .poll(), .kill(sig))
 
-`pid` is the host pid of the container's PID 1, `config` the LaunchConfig it was launched with (for its
-user, capabilities, no_new_privs and seccomp, which the new process gets too). The process forked here
+`pid` is `ContainerProcess.pid`: the host pid of the container's PID 1, or for a rootless container the
+process holding its user namespace (PID 1 is its child; the user namespace is joined first). `config` is
+the LaunchConfig it was launched with (for its user, capabilities, no_new_privs and seccomp, which the
+new process gets too). The process forked here
 joins the container's cgroup while host paths are still visible, then each namespace (mount last: it
 changes the root and working directory to the container's), and from there runs the same final steps
 as the launch (stdio, no_new_privs, capabilities and user, workdir, seccomp) before acting as a small
@@ -28,6 +30,7 @@ from engine.syscalls import (
     CLONE_NEWNET,
     CLONE_NEWNS,
     CLONE_NEWPID,
+    CLONE_NEWUSER,
     CLONE_NEWUTS,
     LINUX,
     Syscalls,
@@ -73,16 +76,22 @@ class EnteredProcess:
                 pass
 
 
-def _open_namespaces(pid: int) -> list[tuple[int, int]]:
+def _open_namespaces(pid: int, rootless: bool) -> list[tuple[int, int]]:
     fds = []
     try:
+        if rootless:
+            # `pid` holds the user namespace from outside; the container's PID 1 is its only child.
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                pid = int(f.read().split()[0])
+            # The user namespace first: it is the one that grants the rights to join the others.
+            fds.append((os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC), CLONE_NEWUSER))
         for name, flag in NAMESPACES:
             fds.append((os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
-    except OSError as err:
+    except (OSError, ValueError, IndexError) as err:
         for fd, _ in fds:
             os.close(fd)
-        raise LaunchError("enter container", f"cannot open the namespaces of pid {pid}: {err.strerror}",
-                          "is the container running?") from None
+        raise LaunchError("enter container", f"cannot open the namespaces of pid {pid}: "
+                          f"{getattr(err, 'strerror', None) or err}", "is the container running?") from None
     return fds
 
 
@@ -90,12 +99,9 @@ def enter(pid: int, cgroup: CgroupDriver | None, config: LaunchConfig, argv: tup
           env: dict[str, str] | None = None, cwd: str | None = None, tty: bool = False, stdin: int = 0,
           stdout: int = 1, stderr: int = 2, sys: Syscalls = LINUX) -> EnteredProcess:
     """Start `argv` inside the running container whose PID 1 is `pid`; returns once it is exec'ed."""
-    if os.geteuid() != 0:
-        raise LaunchError("enter container", "running a process in a container needs root",
-                          "a container started without root cannot be entered yet")
     exec_config = _exec_config(config, argv, env, cwd, tty, stdin, stdout, stderr)
     plan = launch.make_plan(exec_config, sys)
-    namespaces = _open_namespaces(pid)
+    namespaces = _open_namespaces(pid, plan.rootless)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     plan.err_fd = err_w
     try:

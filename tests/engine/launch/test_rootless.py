@@ -37,9 +37,15 @@ SCRIPT = textwrap.dedent("""
     except RadeError as err:
         print(json.dumps({"error": str(err), "code": err.exit_code}))
         raise SystemExit(0)
+    entered = None
+    if argv[0] == "sleep":  # a running container to enter
+        from engine import nsenter
+        entered = nsenter.enter(process.pid, process.cgroup, config, ("sh", "-c", "id -u; ps -o pid,args"),
+                                stdout=out).wait()
+        process.kill(9)
     status = process.wait()
     process.cleanup()
-    print(json.dumps({"status": status, "out": open(f"{base}/out").read()}))
+    print(json.dumps({"status": status, "entered": entered, "out": open(f"{base}/out").read()}))
 """)
 
 
@@ -99,3 +105,10 @@ def test_rootless_refuses_limits_and_other_users_clearly(rootless):
     assert limited["code"] == 125 and "limits" in limited["error"]
     other = rootless(["true"], uid=1000)
     assert other["code"] == 125 and "only user is root" in other["error"]
+
+
+def test_rootless_container_can_be_entered(rootless):
+    result = rootless(["sleep", "30"])
+    assert result["entered"] == 0, result
+    assert result["out"].split("\n")[0] == "0"
+    assert "sleep 30" in result["out"]  # the container's own processes: its PID namespace

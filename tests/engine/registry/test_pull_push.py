@@ -255,3 +255,31 @@ def test_pulling_by_digest_records_the_repo_digest_and_no_tag(
     [image] = ImageStore(str(tmp_path / "root")).images()
     assert image.repo_tags == () and image.repo_digests == (f"{registry.host}/test/app@{digest}",)
     assert image.manifest_digest == digest
+
+
+def test_an_image_made_locally_is_pushed_readable_by_skopeo_and_pulls_back_the_same(
+        registry: RegistryServer, tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        for name, content in {"etc/motd": b"made by rade import\n", "bin/tool": os.urandom(100_000)}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(content))
+    assert rade(tmp_path / "one", "import", "-c", 'CMD ["/bin/tool"]', str(rootfs), "local/made:v1") == 0
+    assert rade(tmp_path / "one", "push", "local/made:v1", f"{registry.host}/test/made:v1") == 0
+
+    inspected = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/test/made:v1"],
+                               check=True, capture_output=True, text=True)
+    local = ImageStore(str(tmp_path / "one")).resolve("local/made:v1")
+    assert json.loads(inspected.stdout)["Digest"] == local.manifest_digest
+    layout = tmp_path / "copied"
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{registry.host}/test/made:v1",
+                    f"oci:{layout}:v1"], check=True, capture_output=True)
+    assert layout_manifest(layout)["config"]["digest"] == local.id
+
+    assert rade(tmp_path / "two", "pull", f"{registry.host}/test/made:v1") == 0
+    pulled = ImageStore(str(tmp_path / "two")).resolve(f"{registry.host}/test/made:v1")
+    assert (pulled.id, pulled.diff_ids) == (local.id, local.diff_ids)
+    assert pulled.runtime_config["Cmd"] == ["/bin/tool"]
+    assert (Path(pulled.layer_dirs()[0]) / "etc/motd").read_bytes() == b"made by rade import\n"

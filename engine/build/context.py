@@ -8,7 +8,6 @@ the last matching line wins. A source may not leave the context (`..` or an abso
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -110,8 +109,9 @@ class BuildContext:
         rel = self._inside(spec, spec)
         if any(ch in rel for ch in "*?["):
             matches = []
+            regex = _pattern_re(rel)  # `*` stops at `/`, as Go's filepath.Match
             for path in self.walk(""):
-                if fnmatch.fnmatchcase(path, rel) and not self.ignore.is_ignored(path):
+                if regex.match(path) and not self.ignore.is_ignored(path):
                     matches.append(path)
             if not matches:
                 raise BuildError(f"COPY {spec}: no file in the context matches")

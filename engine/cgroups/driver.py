@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.errors import CgroupError
+
 DEFAULT_PARENT = "rade"
 
 
@@ -33,7 +35,18 @@ class Limits:
     memory_swap: int | None = None
     pids: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.cpus is not None and self.cpus <= 0:
+            raise CgroupError(f"cpus {self.cpus} is not a CPU count", "use a number above 0, e.g. 0.5 or 2")
+        if self.memory is not None and self.memory < MIN_MEMORY:
+            raise CgroupError(f"memory limit of {self.memory} bytes is below the minimum of 6M",
+                              "use at least 6M")
+        if self.memory_swap not in (None, -1) and self.memory is not None and self.memory_swap < self.memory:
+            raise CgroupError("memory-swap must be at least memory (it counts memory plus swap)",
+                              "use -1 for unlimited swap")
 
+
+MIN_MEMORY = 6 * 1024 * 1024
 NO_LIMITS = Limits()
 
 

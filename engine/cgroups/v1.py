@@ -103,7 +103,7 @@ class CgroupV1:
             cpu = self._join("cpu")
             files.write(f"{cpu}/cpu.cfs_period_us", CFS_PERIOD_US)
             files.write(f"{cpu}/cpu.cfs_quota_us", max(1000, round(limits.cpus * CFS_PERIOD_US)))
-        if limits.cpu_shares is not None:
+        if limits.cpu_shares:  # 0 is Docker's "default weight"
             files.write(f"{self._join('cpu')}/cpu.shares", limits.cpu_shares)
         if limits.cpuset_cpus is not None:
             files.write(f"{self._join('cpuset')}/cpuset.cpus", limits.cpuset_cpus)
@@ -117,7 +117,7 @@ class CgroupV1:
             if os.path.exists(f"{memory}/memory.memsw.limit_in_bytes"):
                 files.write(f"{memory}/memory.memsw.limit_in_bytes", swap)
         if limits.pids is not None:
-            files.write(f"{self._join('pids')}/pids.max", limits.pids)
+            files.write(f"{self._join('pids')}/pids.max", limits.pids if limits.pids > 0 else "max")
 
     def add(self, pid: int) -> None:
         # A driver opened afresh (to exec into a running container) joins what exists.

@@ -72,7 +72,7 @@ class CgroupV2:
         p = self.path
         if limits.cpus is not None:
             files.write(f"{p}/cpu.max", f"{max(1000, round(limits.cpus * CFS_PERIOD_US))} {CFS_PERIOD_US}")
-        if limits.cpu_shares is not None:
+        if limits.cpu_shares:  # 0 is Docker's "default weight"
             files.write(f"{p}/cpu.weight", shares_to_weight(limits.cpu_shares))
         if limits.cpuset_cpus is not None:
             files.write(f"{p}/cpuset.cpus", limits.cpuset_cpus)
@@ -84,7 +84,7 @@ class CgroupV2:
                 swap = "max" if limits.memory_swap < 0 else max(0, limits.memory_swap - limits.memory)
                 files.write(f"{p}/memory.swap.max", swap)
         if limits.pids is not None:
-            files.write(f"{p}/pids.max", limits.pids)
+            files.write(f"{p}/pids.max", limits.pids if limits.pids > 0 else "max")
 
     def add(self, pid: int) -> None:
         files.write(f"{self.path}/cgroup.procs", pid)

@@ -62,7 +62,7 @@ def test_limits_are_written_to_the_v2_files(v2_tree):
 
 def test_unlimited_swap_is_max(v2_tree):
     cgroup = CgroupV2("c1", mount=v2_tree)
-    cgroup.apply(Limits(memory=1024, memory_swap=-1))
+    cgroup.apply(Limits(memory=64 << 20, memory_swap=-1))
     assert _read(f"{v2_tree}/rade/c1/memory.swap.max") == "max"
 
 
@@ -108,3 +108,19 @@ def test_missing_control_file_is_reported_not_created(v2_tree):
 @pytest.mark.parametrize(("shares", "weight"), [(2, 1), (1024, 39), (262144, 10000), (1, 1), (10**7, 10000)])
 def test_cpu_shares_map_to_weight_as_runc_does(shares, weight):
     assert shares_to_weight(shares) == weight
+
+
+def test_docker_unlimited_values_mean_no_limit(v2_tree):
+    CgroupV2("c1", mount=v2_tree).apply(Limits(pids=-1, cpu_shares=0))
+    assert _read(f"{v2_tree}/rade/c1/pids.max") == "max"
+    assert _read(f"{v2_tree}/rade/c1/cpu.weight") == "100"
+
+
+@pytest.mark.parametrize(("limits", "words"), [
+    ({"cpus": 0}, "above 0"), ({"memory": 1024 * 1024}, "6M"),
+    ({"memory": 64 << 20, "memory_swap": 32 << 20}, "at least memory"),
+])
+def test_limits_that_cannot_work_are_refused_with_the_rule(limits, words):
+    with pytest.raises(CgroupError) as caught:
+        Limits(**limits)
+    assert words in str(caught.value)

@@ -32,6 +32,10 @@ _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 _BLOCK = 1 << 20
 _MAX_REDIRECTS = 5
 _RETRIES = 3
+# Answers that mean "busy, ask again": reads are retried a few times, after Retry-After when given.
+_BUSY = (429, 502, 503, 504)
+_BUSY_RETRIES = 3
+_MAX_RETRY_AFTER = 10.0
 USER_AGENT = "rade"
 
 
@@ -118,8 +122,9 @@ class RegistryClient:
     """Requests to one registry's /v2/ API, authenticated as needed."""
 
     def __init__(self, endpoint: Endpoint, credentials: Credentials | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> None:
         self.endpoint = endpoint
+        self._sleep = sleep
         self.credentials = credentials
         self._pool = _Pool(endpoint.tls_verify, timeout)
         self._challenge: Challenge | None = None
@@ -246,16 +251,27 @@ class RegistryClient:
 
     def _follow(self, method: str, url: str, headers: dict[str, str], body: bytes | BinaryIO | None,
                 stream: bool) -> Response:
-        for _ in range(_MAX_REDIRECTS):
+        """Send, following redirects of reads, and trying a read again when the registry is busy."""
+        redirects, busy = 0, 0
+        while True:
             resp = self._send(method, url, headers, body, stream)
-            if resp.status not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD"):
+            if method not in ("GET", "HEAD"):
+                return resp
+            if resp.status in _BUSY and busy < _BUSY_RETRIES:
+                resp.close()
+                self._sleep(_retry_delay(resp.header("Retry-After"), busy))
+                busy += 1
+                continue
+            if resp.status not in (301, 302, 303, 307, 308):
                 return resp
             resp.close()
+            redirects += 1
+            if redirects > _MAX_REDIRECTS:
+                raise RegistryError(f"{self.endpoint.registry} redirected {url} too many times")
             target = urllib.parse.urljoin(url, resp.header("Location"))
             if urllib.parse.urlsplit(target).netloc != urllib.parse.urlsplit(url).netloc:
                 headers = {k: v for k, v in headers.items() if k != "Authorization"}
             url = target
-        raise RegistryError(f"{self.endpoint.registry} redirected {url} too many times")
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | BinaryIO | None,
               stream: bool) -> Response:
@@ -373,6 +389,15 @@ class RegistryClient:
                                  "check that this login may read (or write) that repository")
         text = detail or resp.body[:200].decode("utf-8", "replace").strip() or resp.headers.get("Status", "")
         return RegistryError(f"{registry} answered HTTP {resp.status} for {what}: {text}")
+
+
+def _retry_delay(retry_after: str, attempt: int) -> float:
+    """Seconds to wait before asking a busy registry again: its Retry-After (in seconds) if it sent one,
+    capped, else 0.5 s doubling with each attempt."""
+    try:
+        return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER)
+    except ValueError:
+        return 0.5 * 2 ** attempt
 
 
 _NOT_FOUND = {"MANIFEST_UNKNOWN": "no such tag or digest", "NAME_UNKNOWN": "no such repository",

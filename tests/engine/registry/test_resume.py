@@ -1,4 +1,5 @@
-"""Downloads cut part-way resume with a Range request; ones that keep failing fail cleanly."""
+"""Downloads cut part-way resume with a Range request, busy answers are asked again, and downloads that
+keep failing fail cleanly."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from engine.images.store import ImageStore
 from rade.cli import main
 
 from .conftest import RegistryServer
-from .cutting_proxy import CuttingProxy
+from .faulty_proxy import FaultyProxy
 
 pytestmark = pytest.mark.slow
 
@@ -29,18 +30,18 @@ def pushed(registry: RegistryServer, umoci_layout: Path) -> str:
 
 
 @pytest.fixture
-def proxy(request: pytest.FixtureRequest, registry: RegistryServer) -> Iterator[CuttingProxy]:
-    cuts, cut_ranged = request.param
-    cutter = CuttingProxy(registry.host, after=20_000, cuts=cuts, cut_ranged=cut_ranged)
+def proxy(request: pytest.FixtureRequest, registry: RegistryServer) -> Iterator[FaultyProxy]:
+    cuts, cut_ranged, busy = request.param
+    cutter = FaultyProxy(registry.host, after=20_000, cuts=cuts, cut_ranged=cut_ranged, busy=busy)
     try:
         yield cutter
     finally:
         cutter.close()
 
 
-@pytest.mark.parametrize("proxy", [(1, False)], indirect=True)
+@pytest.mark.parametrize("proxy", [(1, False, 0)], indirect=True)
 def test_a_download_cut_part_way_resumes_with_a_range_request(
-        registry: RegistryServer, pushed: str, proxy: CuttingProxy, tmp_path: Path) -> None:
+        registry: RegistryServer, pushed: str, proxy: FaultyProxy, tmp_path: Path) -> None:
     assert main(["--root", str(tmp_path / "root"), "pull", f"{proxy.host}/test/app:v1"]) == 0
     assert proxy.cut == 1
     assert ImageStore(str(tmp_path / "root")).resolve(f"{proxy.host}/test/app:v1").id == pushed
@@ -48,9 +49,9 @@ def test_a_download_cut_part_way_resumes_with_a_range_request(
     assert len(resumed) == 1
 
 
-@pytest.mark.parametrize("proxy", [(1000, True)], indirect=True)
+@pytest.mark.parametrize("proxy", [(1000, True, 0)], indirect=True)
 def test_a_download_that_keeps_failing_is_a_clear_error_and_stores_nothing(
-        registry: RegistryServer, pushed: str, proxy: CuttingProxy, tmp_path: Path,
+        registry: RegistryServer, pushed: str, proxy: FaultyProxy, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
     root = tmp_path / "root"
     assert main(["--root", str(root), "pull", f"{proxy.host}/test/app:v1"]) == 125
@@ -58,3 +59,11 @@ def test_a_download_that_keeps_failing_is_a_clear_error_and_stores_nothing(
     assert "failed 4 times" in err and err.count("\n") == 1
     store = ImageStore(str(root))
     assert store.images() == [] and os.listdir(store.tmp) == []
+
+
+@pytest.mark.parametrize("proxy", [(0, False, 3)], indirect=True)
+def test_a_busy_registry_is_asked_again(
+        registry: RegistryServer, pushed: str, proxy: FaultyProxy, tmp_path: Path) -> None:
+    assert main(["--root", str(tmp_path / "root"), "pull", f"{proxy.host}/test/app:v1"]) == 0
+    assert proxy.busy_left == 0
+    assert ImageStore(str(tmp_path / "root")).resolve(f"{proxy.host}/test/app:v1").id == pushed

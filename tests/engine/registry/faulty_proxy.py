@@ -1,8 +1,9 @@
-"""A TCP proxy in front of a registry that drops blob downloads part-way, to prove downloads resume.
+"""A TCP proxy in front of a registry that misbehaves on blob downloads, to prove the client copes.
 
-It forwards every byte both ways; a connection whose current request is a blob GET without a Range header
-is cut (both sockets closed) after `after` bytes of the answer, `cuts` times in all. Ranged requests (the
-resumed downloads) pass untouched unless `cut_ranged`.
+It forwards every byte both ways, except for blob GETs: the first `busy` of them are answered by the proxy
+itself with `503 Service Unavailable` (Retry-After: 0); after that, a blob GET without a Range header is
+cut (both sockets closed) after `after` bytes of the answer, `cuts` times in all. Ranged requests (the
+resumed downloads) are not cut unless `cut_ranged`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import socket
 import threading
 
 
-class CuttingProxy:
+class FaultyProxy:
     """Listen on 127.0.0.1 (`host`), forward to `upstream` (`host:port`)."""
 
-    def __init__(self, upstream: str, after: int, cuts: int, cut_ranged: bool = False) -> None:
+    def __init__(self, upstream: str, after: int = 0, cuts: int = 0, cut_ranged: bool = False, busy: int = 0) -> None:
         self._upstream = upstream.rsplit(":", 1)[0], int(upstream.rsplit(":", 1)[1])
         self._after = after
         self._cut_ranged = cut_ranged
         self._lock = threading.Lock()
         self.cuts_left = cuts
         self.cut = 0
+        self.busy_left = busy
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._stop = threading.Event()
@@ -57,6 +59,13 @@ class CuttingProxy:
             self.cut += 1
             return True
 
+    def _take_busy(self) -> bool:
+        with self._lock:
+            if self.busy_left <= 0:
+                return False
+            self.busy_left -= 1
+            return True
+
     def _pump(self, client: socket.socket) -> None:
         server = socket.create_connection(self._upstream)
         watching, sent = False, 0
@@ -73,6 +82,11 @@ class CuttingProxy:
                             watching = data.startswith(b"GET ") and b"/blobs/sha256:" in head \
                                 and (self._cut_ranged or b"\r\nrange:" not in head)
                             sent = 0
+                            if data.startswith(b"GET ") and b"/blobs/sha256:" in head and self._take_busy():
+                                client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\n"
+                                               b"Content-Length: 0\r\n\r\n")
+                                watching = False
+                                continue
                         server.sendall(data)
                     else:
                         if watching and sent + len(data) > self._after and self._take_cut():

@@ -7,7 +7,7 @@ turn of its loop into one transaction (group commit). In WAL mode with `synchron
 a commit is in the WAL file before the answer goes out, so it survives any death of the process; `FULL`
 adds an fsync per commit (about 5 ms on this kind of VM disk) for sites that want it to survive a power cut.
 
-Only this module knows the SQL. It stores records (see `records`) and gives them back; it decides nothing.
+Writes are buffered and written at `commit`, with one statement per table. Only this module knows the SQL. It stores records (see `records`) and gives them back; it decides nothing.
 """
 
 from __future__ import annotations
@@ -83,7 +83,10 @@ class Store:
         except sqlite3.DatabaseError as err:
             raise StoreError(f"state database {path}: {err}",
                              "move it aside to start with an empty cluster, or restore a backup") from None
-        self._open = False
+        self._inserts: list[JobRecord] = []
+        self._jobs: dict[int, JobRecord] = {}
+        self._tasks: dict[tuple[int, int, int], TaskRecord] = {}
+        self._nodes: dict[str, NodeRecord] = {}
 
     def _prepare(self) -> None:
         has_meta = self._db.execute(
@@ -109,16 +112,53 @@ class Store:
 
     # -- transactions ---------------------------------------------------------------------------------------
 
-    def _begin(self) -> None:
-        if not self._open:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._open = True
-
     def commit(self) -> None:
-        """Make every change since the last commit durable. Cheap when nothing changed."""
-        if self._open:
+        """Write what was buffered and make it durable, in one transaction. Cheap when nothing changed."""
+        if not (self._inserts or self._jobs or self._tasks or self._nodes):
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._write()
             self._db.execute("COMMIT")
-            self._open = False
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _write(self) -> None:
+        # Rows are buffered until the commit, so a row changed several times in one turn of the daemon's
+        # loop is written once, and each table with a single executemany.
+        db = self._db
+        if self._inserts:
+            db.executemany(
+                "INSERT INTO jobs (id, name, user, spec, priority, state, reason, attempt, submitted_at,"
+                " array_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(j.id, j.name, j.user, json.dumps(j.spec, separators=(",", ":")), j.priority, j.state.value,
+                  j.reason, j.attempt, j.submitted_at, j.array_index) for j in self._inserts])
+            self._inserts.clear()
+        if self._jobs:
+            db.executemany(
+                "UPDATE jobs SET state=?, reason=?, attempt=?, exit_code=?, outcome=?, outcome_code=?,"
+                " started_at=?, ended_at=? WHERE id=?",
+                [(j.state.value, j.reason, j.attempt, j.exit_code, j.outcome.value if j.outcome else None,
+                  j.outcome_code, j.started_at, j.ended_at, j.id) for j in self._jobs.values()])
+            self._jobs.clear()
+        if self._tasks:
+            db.executemany(
+                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(t.job_id, t.task, t.attempt, t.grant.node, json.dumps(t.grant.cores), t.grant.cpus_milli,
+                  t.grant.memory, json.dumps(t.grant.gpus), t.grant.ranks, t.desired.value, t.state.value,
+                  t.exit_code, t.seq, t.detail, t.started_at, t.ended_at) for t in self._tasks.values()])
+            self._tasks.clear()
+        if self._nodes:
+            rows = []
+            for n in self._nodes.values():
+                d = n.drain
+                rows.append((n.name, json.dumps(n.cores), n.memory, json.dumps(n.gpus), json.dumps(dict(n.labels)),
+                             n.address, int(n.down), n.down_reason, d.reason if d else None,
+                             d.started_at if d else None, d.deadline if d else None, n.registered_at, n.boot,
+                             n.last_seq))
+            db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._nodes.clear()
 
     def close(self, commit: bool = True) -> None:
         """Close the database; without `commit`, what was not yet committed is lost (as in a crash)."""
@@ -126,7 +166,7 @@ class Store:
             self.commit()
         self._db.close()
 
-    # -- writes ---------------------------------------------------------------------------------------------
+    # -- writes (buffered until `commit`) ---------------------------------------------------------------------
 
     def next_job_id(self) -> int:
         """The id the next inserted job will get (ids are never reused, even after deletes)."""
@@ -134,39 +174,16 @@ class Store:
         return (row[0] if row else 0) + 1
 
     def insert_job(self, job: JobRecord) -> None:
-        self._begin()
-        self._db.execute(
-            "INSERT INTO jobs (id, name, user, spec, priority, state, reason, attempt, submitted_at, array_index)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.id, job.name, job.user, json.dumps(job.spec, separators=(",", ":")), job.priority, job.state.value,
-             job.reason, job.attempt, job.submitted_at, job.array_index))
+        self._inserts.append(job)
 
     def update_job(self, job: JobRecord) -> None:
-        self._begin()
-        self._db.execute(
-            "UPDATE jobs SET state=?, reason=?, attempt=?, exit_code=?, outcome=?, outcome_code=?,"
-            " started_at=?, ended_at=? WHERE id=?",
-            (job.state.value, job.reason, job.attempt, job.exit_code,
-             job.outcome.value if job.outcome else None, job.outcome_code, job.started_at,
-             job.ended_at, job.id))
+        self._jobs[job.id] = job
 
     def put_task(self, task: TaskRecord) -> None:
-        g = task.grant
-        self._begin()
-        self._db.execute(
-            "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (task.job_id, task.task, task.attempt, g.node, json.dumps(g.cores), g.cpus_milli, g.memory,
-             json.dumps(g.gpus), g.ranks, task.desired.value, task.state.value, task.exit_code, task.seq, task.detail,
-             task.started_at, task.ended_at))
+        self._tasks[task.key] = task
 
     def put_node(self, node: NodeRecord) -> None:
-        d = node.drain
-        self._begin()
-        self._db.execute(
-            "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (node.name, json.dumps(node.cores), node.memory, json.dumps(node.gpus), json.dumps(dict(node.labels)),
-             node.address, int(node.down), node.down_reason, d.reason if d else None, d.started_at if d else None,
-             d.deadline if d else None, node.registered_at, node.boot, node.last_seq))
+        self._nodes[node.name] = node
 
     # -- reads ----------------------------------------------------------------------------------------------
 
@@ -184,6 +201,7 @@ class Store:
 
     def job(self, job_id: int) -> tuple[JobRecord, list[TaskRecord]] | None:
         """One job (finished ones included) and all its tasks of every attempt."""
+        self.commit()  # what is buffered is part of the answer
         row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
             return None
@@ -198,6 +216,7 @@ class Store:
 
     def jobs_since(self, ended_after: float) -> list[JobRecord]:
         """Finished jobs that ended after a wall time (for `rade queue --all`)."""
+        self.commit()
         return [self._job(row) for row in self._db.execute(
             "SELECT * FROM jobs WHERE ended_at >= ? ORDER BY id", (ended_after,))]
 

@@ -69,17 +69,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML: agents, clients, heartbeat_interval, misses, state")
     p.set_defaults(func=cmd_scheduler)
 
-    p = subparsers.add_parser("agent", help="run a node agent; --simulate runs simulated nodes for testing")
+    p = subparsers.add_parser("agent", help="run this node's agent; --simulate runs simulated nodes for testing")
     p.add_argument("--scheduler", metavar="ADDR", help="the scheduler's agent address (default: the local one)")
-    p.add_argument("--name", metavar="NODE", help="the node's name (default: the hostname's first label)")
-    p.add_argument("--config", metavar="FILE", help="YAML: scheduler, name, labels, kill_grace")
+    p.add_argument("--name", metavar="NODE", help="the node's name (default: the host name)")
+    p.add_argument("--config", metavar="FILE", help="the agent's YAML configuration")
     p.add_argument("--simulate", action="store_true",
                    help="simulated nodes: tasks 'run' for their command's sleep, without containers")
-    p.add_argument("--cpus", type=int, default=4, help="CPUs of each simulated node")
-    p.add_argument("--memory", default="8G", help="memory of each simulated node")
-    p.add_argument("--count", type=int, default=1, help="how many simulated nodes")
-    p.add_argument("--prefix", default="sim", help="node names are PREFIX001, PREFIX002...")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label on every node")
+    p.add_argument("--cpus", type=int, default=4, help="with --simulate: CPUs of each node")
+    p.add_argument("--memory", default="8G", help="with --simulate: memory of each node")
+    p.add_argument("--count", type=int, default=1, help="with --simulate: how many nodes")
+    p.add_argument("--prefix", default="sim", help="with --simulate: nodes are named PREFIX001, PREFIX002...")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --simulate: a label on every node")
     p.set_defaults(func=cmd_agent)
 
 
@@ -244,14 +245,12 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    import json as _json
-    import signal
+    from agent.daemon import run_agent, scheduler_endpoint
 
     if not args.simulate:
-        from agent.daemon import run_agent
-
         _daemon_logging(args.debug)
         return run_agent(args.scheduler, args.name, args.config, args.root)
+    import signal
 
     from agent.simulate import SimulatedCluster
     from jobs.units import parse_size
@@ -265,21 +264,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise UsageError(f"--label {item!r}: write KEY=VALUE")
         labels[key] = value
-    endpoint = args.scheduler
-    if endpoint:
-        from scheduler.config import AGENT_PORT
-        from scheduler.config import endpoint as to_endpoint
-
-        endpoint = to_endpoint(endpoint, AGENT_PORT)
-    else:
-        try:
-            with open(f"{args.root}/scheduler/endpoints.json", encoding="utf-8") as handle:
-                endpoint = _json.load(handle)["agents"]
-        except (OSError, ValueError, KeyError):
-            endpoint = "tcp://127.0.0.1:7410"
     _daemon_logging(args.debug)
-    cluster = SimulatedCluster(endpoint, args.cpus, parse_size(args.memory), args.count, SystemClock(),
-                               prefix=args.prefix, labels=labels)
+    cluster = SimulatedCluster(scheduler_endpoint(args.scheduler, args.root), args.cpus, parse_size(args.memory),
+                               args.count, SystemClock(), prefix=args.prefix, labels=labels)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: cluster.stop())
     cluster.run()

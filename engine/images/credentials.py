@@ -28,6 +28,13 @@ def default_auth_file(root: str) -> str:
     return os.environ.get("RADE_AUTH_FILE") or os.path.join(root, "auth.json")
 
 
+def registry_host(registry: str) -> str:
+    """The registry as a reference names it (`host[:port]`, Docker Hub as `docker.io`), from what a user
+    may type: `127.0.0.1:5000`, `https://ghcr.io/`, `index.docker.io`..."""
+    key = registry_key(registry)
+    return "docker.io" if key == DOCKER_HUB_KEY else key
+
+
 def registry_key(registry: str) -> str:
     """The key a registry's entry has in the file: Docker Hub's historical URL, else `host[:port]`."""
     name = registry.strip()

@@ -122,6 +122,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 def run_login(args: argparse.Namespace) -> int:
     from engine.images.auth import Credentials
+    from engine.images.credentials import registry_host
     from engine.images.registry import RegistryClient, endpoint_for
 
     username = args.username
@@ -139,10 +140,11 @@ def run_login(args: argparse.Namespace) -> int:
         raise UsageError("a login needs a user name and a password")
     credentials = Credentials(username, password)
     options = _options(args)
+    registry = registry_host(args.registry)
     # As `docker login` does: save only what the registry accepted.
-    with RegistryClient(endpoint_for(args.registry, options.tls_verify), credentials) as client:
+    with RegistryClient(endpoint_for(registry, options.tls_verify), credentials) as client:
         client.ping()
-    options.credentials.save(args.registry, credentials)
+    options.credentials.save(registry, credentials)
     print("Login Succeeded")
     return 0
 

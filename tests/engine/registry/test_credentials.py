@@ -12,7 +12,7 @@ import pytest
 
 from engine.errors import RegistryError
 from engine.images.auth import Credentials
-from engine.images.credentials import DOCKER_HUB_KEY, CredentialStore, registry_key
+from engine.images.credentials import DOCKER_HUB_KEY, CredentialStore, registry_host, registry_key
 
 
 def test_login_is_saved_as_docker_writes_it_in_a_0600_file(tmp_path: Path) -> None:
@@ -56,3 +56,9 @@ def test_a_broken_auth_file_is_a_clear_error_naming_it(tmp_path: Path, content: 
     path.write_text(content)
     with pytest.raises(RegistryError, match="auth file"):
         CredentialStore(str(path)).get("r.example")
+
+
+def test_what_a_user_types_for_a_registry_becomes_the_host_a_reference_names() -> None:
+    assert registry_host("http://127.0.0.1:5000/") == "127.0.0.1:5000"
+    assert registry_host("https://index.docker.io/v1/") == registry_host("index.docker.io") == "docker.io"
+    assert registry_host("ghcr.io") == "ghcr.io"

@@ -157,3 +157,35 @@ def test_rm_refuses_a_running_container_without_force(rade):
     assert result.returncode == 125 and b"rade rm -f" in result.stderr
     rade("rm", "-f", cid)
     assert cid[:12] not in rade.out("ps", "-a")
+
+
+def test_memory_hog_is_oom_killed_and_reported(rade):
+    result = rade("run", "--name", "oom-test", "--memory", "32M", "--memory-swap", "32M", "--network", "none",
+                  "busybox", "sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+                  check=False, timeout=120)
+    state = inspect(rade, "oom-test")["State"]
+    assert result.returncode == 137 and state["OOMKilled"] is True and state["ExitCode"] == 137
+
+
+def test_detached_rm_removes_after_exit(rade, image_root):
+    before = container_ids(image_root)
+    cid = rade.out("run", "-d", "--rm", "--network", "none", "busybox", "true")
+    wait_for(lambda: cid not in container_ids(image_root), what="the --rm container to go")
+    assert container_ids(image_root) == before
+
+
+def test_start_attach_and_restart(rade):
+    rade("create", "--name", "restart-test", "--network", "none", "busybox", "sh", "-c", "echo run; exit 2")
+    result = rade("start", "-a", "restart-test", check=False)
+    assert result.returncode == 2 and result.stdout == b"run\n"
+    rade("restart", "restart-test")
+    assert rade.out("wait", "restart-test") == "2"
+    assert rade.out("logs", "restart-test") == "run\nrun"
+    assert inspect(rade, "restart-test")["RestartCount"] == 1
+
+
+def test_info_reports_what_the_host_has(rade):
+    facts = json.loads(rade.out("info", "--json"))
+    assert facts["CgroupVersion"] in ("1", "2") and facts["StorageDriver"] == "overlay"
+    assert facts["Seccomp"].startswith(("available", "unavailable"))
+    assert facts["KernelVersion"] == os.uname().release

@@ -52,7 +52,12 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd:
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         if tty:
             os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            try:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            except OSError as err:
+                report(err_fd, "launch", "terminal", f"stdin cannot be the controlling terminal: {err.strerror}",
+                       "give a pty slave as stdin when asking for a tty")
+                os._exit(125)
         os.execvpe(argv[0], list(argv), dict(env))
     except OSError as err:
         _report_exec_failure(argv, err, err_fd)

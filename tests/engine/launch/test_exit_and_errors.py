@@ -95,3 +95,9 @@ def test_cleanup_is_safe_twice_and_leaves_no_process(launcher):
     assert not os.path.exists(f"/proc/{pid}")
     for path in process.cgroup.paths():
         assert not os.path.exists(path)
+
+
+def test_tty_without_a_terminal_is_a_launch_error(launcher):
+    with pytest.raises(LaunchError) as caught:
+        launcher.run(["true"], tty=True)
+    assert caught.value.step == "terminal" and caught.value.exit_code == 125

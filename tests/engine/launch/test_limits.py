@@ -80,12 +80,16 @@ def test_busy_loop_at_half_a_cpu_uses_about_half_a_cpu(launcher, favoured_parent
     assert used >= 0.40, f"used {used:.2f} CPUs"
 
 
-def test_pids_limit_stops_a_fork_bomb(launcher):
-    bomb = "for i in $(seq 100); do sleep 1 & done 2>/dev/null; echo forked; wait"
-    config = launcher.config(["sh", "-c", bomb], limits=Limits(pids=20))
-    process = launcher.start(config)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, process.stats().pids)
-        time.sleep(0.01)
+def test_pids_limit_stops_a_fork_bomb(launcher, tmp_path):
+    bomb = "for i in $(seq 100); do sleep 2 & done; echo forked; wait"
+    with open(tmp_path / "err", "w+") as err:
+        config = launcher.config(["sh", "-c", bomb], limits=Limits(pids=20), stderr=err.fileno())
+        process = launcher.start(config)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, process.stats().pids)
+            time.sleep(0.01)
+        err.seek(0)
+        errors = err.read()
     assert 0 < peak <= 20
+    assert "can't fork: Resource temporarily unavailable" in errors  # EAGAIN: the kernel refused a fork

@@ -36,6 +36,7 @@ NETWORKS = ("host", "none", "bridge")
 POLICIES = ("pack", "spread")
 MPI_IMPLEMENTATIONS = ("openmpi", "mpich")
 DEPENDENCY_KINDS = ("afterok", "afterany", "afternotok")
+MAX_UNITS = 100_000  # tasks, ranks or nodes in one job: beyond any cluster rade serves, and a typo's guard
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
 _IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -61,6 +62,11 @@ class Volume:
     """A bind mount: `SOURCE:TARGET[:ro|rw]`, or a mapping {source, target, read_only}."""
 
     def check(self, node: Node, path: str, problems: Problems) -> Any:
+        if node.is_mapping and not set(node.value) & set(VOLUME_RECORD.by_name):
+            # `volumes: {/a: /b}`: a mapping from source to target, the way Compose's `volumes:` is not.
+            pairs = ", ".join(f"{key}:{child.text or child.value}" for key, child in node.value.items())
+            problems.add(node.mark, path, f"write volumes as a list of SOURCE:TARGET, e.g. [{pairs}]")
+            return INVALID
         if node.is_mapping:
             values = VOLUME_RECORD.check(node, path, problems)
             if INVALID in values.values():
@@ -176,8 +182,8 @@ RESOURCES = Record((
    aliases={"cpu": "cpus", "ncpus": "cpus", "cores": "cpus", "mem": "memory", "gpu": "gpus"})
 
 MPI = Record((
-    Field("ranks", Integer(minimum=1, example="4"), "how many MPI ranks in all", required=True, example="4"),
-    Field("ranks_per_node", Integer(minimum=1, example="2"),
+    Field("ranks", Integer(minimum=1, maximum=MAX_UNITS, example="4"), "how many MPI ranks in all", required=True, example="4"),
+    Field("ranks_per_node", Integer(minimum=1, maximum=MAX_UNITS, example="2"),
           "ranks on each node; by default nodes are filled with as many as fit"),
     Field("implementation", Choice(MPI_IMPLEMENTATIONS), "the MPI the image carries", default="openmpi"),
 ), example="e.g. ranks: 4 indented below 'mpi:'",
@@ -185,7 +191,7 @@ MPI = Record((
             "ntasks_per_node": "ranks_per_node", "ntasks-per-node": "ranks_per_node"})
 
 PLACEMENT = Record((
-    Field("nodes", Integer(minimum=1, example="2"), "how many nodes; by default derived from the tasks or ranks"),
+    Field("nodes", Integer(minimum=1, maximum=MAX_UNITS, example="2"), "how many nodes; by default derived from the tasks or ranks"),
     Field("constraints", StrMap(LABEL_PATTERN, "is not a node label name (letters, digits, '.', '_', '-', '/')",
                                 Text(example="x86_64"), example="{arch: x86_64}"),
           "node labels that must match, e.g. {arch: x86_64}", default={}),
@@ -216,7 +222,7 @@ JOB = Record((
           "environment variables added in every container", default={}),
     Field("resources", RESOURCES, "what each task (each MPI rank) needs", default={}),
     Field("mpi", MPI, "makes this an MPI job: one container a node holds that node's ranks"),
-    Field("tasks", Integer(minimum=1, example="3"), "how many copies of the container (non-MPI jobs)",
+    Field("tasks", Integer(minimum=1, maximum=MAX_UNITS, example="3"), "how many copies of the container (non-MPI jobs)",
           default=1),
     Field("network", Choice(NETWORKS), "host (native speed, the default), none, or bridge", default="host"),
     Field("volumes", Seq(Volume(), single=True, example="[/scratch:/scratch, ./data:/data:ro]"),

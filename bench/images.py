@@ -3,7 +3,9 @@ resolving overlayfs lowerdirs for 100 containers of a small and of a large image
 the image: nothing is copied).
 
 The archive is generated from a seeded PRNG (a few layers of files of mixed sizes, as a real image has),
-both sides read it from the page cache, and rounds alternate rade and tar so drift hits both alike.
+both sides read it from the page cache, and rounds alternate rade and tar so drift hits both alike. CPU
+seconds (user + system of the child processes) are shown beside wall time: on a shared machine they are
+the steadier figure.
 Usage: bench/images.py [--mb 200] [--layers 4] [--rounds 5]
 """
 
@@ -14,6 +16,7 @@ import io
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,19 +82,28 @@ def make_archive(work: Path, total_mb: int, layers: int) -> tuple[Path, list[Pat
     return archive, paths, files
 
 
-def time_tar(layers: list[Path], dest: Path) -> float:
-    start = time.perf_counter()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_tar(layers: list[Path], dest: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of `tar -xf` of each layer into its own directory."""
+    os.sync()  # both sides start with no dirty pages of the other's to write back
+    start, cpu = time.perf_counter(), children_cpu()
     for i, layer in enumerate(layers):
         target = dest / str(i)
         target.mkdir(parents=True)
         subprocess.run(["tar", "-xf", str(layer), "-C", str(target)], check=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
-def time_rade_load(archive: Path, root: Path) -> float:
-    start = time.perf_counter()
+def time_rade_load(archive: Path, root: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of `rade load -i` into an empty store (the command, interpreter start included)."""
+    os.sync()
+    start, cpu = time.perf_counter(), children_cpu()
     subprocess.run([*RADE, "--root", str(root), "load", "-q", "-i", str(archive)], check=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
 def time_lowerdirs(root: Path, reference: str, containers: int = 100) -> float:
@@ -125,14 +137,16 @@ def main() -> int:
     try:
         archive, layers, files = make_archive(work, args.mb, args.layers)
         size_mb = archive.stat().st_size / 1e6
-        tar_times, rade_times = [], []
+        tar_times, rade_times, tar_cpu, rade_cpu = [], [], [], []
         for i in range(args.rounds + 1):
             tar_dest, root = work / "tar-out", work / "root"
-            t_tar = time_tar(layers, tar_dest)
-            t_rade = time_rade_load(archive, root)
+            t_tar, c_tar = time_tar(layers, tar_dest)
+            t_rade, c_rade = time_rade_load(archive, root)
             if i > 0:  # the first round warms the page cache and the interpreter's files
                 tar_times.append(t_tar)
                 rade_times.append(t_rade)
+                tar_cpu.append(c_tar)
+                rade_cpu.append(c_rade)
             shutil.rmtree(tar_dest)
             if i < args.rounds:
                 shutil.rmtree(root)
@@ -143,13 +157,15 @@ def main() -> int:
         tar_med, rade_med = statistics.median(tar_times), statistics.median(rade_times)
         print(f"# image store: {size_mb:.0f} MB docker-archive, {args.layers} layers, {files} files; "
               f"medians of {args.rounds} alternating rounds")
-        print(f"{'what':44} {'median':>10} {'min':>10} {'max':>10}")
-        for name, times in ((f"tar -x of the {args.layers} layer tars", tar_times),
-                            ("rade load -i (docker-archive)", rade_times)):
-            print(f"{name:44} {statistics.median(times):9.3f}s {min(times):9.3f}s {max(times):9.3f}s")
+        print(f"{'what':44} {'median':>10} {'min':>10} {'max':>10} {'CPU':>10}")
+        for name, times, cpu in ((f"tar -x of the {args.layers} layer tars", tar_times, tar_cpu),
+                                 ("rade load -i (docker-archive)", rade_times, rade_cpu)):
+            print(f"{name:44} {statistics.median(times):9.3f}s {min(times):9.3f}s {max(times):9.3f}s "
+                  f"{statistics.median(cpu):9.3f}s")
         print(f"{'lowerdirs for 100 containers, big image':44} {big_lower * 1e3:8.2f}ms")
         print(f"{'lowerdirs for 100 containers, 3-byte image':44} {small_lower * 1e3:8.2f}ms")
         print(f"ratio rade/tar load {rade_med / tar_med:.3f}")
+        print(f"ratio rade/tar load-cpu {statistics.median(rade_cpu) / statistics.median(tar_cpu):.3f}")
         print(f"ratio big/small lowerdirs {big_lower / small_lower:.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -40,10 +40,11 @@ class LaunchConfig:
     network: "host", "none", or the path of a network namespace file to join (e.g. /run/netns/x).
     capabilities: "default" (Docker's default set) or an explicit set of names ("CAP_CHOWN" or "CHOWN");
         an empty set for cluster jobs.
-    stdin/stdout/stderr: host file descriptors given to the command as 0, 1, 2; with `tty` they are the
-        pty slave, which is also bind-mounted on /dev/console.
-    hosts/resolv_conf: file contents; None writes a localhost-only hosts file and copies the host's
-        resolv.conf.
+    stdin/stdout/stderr: host file descriptors given to the command as 0, 1, 2; with `tty`, stdin is a
+        pty slave: it becomes the command's controlling terminal and is bind-mounted on /dev/console.
+    hosts/resolv_conf: file contents; None gives the host's /etc/hosts with host networking, else
+        localhost plus the hostname, and the host's resolv.conf.
+    Without root (a user namespace), uid, gid and groups must stay 0, 0, () and there are no limits.
     """
 
     container_id: str

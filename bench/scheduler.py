@@ -159,8 +159,46 @@ def placement_alone() -> float:
     return JOBS / (time.perf_counter() - began)
 
 
+ECHO = """
+import sys, zmq
+sock = zmq.Context().socket(zmq.ROUTER)
+sock.bind("tcp://127.0.0.1:*")
+print(sock.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
+while True:
+    frames = sock.recv_multipart()
+    if frames[-1] == b"stop":
+        break
+    sock.send_multipart(frames)
+"""
+
+
+def transport_floor(count: int = 3000) -> float:
+    """Request/reply round trips per second from one client to an echo process: the floor under any
+    one-at-a-time client on this machine, measured now (the machine's load moves it a lot)."""
+    import zmq
+
+    echo = subprocess.Popen([sys.executable, "-c", ECHO], stdout=subprocess.PIPE, text=True, close_fds=True)
+    try:
+        endpoint = echo.stdout.readline().strip()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(endpoint)
+        payload = b"x" * 600  # about a submitted spec's size
+        began = time.perf_counter()
+        for _ in range(count):
+            sock.send_multipart([b"id", payload])
+            sock.recv_multipart()
+        rate = count / (time.perf_counter() - began)
+        sock.send_multipart([b"id", b"stop"])
+        sock.close(0)
+        return rate
+    finally:
+        echo.wait(timeout=30)
+
+
 def main() -> None:
-    rows: list[tuple[str, float, str]] = [("placement pass alone (no I/O)", placement_alone(), "jobs/s")]
+    rows: list[tuple[str, float, str]] = [("ZeroMQ round trips, 1 client (floor)", transport_floor(), "req/s"),
+                                          ("placement pass alone (no I/O)", placement_alone(), "jobs/s")]
     with tempfile.TemporaryDirectory(prefix="rade-bench-") as tmp:
         full = Cluster(Path(tmp) / "full", "full", agents=False)
         try:
@@ -190,14 +228,14 @@ def main() -> None:
             cluster.close()
 
     print(f"rade scheduler: {NODES} simulated nodes x {CPUS} CPUs, {JOBS} one-task jobs "
-          f"(python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+          f"(python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
     print()
     print(f"| {'measure':<38} | {'rade':>10} | unit   |")
     print(f"|{'-' * 40}|{'-' * 12}|--------|")
     for name, value, unit in rows:
-        print(f"| {name:<38} | {value:>10.0f} | {unit} |")
-    print(f"| {'Slurm sbatch, 1 client (measured here)':<38} | {SLURM_SBATCH_1:>10.0f} | jobs/s |")
-    print(f"| {'Slurm sbatch, 8 clients (measured here)':<38} | {SLURM_SBATCH_8:>10.0f} | jobs/s |")
+        print(f"| {name:<38} | {value:>10.0f} | {unit:<6} |")
+    print(f"| {'Slurm sbatch, 1 client (this machine)':<38} | {SLURM_SBATCH_1:>10.0f} | jobs/s |")
+    print(f"| {'Slurm sbatch, 8 clients (this machine)':<38} | {SLURM_SBATCH_8:>10.0f} | jobs/s |")
     print(f"| {'Slurm 1,000 jobs end to end, best':<38} | {SLURM_END_TO_END:>10.0f} | jobs/s |")
     print()
     values = {name: value for name, value, _ in rows}
@@ -205,6 +243,8 @@ def main() -> None:
     print(f"ratio rade/slurm submit-4-vs-8-clients {values['submit, 4 clients'] / SLURM_SBATCH_8:.1f}")
     print(f"ratio rade/slurm placement-vs-end-to-end "
           f"{values['placement (resume -> all placed)'] / SLURM_END_TO_END:.1f}")
+    print(f"ratio rade/zmq-floor submit-1-client "
+          f"{values['submit, 1 client'] / values['ZeroMQ round trips, 1 client (floor)']:.2f}")
     print(f"ratio rade/goal submit-1-client {values['submit, 1 client'] / GOAL_SUBMIT:.2f}")
     print(f"ratio rade/goal placement {values['placement (resume -> all placed)'] / GOAL_PLACE:.2f}")
 

@@ -25,6 +25,8 @@ MAX_INT = 2**63 - 1  # what msgpack and SQLite can carry
 
 
 class _Invalid:
+    """The result of a check that failed (None is a value: an empty optional field)."""
+
     def __repr__(self) -> str:
         return "INVALID"
 
@@ -227,8 +229,7 @@ def Cpus() -> Unit:
 
 
 def ArraySpec() -> Unit:
-    return Unit(parse_array, "an array range such as 0-9, 1,3,5 or 0-99%10",
-                r"^[\d\s,:%-]+$")
+    return Unit(parse_array, "an array range such as 0-9, 1,3,5 or 0-99%10", r"^[\d\s,:%-]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,12 +276,10 @@ class Seq:
         if self.single and not node.is_sequence and node.value is not None:
             value = self.item.check(node, path, problems)
             return INVALID if value is INVALID else (value,)
-        if node.is_sequence:
-            items = node.value
-        else:
+        if not node.is_sequence:
             problems.add(node.mark, path, f"expected a list (e.g. {self.example}), got {describe(node)}")
             return INVALID
-        values = [self.item.check(child, f"{path}[{i}]", problems) for i, child in enumerate(items)]
+        values = [self.item.check(child, f"{path}[{i}]", problems) for i, child in enumerate(node.value)]
         return INVALID if any(v is INVALID for v in values) else tuple(values)
 
     def schema(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from engine.errors import ImageError
 from engine.images.compression import compression_of, decompressed
@@ -45,7 +45,7 @@ class Bundle:
                 with os.fdopen(fd, "wb") as out, decompressed(path, path) as plain:
                     shutil.copyfileobj(plain, out, 1 << 20)
                 source = self._scratch
-            self._file = open(source, "rb")
+            self._file = open(source, "rb")  # noqa: SIM115 - open for the bundle's life; close() closes it
             with tarfile.open(fileobj=self._file, mode="r:") as tar:
                 for member in tar:
                     name = _clean(member.name)
@@ -68,7 +68,7 @@ class Bundle:
                 os.unlink(self._scratch)
             self._scratch = None
 
-    def __enter__(self) -> Bundle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -40,7 +40,7 @@ _PT_INTERP = 3
 
 
 def _rfc3339(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _register_one_layer(store: ImageStore, layer: Descriptor, created: str, created_by: str,
@@ -222,7 +222,7 @@ def _debootstrap_to_cache(store: ImageStore, suite: str, arch: str, mirror: str,
             desc = store.ingest_blob(src, media_type=OCI_LAYER)
         os.rename(partial, stem + ".tar")
         record = {"suite": suite, "arch": arch, "mirror": mirror, "diff_id": desc.digest,
-                  "created": _rfc3339(datetime.datetime.now(datetime.timezone.utc).timestamp())}
+                  "created": _rfc3339(datetime.datetime.now(datetime.UTC).timestamp())}
         write_json_atomic(stem + ".json", record)
         return record
     except subprocess.CalledProcessError as err:

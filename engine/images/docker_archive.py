@@ -18,9 +18,14 @@ from dataclasses import dataclass
 
 from engine.errors import ImageError
 from engine.images.archive import Bundle
-from engine.images.compression import copy_decompressed, compression_of
+from engine.images.compression import compression_of, copy_decompressed
 from engine.images.content import (
-    DOCKER_CONFIG, DOCKER_MANIFEST, Compression, Descriptor, digest_hex, layer_media_type,
+    DOCKER_CONFIG,
+    DOCKER_MANIFEST,
+    Compression,
+    Descriptor,
+    digest_hex,
+    layer_media_type,
 )
 from engine.images.image import Image
 from engine.images.manifest import build_manifest, parse_config

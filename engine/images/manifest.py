@@ -14,7 +14,14 @@ from typing import Any
 
 from engine.errors import ImageError
 from engine.images.content import (
-    DOCKER_CONFIG, DOCKER_MANIFEST, INDEX_TYPES, LAYER_TYPES, MANIFEST_TYPES, OCI_CONFIG, OCI_MANIFEST, Descriptor,
+    DOCKER_CONFIG,
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    LAYER_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_MANIFEST,
+    Descriptor,
     check_digest,
 )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -22,12 +21,31 @@ from typing import Any
 from engine.errors import ImageError
 from engine.images.archive import Bundle
 from engine.images.content import (
-    Compression, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, INDEX_TYPES, OCI_CONFIG, OCI_INDEX,
-    OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, check_digest, digest_hex, digest_of,
+    DOCKER_FOREIGN_LAYER_GZIP,
+    DOCKER_LAYER,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    Compression,
+    Descriptor,
+    check_digest,
+    digest_hex,
+    digest_of,
 )
 from engine.images.docker_archive import Loaded
 from engine.images.image import Image
-from engine.images.manifest import build_manifest, canonical_json, load_json_object, parse_config, parse_manifest
+from engine.images.manifest import (
+    build_manifest,
+    canonical_json,
+    load_json_object,
+    parse_config,
+    parse_manifest,
+)
 from engine.images.reference import parse_reference
 from engine.images.store import ImageStore
 

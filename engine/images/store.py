@@ -25,13 +25,22 @@ from typing import Any, BinaryIO
 from engine.errors import ImageError
 from engine.images.blobs import BlobStore
 from engine.images.content import (
-    OCI_LAYER, OCI_MANIFEST, Descriptor, digest_hex, digest_of,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Descriptor,
+    digest_hex,
+    digest_of,
 )
 from engine.images.image import Image
 from engine.images.index import ImageIndex
 from engine.images.layers import LayerStore
 from engine.images.manifest import (
-    build_manifest, canonical_json, config_media_type, new_config, parse_config, parse_manifest,
+    build_manifest,
+    canonical_json,
+    config_media_type,
+    new_config,
+    parse_config,
+    parse_manifest,
 )
 from engine.images.reference import is_image_id_like, parse_reference
 
@@ -40,7 +49,7 @@ _UNPACK_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 def now_rfc3339() -> str:
     """The current time as image configs record it (UTC, RFC 3339, nanosecond field trimmed)."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)

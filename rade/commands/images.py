@@ -48,8 +48,8 @@ def human_age(created: str | None, now: datetime.datetime | None = None) -> str:
     except ValueError:
         return created
     if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    seconds = ((now or datetime.datetime.now(datetime.timezone.utc)) - when).total_seconds()
+        when = when.replace(tzinfo=datetime.UTC)
+    seconds = ((now or datetime.datetime.now(datetime.UTC)) - when).total_seconds()
     for limit, unit in ((60, "second"), (3600, "minute"), (86400, "hour"), (86400 * 30, "day"),
                         (86400 * 365, "month")):
         if seconds < limit:

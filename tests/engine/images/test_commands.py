@@ -31,7 +31,7 @@ def imported(rade, kit, tmp_path):
 @pytest.mark.root
 def test_images_tag_history_inspect_and_rmi(rade, imported, state_root) -> None:
     assert rade("tag", "app:1", "registry.example:5000/team/app:2")[0] == 0
-    code, out, _ = rade("images")
+    _, out, _ = rade("images")
     lines = out.splitlines()
     assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert {tuple(line.split()[:3]) for line in lines[1:]} == {
@@ -44,7 +44,7 @@ def test_images_tag_history_inspect_and_rmi(rade, imported, state_root) -> None:
     assert doc["Config"]["Cmd"] == ["/bin/app"] and doc["Config"]["ExposedPorts"] == {"8080/tcp": {}}
     assert doc["RootFS"]["Layers"] and doc["Id"] == imported and doc["Size"] == 10
     assert rade("rmi", "app:1") == (0, "Untagged: app:1\n", "")
-    code, out, _ = rade("rmi", "registry.example:5000/team/app:2")
+    _, out, _ = rade("rmi", "registry.example:5000/team/app:2")
     assert out == f"Untagged: registry.example:5000/team/app:2\nDeleted: {imported}\n"
     assert rade("images", "-q")[1] == ""
 
@@ -58,7 +58,7 @@ def test_save_and_load_through_the_command_line(rade, imported, tmp_path) -> Non
 
 
 def test_errors_are_one_line_with_exit_codes(rade, tmp_path) -> None:
-    code, out, err = rade("rmi", "nothing:here")
+    code, _, err = rade("rmi", "nothing:here")
     assert code == 125 and err.startswith("rade: error: no such image: nothing:here") and err.count("\n") == 1
     code, _, err = rade("save", "x")
     assert code == 2 and "needs -o FILE" in err

@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +38,7 @@ def tree(path: str) -> dict[str, tuple[int, bytes | str]]:
             if stat.S_ISLNK(st.st_mode):
                 content: bytes | str = os.readlink(full)
             elif stat.S_ISREG(st.st_mode):
-                content = open(full, "rb").read()
+                content = Path(full).read_bytes()
             else:
                 content = b""
             found[os.path.relpath(full, path)] = (st.st_mode, content)
@@ -154,10 +155,11 @@ def test_bootstrap_busybox_gives_a_runnable_static_binary_with_applets(store) ->
     binary = os.path.join(layer, "bin/busybox")
     assert is_static_elf(binary) and os.access(binary, os.X_OK)
     assert os.stat(os.path.join(layer, "bin/sh")).st_ino == os.stat(binary).st_ino
-    assert open(os.path.join(layer, "etc/passwd")).read().startswith("root:x:0:0:")
-    assert "root:x:0:" in open(os.path.join(layer, "etc/group")).read()
+    assert Path(os.path.join(layer, "etc/passwd")).read_text().startswith("root:x:0:0:")
+    assert "root:x:0:" in Path(os.path.join(layer, "etc/group")).read_text()
     assert stat.S_IMODE(os.stat(os.path.join(layer, "tmp")).st_mode) == 0o1777
-    out = subprocess.run([os.path.join(layer, "bin/sh"), "-c", "echo $((6*7))"], capture_output=True, text=True)
+    out = subprocess.run([os.path.join(layer, "bin/sh"), "-c", "echo $((6*7))"], capture_output=True, text=True,
+                         check=True)
     assert out.stdout == "42\n"
     assert bootstrap_busybox(store, "busybox:again").id == image.id  # same binary, same image
 

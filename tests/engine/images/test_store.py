@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_layer_dirs_are_top_first_and_hold_the_files(store: ImageStore, base, to
     image = kit.image(store, [base, top])
     top_dir, base_dir = image.layer_dirs()
     assert os.listdir(os.path.join(top_dir, "etc")) == ["extra"]
-    assert open(os.path.join(base_dir, "etc/hello"), "rb").read() == b"hi\n"
+    assert Path(os.path.join(base_dir, "etc/hello")).read_bytes() == b"hi\n"
     assert os.access(os.path.join(base_dir, "bin/tool"), os.X_OK)
     assert image.diff_ids[0] == digest_of(base)
 
@@ -139,7 +140,7 @@ def test_commit_adds_a_layer_and_config_changes_on_top_of_the_parent(store, tmp_
     assert child.diff_ids[:-1] == parent.diff_ids and len(child.layer_dirs()) == 2
     assert child.runtime_config == {"Cmd": ["true"], "Env": ["PATH=/bin"], "WorkingDir": "/etc"}
     assert child.history[-1]["created_by"] == "rade commit"
-    assert open(os.path.join(child.layer_dirs()[0], "etc/hello"), "rb").read() == b"changed"
+    assert Path(os.path.join(child.layer_dirs()[0], "etc/hello")).read_bytes() == b"changed"
     meta_only = store.commit(child, None, {"Env": None}, {"created_by": "ENV"})
     assert meta_only.diff_ids == child.diff_ids and "Env" not in meta_only.runtime_config
     assert meta_only.history[-1]["empty_layer"] is True

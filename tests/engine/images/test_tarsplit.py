@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_a_tar_that_overwrites_its_own_file_keeps_its_blob(store, kit, archive_o
     layer = kit.tar([kit.file("f", b"first"), kit.file("f", b"second")])
     image = load_images(store, archive_of([layer]))[0].image
     assert os.path.exists(store.blobs.path(image.diff_ids[0]))
-    assert open(os.path.join(image.layer_dirs()[0], "f"), "rb").read() == b"second"
+    assert Path(os.path.join(image.layer_dirs()[0], "f")).read_bytes() == b"second"
     with open(store.blob_path(image.diff_ids[0]), "rb") as blob:
         assert hashlib.sha256(blob.read()).hexdigest() == image.diff_ids[0][7:]
 

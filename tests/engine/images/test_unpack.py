@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import gzip
-import io
 import os
 import stat
 import subprocess

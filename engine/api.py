@@ -126,7 +126,7 @@ class Engine:
             cmd += ["-e", item]
         cmd += [record.id, *argv]
         done = subprocess.run(cmd, stdin=stdin if stdin is not None else subprocess.DEVNULL, stdout=stdout,
-                              stderr=stderr, cwd=str(Path(__file__).resolve().parents[1]))
+                              stderr=stderr, cwd=str(Path(__file__).resolve().parents[1]), check=False)
         return done.returncode
 
     def remove(self, container_id: str, force: bool = False) -> None:

@@ -30,6 +30,7 @@ from engine.containers.spawn import ReadyReader, spawn, spawn_exec
 from engine.containers.status import ContainerStatus
 from engine.containers.store import ContainerStore
 from engine.containers.volumes import VolumeError, VolumeStore, resolve
+from engine.containers.wiring import mark_new_volume
 from engine.errors import ContainerError
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def create(store: ContainerStore, opts: CreateOptions) -> ContainerRecord:
     mounts += _volumes_from(store, opts.volumes_from, {m.destination for m in mounts})
     for mount, made in resolved:
         if made and mount.kind == "volume":
-            (Path(mount.source).parent / "fill-pending").touch()
+            mark_new_volume(Path(mount.source))
     labels = dict((img.get("Labels") or {}).items())
     labels.update(dict(opts.labels))
     config = ContainerConfig(
@@ -292,9 +293,9 @@ def remove_stopped(store: ContainerStore, record: ContainerRecord, volumes: bool
     if volumes:
         vstore = VolumeStore(store.root)
         for mount in record.host_config.volumes:
-            if mount.kind == "volume" and len(mount.name) == 64 and vstore.exists(mount.name):
-                if not volume_users(store, mount.name):
-                    vstore.remove(mount.name)
+            anonymous = mount.kind == "volume" and len(mount.name) == 64
+            if anonymous and vstore.exists(mount.name) and not volume_users(store, mount.name):
+                vstore.remove(mount.name)
 
 
 def volume_users(store: ContainerStore, name: str) -> list[str]:

@@ -96,7 +96,7 @@ def read(path: str | os.PathLike[str], tail: int | None = None,
          follow: Callable[[], bool] | None = None) -> Iterator[LogRecord]:
     """The log's records, the last `tail` only if given; then, with `follow`, new ones as they come."""
     try:
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115 - held across the generator's yields, closed by the with below
     except FileNotFoundError:
         return
     with fh:

@@ -83,7 +83,7 @@ def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = F
             if os.fork() != 0:
                 os._exit(0)
             code = _become_supervisor(str(root), container_id, write_fd, wait_attach)
-        except BaseException:  # noqa: BLE001 - nothing may escape into the caller's code in this process
+        except BaseException:
             logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
         finally:
             os._exit(code)

@@ -20,11 +20,9 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from engine.containers import launchspec
+from engine.containers import launchspec, wiring
 from engine.containers.attach import Frame, Message, encode, encode_data
 from engine.containers.channels import (
     Channel,
@@ -35,7 +33,7 @@ from engine.containers.channels import (
     SignalChannel,
 )
 from engine.containers.logs import STDERR, STDOUT, LogWriter
-from engine.containers.record import ContainerRecord, NetworkState, PortMapping, now_rfc3339
+from engine.containers.record import ContainerRecord, now_rfc3339
 from engine.containers.status import ContainerStatus
 from engine.containers.store import ContainerStore
 from jobs.errors import RadeError
@@ -262,9 +260,9 @@ class Supervisor:
 
     def start(self, record: ContainerRecord) -> ContainerRecord:
         """Network, launch, and the record marked running; RadeError if any step fails."""
-        network_state, launch_network, hosts = self._network(record)
+        network_state, launch_network, hosts = wiring.setup_network(self.store.root, record, self.cdir.path)
         layers = launchspec.image_layers(self.store.root, record.config.image_id)
-        self._fill_new_volumes(record, layers)
+        wiring.fill_new_volumes(record, layers)
         stdio, to_close = self.open_stdio(record)
         try:
             config = launchspec.build(record, self.cdir, layers, launch_network, hosts, stdio)
@@ -276,54 +274,11 @@ class Supervisor:
             for fd in to_close:
                 os.close(fd)
         self.add(SignalChannel(os.pidfd_open(self.process.pid), self.on_exit))
-        network_state = self._start_proxy(record, network_state)
+        self.proxy, network_state = wiring.publish_ports(record, network_state)
         return self.store.update(self.cid, lambda r: r.moved(
             ContainerStatus.RUNNING, pid=self.process.pid, supervisor_pid=os.getpid(), started_at=now_rfc3339(),
             finished_at=r.finished_at, exit_code=0, oom_killed=False, error="", network=network_state,
             restart_count=r.restart_count + (1 if r.status is ContainerStatus.EXITED else 0)))
-
-    def _network(self, record: ContainerRecord) -> tuple[NetworkState, str, str | None]:
-        mode_name = record.host_config.network
-        # host and none need no setup of ours: the launch joins the host's or unshares a fresh one.
-        # Only a bridge needs pyroute2 (whose import alone costs a third of a second).
-        if mode_name in ("host", "none"):
-            return NetworkState(), mode_name, None
-        from engine.network.container import NetworkMode, setup_container_network
-        from engine.network.hosts import render_hosts
-
-        mode = NetworkMode.parse(mode_name)
-        hostname = record.config.hostname or record.id[:12]
-        net = setup_container_network(self.store.root, self.cid, mode, self.cdir.path)
-        address = net.address.ip if net.address is not None else None
-        state = NetworkState(
-            ip_address=str(address or ""), gateway=str(net.gateway or ""),
-            prefix_len=net.address.network.prefixlen if net.address is not None else 0)
-        return state, net.launch_network, render_hosts(hostname, address, [record.name])
-
-    def _fill_new_volumes(self, record: ContainerRecord, layers: list[Path]) -> None:
-        from engine.containers.volumes import copy_image_content
-
-        for volume in record.host_config.volumes:
-            marker = Path(volume.source).parent / "fill-pending"
-            if volume.kind == "volume" and marker.exists():
-                copy_image_content(layers, volume.destination, Path(volume.source))
-                marker.unlink()
-
-    def _start_proxy(self, record: ContainerRecord, network: NetworkState) -> NetworkState:
-        """Publish the container's ports on the host; the state with the host ports actually bound."""
-        if not record.host_config.ports:
-            return network
-        from ipaddress import IPv4Address
-
-        from engine.network import ports as net_ports
-        from engine.network.proxy import PortProxy
-
-        mappings = [net_ports.PortMapping(IPv4Address(p.host_ip), p.host_port, p.container_port,
-                                          net_ports.Protocol(p.protocol)) for p in record.host_config.ports]
-        self.proxy = PortProxy(IPv4Address(network.ip_address), mappings)
-        bound = self.proxy.start()
-        return replace(network, ports=tuple(PortMapping(m.container_port, m.host_port, str(m.host_ip),
-                                                        m.protocol.value) for m in bound))
 
     def serve(self) -> int:
         """Relay until the container has exited and its output is drained; its exit status."""
@@ -355,12 +310,7 @@ class Supervisor:
         if self.process is not None:
             steps.append(("launch cleanup", self.process.cleanup))
 
-        def network() -> None:
-            from engine.network.container import teardown_container_network
-            teardown_container_network(self.store.root, self.cid)
-
-        if self.record_network not in ("host", "none"):
-            steps.append(("network", network))
+        steps.append(("network", lambda: wiring.teardown_network(self.store.root, self.cid, self.record_network)))
         for what, step in steps:
             try:
                 step()
@@ -383,6 +333,7 @@ class Supervisor:
         self.record_network = record.host_config.network
         self.log_writer = LogWriter(self.cdir.log)
         self.listen()
+        log.info("container %s: supervisor listening", self.cid[:12])
         self.ready.send(state="listening")
         if self.wait_attach:
             self.await_first_client()
@@ -391,6 +342,7 @@ class Supervisor:
         except Exception as err:  # noqa: BLE001 - a failed start is recorded, whatever it was
             self._start_failed(err)
             return getattr(err, "exit_code", 125)
+        log.info("container %s: started, pid %d", self.cid[:12], record.pid)
         self.ready.send(state="started", pid=record.pid)
         self.ready.close()
         self.broadcast(Frame.STARTED, {"pid": record.pid})
@@ -402,8 +354,10 @@ class Supervisor:
             self.process.kill(signal.SIGKILL)
             code = exit_status(self.process.wait())
         record = self.finish(code)
+        log.info("container %s: exited with %d", self.cid[:12], code)
         self.flush_clients(close=False)
         self.teardown()
+        log.info("container %s: cleaned up", self.cid[:12])
         self.log_writer.close()
         if record.host_config.auto_remove:
             from engine.containers.lifecycle import remove_stopped

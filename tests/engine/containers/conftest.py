@@ -45,7 +45,8 @@ class Rade:
 
     def __call__(self, *args: str, input: bytes | None = None, timeout: float = 60,
                  check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(self.argv(*args), input=input, capture_output=True, timeout=timeout, cwd=REPO)
+        result = subprocess.run(self.argv(*args), input=input, capture_output=True, timeout=timeout, cwd=REPO,
+                                check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"rade {' '.join(args)} exited {result.returncode}: {result.stderr.decode()}")
         return result
@@ -110,7 +111,7 @@ def rade(image_root: Path) -> Iterator[Rade]:
         for pid in pids:
             if pid:
                 try:
-                    wait_for(lambda: not _alive(pid), 10, f"supervisor {pid} to exit")
+                    wait_for(lambda pid=pid: not _alive(pid), 10, f"supervisor {pid} to exit")
                 except AssertionError:
                     os.kill(pid, signal.SIGKILL)
                     left.append(f"supervisor process {pid}")

@@ -28,7 +28,7 @@ def test_diff_lists_added_changed_and_deleted(tmp_path):
 
 
 def test_commit_layer_has_whiteouts(tmp_path):
-    lower, upper = _layout(tmp_path)
+    _lower, upper = _layout(tmp_path)
     out = tmp_path / "layer.tar"
     write_layer(upper, out, frozenset({"/etc/hosts"}))
     with tarfile.open(out) as tar:

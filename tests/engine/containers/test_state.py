@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from engine.containers.record import ContainerConfig, ContainerRecord, HostConfig, PortMapping, Resources, VolumeMount
+from engine.containers.record import (
+    ContainerConfig,
+    ContainerRecord,
+    HostConfig,
+    PortMapping,
+    Resources,
+    VolumeMount,
+)
 from engine.containers.status import ContainerStatus, advance, can_remove, can_start
 from engine.containers.store import STATE_VERSION, ContainerStore
 from engine.errors import ContainerError

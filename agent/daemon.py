@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import zmq
 
 from agent.config import AgentConfig
+from agent.launcher import Launcher
 from agent.link import AgentLink
 from agent.node import NodeInfo
 from agent.state import AgentState
@@ -51,7 +52,7 @@ class AgentDaemon:
     """The agent: build it, call `serve()`; `stop()` from a signal handler or another thread."""
 
     def __init__(self, endpoint: str, root: str, node: NodeInfo, config: AgentConfig,
-                 clock: MonotonicClock | None = None) -> None:
+                 clock: MonotonicClock | None = None, launcher: Launcher | None = None) -> None:
         self.node = node
         self.clock = clock or MonotonicClock()
         self.state = AgentState(root, node.name)
@@ -62,7 +63,8 @@ class AgentDaemon:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stopping = False
         address = local_address(endpoint)
-        self.runner = EngineRunner(root, node.name, self.state, self, self.clock, config.kill_grace)
+        self.launcher = launcher
+        self.runner = EngineRunner(root, node.name, self.state, self, self.clock, config.kill_grace, launcher)
         self.link = AgentLink(self.context, endpoint, lambda: node.register(address), self.runner, self.clock)
         self.runner.link = self.link
 
@@ -127,6 +129,8 @@ class AgentDaemon:
             self.runner.close()
             self.link.close()
             self.context.term()
+            if self.launcher is not None:
+                self.launcher.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
             self.state.unlock()
@@ -176,7 +180,10 @@ def run_agent(scheduler: str | None, name: str | None, config_path: str | None, 
 
     config = load_agent_config(config_path)
     node = discover(name or config.name, config.labels)
-    daemon = AgentDaemon(scheduler_endpoint(scheduler or config.scheduler, root), root, node, config)
+    launcher = Launcher(root)
+    launcher.start()  # before the daemon's ZeroMQ context starts its threads
+    daemon = AgentDaemon(scheduler_endpoint(scheduler or config.scheduler, root), root, node, config,
+                         launcher=launcher)
     daemon.install_signal_handlers()
     daemon.serve()
     return 0

@@ -143,7 +143,7 @@ class EngineRunner:
     """Runs the tasks of one node (a `TaskRunner` for `AgentLink`)."""
 
     def __init__(self, root: str, node: str, state: AgentState, watcher: Watcher, clock: Clock,
-                 kill_grace: float = 10.0) -> None:
+                 kill_grace: float = 10.0, launcher: Any = None) -> None:
         from engine.containers.store import ContainerStore
 
         self.root = root
@@ -152,6 +152,7 @@ class EngineRunner:
         self.watcher = watcher
         self.clock = clock
         self.kill_grace = kill_grace
+        self.launcher = launcher  # an agent.launcher.Launcher, or None to start through a fresh interpreter
         self.store = ContainerStore(root)
         self.link: Reporter | None = None
         self.tasks: dict[tuple[int, int, int], Task] = {}
@@ -184,14 +185,21 @@ class EngineRunner:
             task.file = TaskFile(*key, container_id=record.id, cgroup_slice=slice_name, deadline=deadline,
                                  grace=self.kill_grace)
             self.state.save(task.file)
-            # The agent has threads (ZeroMQ's): the supervisor is started through a fresh interpreter.
-            task.ready = lifecycle.start(self.store, record, threaded_caller=True)
+            task.ready = self._start(record)
         except RadeError as err:
             log.warning("job %d task %d attempt %d: could not start: %s", *key, err.message)
             self._end(task, TaskState.FAILED, err.exit_code, err.message)
             return
         os.set_blocking(task.ready.file.fileno(), False)
         self.watcher.watch(task.ready.file.fileno(), lambda: self._on_ready(task))
+
+    def _start(self, record: Any) -> Any:
+        from engine.containers import lifecycle
+
+        if self.launcher is not None and self.launcher.sock is not None:
+            return self.launcher.spawn(record.id)
+        # The agent has threads (ZeroMQ's): without its launcher, through a fresh interpreter.
+        return lifecycle.start(self.store, record, threaded_caller=True)
 
     def _on_ready(self, task: Task) -> None:
         """The supervisor's start report: `listening`, then `started` or `error` (JSON lines)."""
@@ -309,10 +317,12 @@ class EngineRunner:
             self._end(task, TaskState.FAILED, 125, f"the container's record is gone: {err.message}")
             return
         code, reason = record.exit_code, record.error or task.start_error.get("message", "")
+        # A task stopped by rade (time limit, cancel) or by the OOM killer has no exit code of its own:
+        # its state says how it ended, and the signal's status goes in the reason.
         if task.stop_state is not None:
-            state, reason = task.stop_state, task.stop_reason
+            state, reason, code = task.stop_state, f"{task.stop_reason} (exit status {code})", None
         elif record.oom_killed:
-            state, reason = TaskState.OOM, "out of memory: the kernel killed it at its memory limit"
+            state, reason, code = TaskState.OOM, f"out of memory at its limit (exit status {code})", None
         elif task.start_error:
             state = TaskState.FAILED
         else:

@@ -23,10 +23,9 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
@@ -116,24 +115,24 @@ def _save(state: ClusterState) -> None:
 # -- processes ------------------------------------------------------------------------------------------------
 
 def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot; None if there is no such process."""
+    """The process's start time in clock ticks since boot; None if there is no such process (or only its
+    zombie, waiting for a parent to collect its status)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 def is_alive(proc: Process | None) -> bool:
     return proc is not None and start_time(proc.pid) == proc.start_time
 
 
-def _spawn(argv: list[str], log: Path, preexec: Any = None) -> Process:
-    # preexec_fn is safe here: `up` starts every process before anything in it starts a thread.
-    assert threading.active_count() == 1, "processes are started before any thread"
+def _spawn(argv: list[str], log: Path) -> Process:
     with open(log, "ab") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                                 close_fds=True, preexec_fn=preexec)  # noqa: PLW1509
+                                 close_fds=True)
     child.returncode = 0  # detached on purpose: no "still running" warning when this object goes
     started = start_time(child.pid)
     return Process(child.pid, started if started is not None else -1, str(log))
@@ -159,10 +158,48 @@ def stop_process(proc: Process | None, timeout: float = 10.0) -> None:
         pass
     finally:
         os.close(pidfd)
+    try:
+        os.waitpid(proc.pid, os.WNOHANG)  # when the caller started it (tests do): collect its status
+    except ChildProcessError:
+        pass
 
 
 def _rade(root: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "rade", "--root", root, *args]
+
+
+def start_scheduler(state: ClusterState) -> Process:
+    """Start the cluster's scheduler (again: it resumes from its state database)."""
+    cdir = cluster_dir(state.root)
+    return _spawn(_rade(state.root, "scheduler", "--config", str(cdir / "scheduler.yaml")), cdir / "scheduler.log")
+
+
+def start_agent(state: ClusterState, node: NodeEntry) -> Process:
+    """Start a node's agent inside its test host (again: it adopts the containers it finds)."""
+    cdir = cluster_dir(state.root)
+    # Entering the namespaces happens in a small exec wrapper, not between fork and exec here: the caller
+    # may have threads (ZeroMQ's), and Python code after fork is unsafe then.
+    enter = [sys.executable, "-m", "rade.devcluster", "enter", node.netns, node.name, node.address, node.host_link,
+             state.bridge, "--"]
+    argv = _rade(state.root, "agent", "--scheduler", f"tcp://{GATEWAY.ip}:{AGENT_PORT}", "--name", node.name,
+                 "--config", str(cdir / f"{node.name}.yaml"))
+    return _spawn(enter + argv, cdir / f"{node.name}.log")
+
+
+def restart(root: str, scheduler: bool = False, nodes: tuple[str, ...] = ()) -> ClusterState:
+    """Start again the scheduler and/or the named nodes' agents when they are not running."""
+    root = os.path.abspath(root)
+    with _locked(root):
+        state = load_state(root)
+        if state is None:
+            raise ClusterError(f"no dev cluster is up on {root}", "start one with 'rade cluster up'")
+        if scheduler and not is_alive(state.scheduler):
+            state.scheduler = start_scheduler(state)
+        for i, node in enumerate(state.nodes):
+            if node.name in nodes and not is_alive(node.agent):
+                state.nodes[i] = replace(node, agent=start_agent(state, node))
+        _save(state)
+        return state
 
 
 # -- up, down, status -----------------------------------------------------------------------------------------
@@ -170,7 +207,7 @@ def _rade(root: str, *args: str) -> list[str]:
 def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, heartbeat: float = 1.0,
        timeout: float = 30.0) -> ClusterState:
     """Make the cluster and wait until every node has registered; ClusterError if one is already up."""
-    from engine.network.testhost import BridgeSpec, create_test_host, ensure_bridge, enter_test_host
+    from engine.network.testhost import BridgeSpec, create_test_host, ensure_bridge
 
     if not 1 <= nodes <= MAX_NODES:
         raise ClusterError(f"--nodes {nodes}: a dev cluster has 1 to {MAX_NODES} nodes")
@@ -185,10 +222,10 @@ def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, h
         _save(state)
         bridge = BridgeSpec(BRIDGE, GATEWAY)
         ensure_bridge(bridge)
-        config = cdir / "scheduler.yaml"
-        config.write_text(f"agents: tcp://{GATEWAY.ip}:{AGENT_PORT}\nclients: tcp://{GATEWAY.ip}:{CLIENT_PORT}\n"
-                          f"heartbeat_interval: {heartbeat}\nmisses: 3\n")
-        state.scheduler = _spawn(_rade(root, "scheduler", "--config", str(config)), cdir / "scheduler.log")
+        (cdir / "scheduler.yaml").write_text(
+            f"agents: tcp://{GATEWAY.ip}:{AGENT_PORT}\nclients: tcp://{GATEWAY.ip}:{CLIENT_PORT}\n"
+            f"heartbeat_interval: {heartbeat}\nmisses: 3\n")
+        state.scheduler = start_scheduler(state)
         _save(state)
         for index in range(1, nodes + 1):
             name = f"node{index}"
@@ -197,12 +234,8 @@ def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, h
             entry = NodeEntry(name, host.name, str(address), host.host_link)
             state.nodes.append(entry)
             _save(state)
-            node_config = cdir / f"{name}.yaml"
-            node_config.write_text(json.dumps({"labels": (labels or {}).get(name, {})}))
-            agent = _spawn(_rade(root, "agent", "--scheduler", f"tcp://{GATEWAY.ip}:{AGENT_PORT}", "--name", name,
-                                 "--config", str(node_config)), cdir / f"{name}.log",
-                           preexec=lambda host=host: enter_test_host(host))
-            state.nodes[-1] = NodeEntry(name, host.name, str(address), host.host_link, agent)
+            (cdir / f"{name}.yaml").write_text(json.dumps({"labels": (labels or {}).get(name, {})}))
+            state.nodes[-1] = replace(entry, agent=start_agent(state, entry))
             _save(state)
     wait_for_nodes(root, state, timeout)
     return state
@@ -279,3 +312,21 @@ def status(root: str) -> list[dict[str, Any]]:
                      "netns": node.netns if os.path.exists(f"/run/netns/{node.netns}") else f"{node.netns} (gone)",
                      "log": node.agent.log if node.agent else ""})
     return rows
+
+
+def main(argv: list[str]) -> int:
+    """`python -m rade.devcluster enter NETNS HOSTNAME ADDRESS LINK BRIDGE -- COMMAND...`: become a process
+    of a test host (its network namespace, a new UTS namespace with its hostname), then exec COMMAND."""
+    from engine.network.netns import netns_path
+    from engine.network.testhost import TestHost, enter_test_host
+
+    if len(argv) < 8 or argv[0] != "enter" or argv[6] != "--":
+        sys.stderr.write("usage: python -m rade.devcluster enter NETNS HOSTNAME ADDRESS LINK BRIDGE -- COMMAND...\n")
+        return 2
+    netns, hostname, address, link, bridge = argv[1:6]
+    enter_test_host(TestHost(netns, hostname, netns_path(netns), IPv4Interface(address), link, bridge))
+    os.execv(argv[7], argv[7:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

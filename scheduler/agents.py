@@ -58,15 +58,7 @@ class AgentDesk:
 
     def _reconcile(self, name: str, reported: set[tuple[int, int, int]]) -> None:
         state = self.state
-        for key in sorted(reported):
-            task = state.tasks.get(key)
-            job = state.jobs.get(key[0])
-            current = job is not None and key[2] == job.attempt and task is not None
-            if not current or task.grant.node != name or task.is_ended or task.desired is Desired.STOP:
-                why = "an old attempt" if job is not None and key[2] != job.attempt else "not to run here"
-                log.warning("node %s: fencing job %d task %d attempt %d (%s)", name, *key, why)
-                fake = task or _ref_task(key, name)
-                state.outbox.append((name, kill_order(fake, f"fenced: {why}")))
+        self._fence(name, reported, stopping_too=True)
         missing = set()
         for key in sorted(state.on_node.get(name, set()) - reported):
             task = state.tasks[key]
@@ -79,12 +71,30 @@ class AgentDesk:
         if missing:
             self._unaccounted[name] = missing
 
+    def _fence(self, name: str, reported: set[tuple[int, int, int]], stopping_too: bool) -> None:
+        """Kill what a node runs that it should not: an old attempt, a task moved or ended, and (after a
+        registration, when an earlier order may have been lost) a task already ordered to stop."""
+        state = self.state
+        for key in sorted(reported):
+            task = state.tasks.get(key)
+            job = state.jobs.get(key[0])
+            current = job is not None and key[2] == job.attempt and task is not None
+            stray = not current or task.grant.node != name or task.is_ended
+            if stray or (stopping_too and task.desired is Desired.STOP):
+                why = "an old attempt" if job is not None and key[2] != job.attempt else "not to run here"
+                if not stray:
+                    why = "ordered to stop"
+                log.warning("node %s: fencing job %d task %d attempt %d (%s)", name, *key, why)
+                state.outbox.append((name, kill_order(task or _ref_task(key, name), f"fenced: {why}")))
+
     def heartbeat(self, peer: str, msg: Heartbeat) -> None:
         state = self.state
         if peer not in state.connected or msg.node != peer:
             state.outbox.append((peer, Reregister(node=peer, reason="the scheduler does not know this node's work")))
             return
         state.heartbeats.heard(peer)
+        if msg.running:
+            self._fence(peer, {(r.job_id, r.task_id, r.attempt) for r in msg.running}, stopping_too=False)
         for key in self._unaccounted.pop(peer, set()):
             task = state.tasks.get(key)
             if task is not None and not task.is_ended:

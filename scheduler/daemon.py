@@ -166,6 +166,8 @@ class SchedulerDaemon:
                 log.warning("agent %s: bad frame dropped: %s", peer, err)
             except RadeError as err:
                 log.warning("agent %s: %s", peer, err)
+            except Exception:
+                log.exception("agent %s: message dropped after an internal error", peer)
 
     def _on_agent(self, peer: str, msg: Message) -> None:
         if isinstance(msg, TaskUpdate):

@@ -244,3 +244,14 @@ def test_mpi_job_gets_one_task_per_node_with_its_ranks(harness):
     assert sorted(node for node, _ in launches) == ["n1", "n2", "n3"]
     assert all(m.ranks == 2 and len(m.cpus) == 2 for _, m in launches)
     assert launches[0][1].nodes == ("n1", "n2", "n3")
+
+
+def test_heartbeat_listing_an_old_attempt_gets_it_killed(harness, clock):
+    from jobs.messages import Heartbeat, TaskRef
+
+    harness.register("n1")
+    [job] = harness.state.submit(spec(), "alice")
+    harness.schedule()
+    harness.run_all(harness.launches())
+    harness.desk.heartbeat("n1", Heartbeat(node="n1", seq=2, running=(TaskRef(job, 0, 0), TaskRef(99, 0, 3))))
+    assert harness.kills() == [("n1", (99, 0, 3))]

@@ -81,6 +81,13 @@ def env_mapping(env: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def default_hostname(record: ContainerRecord) -> str:
+    """The given --hostname; else, as Docker, the host's own name on the host network, the short id otherwise."""
+    if record.config.hostname:
+        return record.config.hostname
+    return os.uname().nodename if record.host_config.network == "host" else record.id[:12]
+
+
 def mountpoints(record: ContainerRecord) -> frozenset[str]:
     """Every path the launch mounts something on, for diff and commit to leave out."""
     return LAUNCH_MOUNTPOINTS | {v.destination for v in record.host_config.volumes}
@@ -113,7 +120,7 @@ def build(record: ContainerRecord, cdir: ContainerDir, layers: Sequence[Path], n
         cwd=cfg.workdir or "/",
         uid=uid,
         gid=gid,
-        hostname=cfg.hostname or record.id[:12],
+        hostname=default_hostname(record),
         network=network,
         mounts=mounts,
         read_only=host.read_only,

@@ -29,7 +29,9 @@ def setup_network(root: str | os.PathLike[str], record: ContainerRecord,
     address = net.address.ip if net.address is not None else None
     state = NetworkState(ip_address=str(address or ""), gateway=str(net.gateway or ""),
                          prefix_len=net.address.network.prefixlen if net.address is not None else 0)
-    hostname = record.config.hostname or record.id[:12]
+    from engine.containers.launchspec import default_hostname
+
+    hostname = default_hostname(record)
     return state, net.launch_network, render_hosts(hostname, address, [record.name])
 
 

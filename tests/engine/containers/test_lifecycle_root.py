@@ -189,3 +189,12 @@ def test_info_reports_what_the_host_has(rade):
     assert facts["CgroupVersion"] in ("1", "2") and facts["StorageDriver"] == "overlay"
     assert facts["Seccomp"].startswith(("available", "unavailable"))
     assert facts["KernelVersion"] == os.uname().release
+
+
+def test_user_workdir_hostname_env_and_read_only(rade):
+    out = rade.out("run", "--rm", "--network", "none", "-u", "1000:1001", "-w", "/tmp", "--hostname", "box",
+                   "-e", "GREETING=hi there", "busybox", "sh", "-c", 'echo "$(id -u):$(id -g) $(pwd) $(hostname) $GREETING"')
+    assert out == "1000:1001 /tmp box hi there"
+    result = rade("run", "--rm", "--network", "none", "--read-only", "busybox", "touch", "/file", check=False)
+    assert result.returncode == 1 and b"Read-only" in result.stderr
+    assert rade.out("run", "--rm", "--network", "host", "busybox", "hostname") == os.uname().nodename

@@ -1,0 +1,117 @@
+"""The supervisor's loop on its own: a plain child process stands in for the launch (the seam is the
+launcher argument), so logs, attach, stdin, signals and the recorded exit are tested without root."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from engine.containers import logs
+from engine.containers.attach import Frame
+from engine.containers.client import AttachClient
+from engine.containers.record import ContainerConfig, ContainerRecord, HostConfig
+from engine.containers.status import ContainerStatus
+from engine.containers.store import ContainerStore
+from engine.containers.supervisor import Ready, Supervisor
+
+
+class PlainProcess:
+    """What `launch()` returns, for a host process: pid, wait, kill, oom_killed, cleanup."""
+
+    def __init__(self, config) -> None:
+        self.popen = subprocess.Popen(list(config.argv), stdin=config.stdin, stdout=config.stdout,
+                                      stderr=config.stderr, env=dict(config.env))
+        self.pid = self.popen.pid
+        self.cleaned = False
+
+    def wait(self) -> int:
+        code = self.popen.wait()
+        return 128 - code if code < 0 else code
+
+    def kill(self, sig: int) -> None:
+        self.popen.send_signal(sig)
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def cleanup(self) -> None:
+        self.cleaned = True
+
+
+def make(store: ContainerStore, argv: tuple[str, ...], open_stdin: bool = False) -> ContainerRecord:
+    config = ContainerConfig(image="scratch", image_id="", cmd=argv, env=("PATH=/usr/bin:/bin",),
+                             open_stdin=open_stdin)
+    return store.create(lambda cid, name: ContainerRecord(cid, name, "2026-01-01T00:00:00Z", config,
+                                                          HostConfig(network="host")))
+
+
+def supervise(store, record, wait_attach=False):
+    processes = []
+
+    def launcher(config):
+        processes.append(PlainProcess(config))
+        return processes[0]
+
+    sup = Supervisor(store, record.id, Ready(None), wait_attach, launcher=launcher)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", sup.run()))
+    thread.start()
+    return thread, result, processes
+
+
+@pytest.fixture
+def store(tmp_path):
+    cwd = os.getcwd()
+    yield ContainerStore(tmp_path)
+    os.chdir(cwd)  # the supervisor binds its socket from inside the container's directory
+
+
+def test_output_is_logged_and_the_exit_recorded(store):
+    record = make(store, ("sh", "-c", "echo out; echo err >&2; exit 3"))
+    thread, result, processes = supervise(store, record)
+    thread.join(20)
+    assert result["code"] == 3 and processes[0].cleaned
+    after = store.get(record.id)
+    assert after.status is ContainerStatus.EXITED and after.exit_code == 3 and after.pid == 0
+    got = {(r.stream, r.data) for r in logs.read(store.dir(record.id).log)}
+    assert got == {("stdout", b"out"), ("stderr", b"err")}
+
+
+def test_attached_client_gets_stdin_through_and_the_exit(store):
+    record = make(store, ("cat",), open_stdin=True)
+    thread, result, _ = supervise(store, record, wait_attach=True)
+    import time
+
+    deadline = time.monotonic() + 10
+    while not store.dir(record.id).socket.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client = AttachClient(store.dir(record.id), stdin=True, stdout=True, stderr=True)
+    client.send(Frame.STDIN, b"through the supervisor\n")
+    client.send(Frame.STDIN_EOF)
+    r, w = os.pipe()
+    outcome = client.relay(None, w, w)
+    os.close(w)
+    assert os.read(r, 1000) == b"through the supervisor\n" and outcome.exit_code == 0
+    client.close()
+    thread.join(20)
+    assert result["code"] == 0
+
+
+def test_signal_from_a_client_reaches_the_process(store):
+    record = make(store, ("sleep", "30"))
+    thread, result, _ = supervise(store, record)
+    import time
+
+    deadline = time.monotonic() + 10
+    while store.get(record.id).status is not ContainerStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client = AttachClient(store.dir(record.id))
+    client.signal(signal.SIGTERM)
+    assert client.wait(10).exit_code == 128 + signal.SIGTERM
+    client.close()
+    thread.join(20)
+    assert store.get(record.id).exit_code == 143

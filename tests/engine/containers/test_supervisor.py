@@ -103,7 +103,7 @@ def test_attached_client_gets_stdin_through_and_the_exit(store):
 
 def test_signal_from_a_client_reaches_the_process(store):
     record = make(store, ("sleep", "30"))
-    thread, result, _ = supervise(store, record)
+    thread, _result, _ = supervise(store, record)
     import time
 
     deadline = time.monotonic() + 10

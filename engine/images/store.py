@@ -25,8 +25,6 @@ from typing import Any, BinaryIO
 from engine.errors import ImageError
 from engine.images.blobs import BlobStore
 from engine.images.content import (
-    OCI_LAYER,
-    OCI_MANIFEST,
     Descriptor,
     digest_hex,
     digest_of,
@@ -35,10 +33,6 @@ from engine.images.image import Image
 from engine.images.index import ImageIndex
 from engine.images.layers import LayerStore
 from engine.images.manifest import (
-    build_manifest,
-    canonical_json,
-    config_media_type,
-    new_config,
     parse_config,
     parse_manifest,
 )
@@ -273,36 +267,11 @@ class ImageStore:
                history_entry: dict[str, Any], tag: str | None = None) -> Image:
         """A new image: `parent` plus one layer (an uncompressed tar, whiteouts as `.wh.` entries; None adds
         a metadata-only step), its runtime config updated by `config_changes` (Env, Cmd, WorkingDir...: a
-        value of None deletes the key), and `history_entry` (created_by, comment...) appended."""
-        config = json.loads(json.dumps(parent.config)) if parent is not None else new_config([], "", [])
-        created = now_rfc3339()
-        runtime = config.setdefault("config", {}) or {}
-        for key, value in config_changes.items():
-            if value is None:
-                runtime.pop(key, None)
-            else:
-                runtime[key] = value
-        config["config"] = runtime
-        layers = list(parent.layers) if parent is not None else []
-        entry = {"created": created, **history_entry}
-        if layer_tar_path is not None:
-            with open(layer_tar_path, "rb") as src:
-                desc = self.ingest_blob(src, media_type=OCI_LAYER)
-            layers.append(Descriptor(OCI_LAYER, desc.digest, desc.size))
-            # An uncompressed layer's blob digest is its diff id.
-            config["rootfs"]["diff_ids"].append(desc.digest)
-        else:
-            entry["empty_layer"] = True
-        config["history"] = list(config.get("history") or []) + [entry]
-        config["created"] = created
-        config_bytes = canonical_json(config)
-        media = parent.manifest_media_type if parent is not None else OCI_MANIFEST
-        config_desc = self.blobs.ingest_bytes(config_bytes, config_media_type(media))
-        image = self.register_image(build_manifest(config_desc, layers, media), media)
-        if tag is not None:
-            self.tag(image, tag)
-            image = self.get(image.id)
-        return image
+        value of None deletes the key), and `history_entry` (created_by, comment...) appended; tagged `tag`.
+        See commit.py."""
+        from engine.images.commit import commit_image
+
+        return commit_image(self, parent, layer_tar_path, config_changes, history_entry, tag)
 
     # -- internals ----------------------------------------------------------------------------------------
 

@@ -278,8 +278,7 @@ class ImageStoreLike(ImageSink, Protocol):
 
     def get(self, image_id: str) -> Any: ...
 
-    @property
-    def layers(self) -> Any: ...  # the unpacked layers: ensure(diff_id, blob_path, blob_digest, label)
+    def prepare_layer(self, diff_id: str, blob: Descriptor, label: str) -> None: ...
 
     def resolve(self, reference_or_id: str) -> Any: ...
 
@@ -299,7 +298,7 @@ def pull(store: ImageStoreLike, reference: str, options: RegistryOptions,
 
     def extract(diff_id: str, desc: Descriptor, label: str) -> None:
         progress.finish(desc.digest, "Extracting")
-        store.layers.ensure(diff_id, store.blob_path(desc.digest), desc.digest, label)
+        store.prepare_layer(diff_id, desc, label)
         progress.finish(desc.digest, "Pull complete")
 
     with ThreadPoolExecutor(max_workers=_UNPACKERS, thread_name_prefix="rade-unpack") as unpackers:

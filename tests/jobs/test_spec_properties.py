@@ -112,3 +112,16 @@ def test_text_edits_of_a_valid_spec_give_a_spec_or_located_problems(position, cu
 
 def test_the_unmutated_spec_is_valid():
     assert _load(yaml.safe_dump(FULL)) is not None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.lists(st.sampled_from(KEYS + ["0", "1", ""]), min_size=0, max_size=3),
+                          st.sampled_from(["=", "", "=="]), st.text(max_size=12)), max_size=3))
+def test_any_set_options_give_a_spec_or_problems_naming_the_option(options):
+    overrides = [".".join(path) + equals + value for path, equals, value in options]
+    try:
+        parse_spec(yaml.safe_dump(FULL), "job.yaml", overrides, base_dir="/jobs")
+    except SpecError as err:
+        for problem in err.problems:
+            assert problem.file == "job.yaml" and problem.line >= 1 or problem.file.startswith("--set "), \
+                str(problem)

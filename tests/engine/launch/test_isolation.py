@@ -174,3 +174,12 @@ def test_missing_network_namespace_is_refused_before_fork(launcher):
     with pytest.raises(LaunchError) as caught:
         launcher.run(["true"], network="/run/netns/rade-test-absent")
     assert caught.value.step == "join network namespace"
+
+
+def test_without_seccomp_the_default_set_loses_mknod(launcher):
+    script = "grep -E '^(CapEff|Seccomp):' /proc/self/status; mknod /tmp/disk b 8 0 || echo refused"
+    result = launcher.run(["sh", "-c", script], seccomp=False)
+    status = dict(line.split(":\t") for line in result.out.splitlines() if ":\t" in line)
+    assert status["Seccomp"] == "0"
+    assert not int(status["CapEff"], 16) >> capabilities.CAPABILITIES["MKNOD"] & 1
+    assert "refused" in result.out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine import nsenter
-from engine.errors import CommandNotFound
+from engine.errors import CommandNotFound, LaunchError
 
 pytestmark = pytest.mark.root
 
@@ -37,5 +37,27 @@ def test_entered_missing_command_is_127(launcher):
     process = launcher.start(config)
     with pytest.raises(CommandNotFound):
         nsenter.enter(process.pid, process.cgroup, config, ("nope",))
+    process.kill(9)
+    process.wait()
+
+
+def test_entering_an_exited_container_is_a_clear_error(launcher):
+    config = launcher.config(["true"])
+    process = launcher.start(config)
+    process.wait()
+    with pytest.raises(LaunchError) as caught:
+        nsenter.enter(process.pid, process.cgroup, config, ("true",))
+    assert caught.value.step == "enter container" and "running" in (caught.value.hint or "")
+
+
+def test_entered_process_takes_the_given_workdir_and_environment(launcher, tmp_path):
+    config = launcher.config(["sleep", "30"], cwd="/tmp")
+    process = launcher.start(config)
+    with open(tmp_path / "out", "w+") as out:
+        entered = nsenter.enter(process.pid, process.cgroup, config, ("sh", "-c", "pwd; echo $GREETING"),
+                                env={"GREETING": "hello", "PATH": "/bin"}, cwd="/bin", stdout=out.fileno())
+        assert entered.wait() == 0
+        out.seek(0)
+        assert out.read() == "/bin\nhello\n"
     process.kill(9)
     process.wait()

@@ -42,7 +42,7 @@ class AgentDesk:
         node = NodeRecord(name=name, cores=tuple(cores), memory=msg.memory, gpus=tuple(range(msg.gpus)),
                           labels={"arch": msg.arch, **msg.labels}, address=msg.address, down=False,
                           drain=old.drain if old else None, registered_at=state.clock.time(),
-                          boot=msg.agent_version)
+                          boot=msg.agent_version, numa=tuple(tuple(group) for group in msg.numa_nodes))
         state.put_node(node)
         state.connected.add(name)
         state.heartbeats.heard(name)

@@ -167,6 +167,7 @@ class SchedulerDaemon:
             except RadeError as err:
                 log.warning("agent %s: %s", peer, err)
             except Exception:
+                # A bug in handling one message must not stop the cluster's scheduler.
                 log.exception("agent %s: message dropped after an internal error", peer)
 
     def _on_agent(self, peer: str, msg: Message) -> None:

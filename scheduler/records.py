@@ -123,3 +123,4 @@ class NodeRecord:
     registered_at: float = 0.0
     boot: str = ""
     last_seq: int = 0
+    numa: tuple[tuple[int, ...], ...] = ()

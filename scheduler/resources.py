@@ -55,7 +55,8 @@ class NodeView:
     """A node as placement sees it: capacity, what is in use, labels, and whether it takes new work.
 
     `core_load` holds the millicpus in use on each core of `cores`, index for index. `blocked` is None when
-    the node accepts work, else why not (`down`, `draining`, ...).
+    the node accepts work, else why not (`down`, `draining`, ...). `numa` groups the core ids by NUMA
+    node: a task's exclusive cores are taken from one NUMA node when one can hold them all.
     """
 
     name: str
@@ -68,6 +69,7 @@ class NodeView:
     gpus_used: frozenset[int] = frozenset()
     blocked: str | None = None
     tasks: int = 0
+    numa: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.core_load:
@@ -110,11 +112,7 @@ class NodeView:
         loads = list(self.core_load)
         chosen: list[int] = []
         if demand.is_exclusive:
-            for i, load in enumerate(loads):
-                if load == 0:
-                    chosen.append(i)
-                    if len(chosen) == demand.core_count:
-                        break
+            chosen = self._idle_cores_for(loads, demand.core_count)
             for i in chosen:
                 loads[i] = MILLI
         else:
@@ -133,6 +131,25 @@ class NodeView:
         view = replace(self, core_load=tuple(loads), memory_used=self.memory_used + demand.memory,
                        gpus_used=self.gpus_used | frozenset(gpus), tasks=self.tasks + 1)
         return view, grant
+
+    def _idle_cores_for(self, loads: list[int], count: int) -> list[int]:
+        """Indices of `count` idle cores: all in the NUMA node with the fewest idle cores that holds them
+        (memory stays local, big NUMA holes stay whole), else from the emptiest NUMA nodes first."""
+        if not self.numa:
+            return [i for i, load in enumerate(loads) if load == 0][:count]
+        groups = []
+        for group in self.numa:
+            indices = [self._index(core) for core in group]
+            groups.append([i for i in indices if i is not None and loads[i] == 0])
+        holding = [g for g in groups if len(g) >= count]
+        if holding:
+            return min(holding, key=len)[:count]
+        chosen: list[int] = []
+        for group in sorted(groups, key=len, reverse=True):
+            chosen.extend(group[: count - len(chosen)])
+        grouped = {i for g in groups for i in g}
+        chosen.extend(i for i, load in enumerate(loads) if load == 0 and i not in grouped)
+        return chosen[:count]
 
     def with_grant(self, grant: Grant) -> NodeView:
         """This node with a granted task added on exactly the grant's cores (a plan being committed)."""

@@ -101,7 +101,7 @@ class ClusterState:
     def _rebuild_view(self, name: str) -> None:
         node = self.nodes[name]
         view = NodeView(name=name, cores=node.cores, memory=node.memory, gpus=node.gpus, labels=node.labels,
-                        blocked=self._blocked(node))
+                        blocked=self._blocked(node), numa=node.numa)
         for key in self.on_node.get(name, ()):
             view = view.with_grant(self.tasks[key].grant)
         if name not in self.views:

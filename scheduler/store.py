@@ -49,7 +49,8 @@ CREATE TABLE nodes (
     name TEXT PRIMARY KEY, cores TEXT NOT NULL, memory INTEGER NOT NULL, gpus TEXT NOT NULL,
     labels TEXT NOT NULL, address TEXT NOT NULL DEFAULT '', down INTEGER NOT NULL DEFAULT 0,
     down_reason TEXT NOT NULL DEFAULT '', drain_reason TEXT, drain_started REAL, drain_deadline REAL,
-    registered_at REAL NOT NULL, boot TEXT NOT NULL DEFAULT '', last_seq INTEGER NOT NULL DEFAULT 0
+    registered_at REAL NOT NULL, boot TEXT NOT NULL DEFAULT '', last_seq INTEGER NOT NULL DEFAULT 0,
+    numa TEXT NOT NULL DEFAULT '[]'
 );
 """
 
@@ -156,8 +157,8 @@ class Store:
                 rows.append((n.name, json.dumps(n.cores), n.memory, json.dumps(n.gpus), json.dumps(dict(n.labels)),
                              n.address, int(n.down), n.down_reason, d.reason if d else None,
                              d.started_at if d else None, d.deadline if d else None, n.registered_at, n.boot,
-                             n.last_seq))
-            db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                             n.last_seq, json.dumps(n.numa)))
+            db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._nodes.clear()
 
     def close(self, commit: bool = True) -> None:
@@ -241,4 +242,4 @@ class Store:
         return NodeRecord(name=row[0], cores=tuple(json.loads(row[1])), memory=row[2],
                           gpus=tuple(json.loads(row[3])), labels=json.loads(row[4]), address=row[5],
                           down=bool(row[6]), down_reason=row[7], drain=drain, registered_at=row[11], boot=row[12],
-                          last_seq=row[13])
+                          last_seq=row[13], numa=tuple(tuple(group) for group in json.loads(row[14])))

@@ -68,9 +68,10 @@ class Harness:
         self.store.commit()
 
     def register(self, name: str, cpus: int = 4, memory: int = 16 * GIB, labels: dict | None = None,
-                 running: tuple[tuple[int, int, int], ...] = ()) -> None:
+                 running: tuple[tuple[int, int, int], ...] = (), numa: tuple = ()) -> None:
         self.desk.register(name, Register(node=name, cpus=cpus, memory=memory, gpus=0, arch="x86_64",
-                                          labels=labels or {}, running=tuple(TaskRef(*r) for r in running)))
+                                          labels=labels or {}, running=tuple(TaskRef(*r) for r in running),
+                                          numa_nodes=numa))
 
     def beat(self, *names: str) -> None:
         for name in names:

@@ -120,3 +120,18 @@ def test_job_larger_than_the_cluster_says_so():
     refused = place(demand(cpus=64), [node("n1", 4)])
     assert isinstance(refused, Rejection) and refused.reason is PendingReason.RESOURCES
     assert "larger" in refused.detail
+
+
+def test_exclusive_cores_stay_within_one_numa_node_when_they_fit():
+    view = NodeView(name="n1", cores=tuple(range(8)), memory=8 * GIB, numa=((0, 1, 2, 3), (4, 5, 6, 7)))
+    view, first = view.take(TaskDemand(1000, 0))
+    view, second = view.take(TaskDemand(3000, 0))
+    view, third = view.take(TaskDemand(4000, 0))
+    assert set(first.cores) | set(second.cores) == {0, 1, 2, 3}
+    assert third.cores == (4, 5, 6, 7)
+
+
+def test_a_task_larger_than_a_numa_node_spans_several():
+    view = NodeView(name="n1", cores=tuple(range(8)), memory=8 * GIB, numa=((0, 1, 2, 3), (4, 5, 6, 7)))
+    _, grant = view.take(TaskDemand(6000, 0))
+    assert len(grant.cores) == 6

@@ -255,3 +255,12 @@ def test_heartbeat_listing_an_old_attempt_gets_it_killed(harness, clock):
     harness.run_all(harness.launches())
     harness.desk.heartbeat("n1", Heartbeat(node="n1", seq=2, running=(TaskRef(job, 0, 0), TaskRef(99, 0, 3))))
     assert harness.kills() == [("n1", (99, 0, 3))]
+
+
+def test_numa_layout_from_registration_keeps_a_task_on_one_numa_node(harness):
+    harness.register("n1", cpus=8, numa=((0, 2, 4, 6), (1, 3, 5, 7)))
+    harness.state.submit(spec(cpus=1), "alice")
+    harness.state.submit(spec(cpus=4), "alice")
+    harness.schedule()
+    small, big = (m for _, m in harness.orders(Launch))
+    assert set(big.cpus) in ({0, 2, 4, 6}, {1, 3, 5, 7}) and small.cpus[0] not in big.cpus

@@ -43,7 +43,7 @@ def test_uncommitted_changes_are_lost_and_ids_are_never_reused(tmp_path, clock):
 def test_node_record_round_trips(tmp_path):
     store = Store(str(tmp_path / "s.db"))
     node = NodeRecord("n1", (0, 1, 2, 3), 8 << 30, (0,), {"arch": "x86_64"}, "10.0.0.1", False, "",
-                      Drain("bios", 5.0, 65.0), 1.0)
+                      Drain("bios", 5.0, 65.0), 1.0, numa=((0, 1), (2, 3)))
     store.put_node(node)
     store.commit()
     assert store.load().nodes == [node]

@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
+import shutil
+import sys
+import tempfile
 from typing import Any
 
 from jobs.errors import UsageError
@@ -189,19 +193,40 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_save(args: argparse.Namespace) -> int:
     from engine.images.formats import ArchiveFormat, save_images
 
-    if not args.output:
-        raise UsageError("rade save needs -o FILE", "e.g. rade save busybox -o busybox.tar")
-    save_images(_store(args), args.images, args.output, ArchiveFormat(args.format))
+    fmt = ArchiveFormat(args.format)
+    if args.output:
+        save_images(_store(args), args.images, args.output, fmt)
+        return 0
+    if sys.stdout.isatty() or fmt is ArchiveFormat.OCI_DIR:
+        raise UsageError("rade save needs -o FILE (or stdout redirected to a file or pipe)",
+                         "e.g. rade save busybox -o busybox.tar")
+    store = _store(args)
+    with tempfile.TemporaryDirectory(prefix="save-", dir=store.tmp) as scratch:
+        path = os.path.join(scratch, "archive.tar")
+        save_images(store, args.images, path, fmt)
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
+    sys.stdout.buffer.flush()
     return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     from engine.images.formats import load_images
 
-    source = args.input
-    if source is None:
-        raise UsageError("rade load needs -i FILE", "e.g. rade load -i busybox.tar")
-    for loaded in load_images(_store(args), source):
+    store = _store(args)
+    if args.input is not None:
+        return _report_loaded(args, load_images(store, args.input))
+    if sys.stdin.isatty():
+        raise UsageError("rade load needs -i FILE (or the archive on stdin)", "e.g. rade load -i busybox.tar")
+    with tempfile.TemporaryDirectory(prefix="load-", dir=store.tmp) as scratch:
+        path = os.path.join(scratch, "archive.tar")
+        with open(path, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        return _report_loaded(args, load_images(store, path))
+
+
+def _report_loaded(args: argparse.Namespace, images: list[Any]) -> int:
+    for loaded in images:
         if args.quiet:
             continue
         for tag in loaded.tags:
@@ -255,11 +280,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_history)
     p = subparsers.add_parser("save", help="write images to a docker-archive or OCI archive")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("-o", "--output", metavar="FILE", help="where to write (an oci-dir is a new directory)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="where to write (default: stdout when it is not a terminal; an oci-dir is a new directory)")
     p.add_argument("--format", default="docker-archive", choices=_SAVE_FORMATS)
     p.set_defaults(func=cmd_save)
     p = subparsers.add_parser("load", help="load images from a docker-archive, oci-archive or OCI layout")
-    p.add_argument("-i", "--input", metavar="FILE", help="the archive (or OCI layout directory)")
+    p.add_argument("-i", "--input", metavar="FILE",
+                   help="the archive or OCI layout directory (default: the archive on stdin)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_load)
     p = subparsers.add_parser("import", help="make a one-layer image from a root filesystem tarball")

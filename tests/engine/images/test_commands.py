@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -57,10 +59,24 @@ def test_save_and_load_through_the_command_line(rade, imported, tmp_path) -> Non
     assert rade("load", "-i", str(out)) == (0, "Loaded image: app:1\n", "")
 
 
+@pytest.mark.root
+def test_save_to_stdout_and_load_from_stdin(imported, state_root, tmp_path) -> None:
+    archive = tmp_path / "piped.tar"
+    with archive.open("wb") as out:
+        subprocess.run([sys.executable, "-m", "rade", "--root", state_root, "save", "app:1"], stdout=out,
+                       check=True)
+    other = str(tmp_path / "other")
+    with archive.open("rb") as src:
+        done = subprocess.run([sys.executable, "-m", "rade", "--root", other, "load"], stdin=src,
+                              capture_output=True, text=True, check=True)
+    assert done.stdout == "Loaded image: app:1\n"
+    assert inspect_image(other, "app:1")["Id"] == imported
+
+
 def test_errors_are_one_line_with_exit_codes(rade, tmp_path) -> None:
     code, _, err = rade("rmi", "nothing:here")
     assert code == 125 and err.startswith("rade: error: no such image: nothing:here") and err.count("\n") == 1
-    code, _, err = rade("save", "x")
+    code, _, err = rade("save", "x", "--format", "oci-dir")
     assert code == 2 and "needs -o FILE" in err
     code, _, err = rade("load", "-i", str(tmp_path / "missing.tar"))
     assert code == 125 and "missing.tar" in err and err.count("\n") == 1

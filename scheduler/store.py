@@ -25,7 +25,12 @@ from scheduler.resources import Grant, demand_from_spec
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# How each older schema becomes the next one; run in order, in one transaction, when an older file opens.
+_MIGRATIONS = {
+    1: ["ALTER TABLE nodes ADD COLUMN numa TEXT NOT NULL DEFAULT '[]'"],
+}
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -103,6 +108,15 @@ class Store:
             return
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row else 0
+        if version in _MIGRATIONS and version < SCHEMA_VERSION:
+            self._db.execute("BEGIN IMMEDIATE")
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    self._db.execute(statement)
+                version += 1
+            self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+            self._db.execute("COMMIT")
+            log.info("state database %s migrated to schema %d", self.path, version)
         if version != SCHEMA_VERSION:
             raise StoreError(f"state database {self.path} has schema version {version}; "
                              f"this scheduler knows version {SCHEMA_VERSION}",

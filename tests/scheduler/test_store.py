@@ -73,3 +73,18 @@ def test_database_is_in_wal_mode(tmp_path):
     db = sqlite3.connect(str(tmp_path / "s.db"))
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+
+
+def test_an_older_schema_is_migrated_in_place(tmp_path):
+    path = str(tmp_path / "s.db")
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE nodes DROP COLUMN numa")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    store = Store(path)
+    store.put_node(NodeRecord("n1", (0, 1), 1 << 30, numa=((0,), (1,))))
+    store.commit()
+    assert store.load().nodes[0].numa == ((0,), (1,))
+    store.close()

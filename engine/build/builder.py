@@ -38,6 +38,7 @@ class BuildState:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/"
     user: str = ""
+    shell: tuple[str, ...] = ("/bin/sh", "-c")
 
     @property
     def image_id(self) -> str:
@@ -101,19 +102,28 @@ class Builder:
             for key, value in parse_pairs(text, "ARG", ins.line):
                 state.args[key] = self.build_args.get(key, value)
             return
+        if ins.keyword == "SHELL":
+            shell = ins.json_args()
+            if not shell:
+                raise BuildError(f"{self.filename}:{ins.line}: SHELL takes the JSON form", 'e.g. SHELL ["/bin/sh", "-c"]')
+            state.shell = tuple(shell)
+            return
         if state.image is None and ins.keyword not in ("COPY", "ADD", "ENV", "WORKDIR", "USER", "CMD",
                                                        "ENTRYPOINT", "LABEL", "EXPOSE", "VOLUME"):
             raise BuildError(f"{self.filename}:{ins.line}: {ins.keyword} needs an image; FROM scratch has no shell")
         content = ""
         plan = None
         if ins.keyword in ("COPY", "ADD"):
+            if ins.keyword == "ADD" and any(w.startswith(("http://", "https://")) for w in split_words(text)):
+                raise BuildError(f"{self.filename}:{ins.line}: ADD of a URL is not supported (builds have no "
+                                 "downloads)", "download the file into the context and COPY it")
             if ins.flag("from"):
                 raise BuildError(f"{self.filename}:{ins.line}: COPY --from (multi-stage builds) is not supported",
                                  "build the other stage as its own image and COPY from the context")
             plan = self._copy_plan(state, ins, text)
             content = self.context.digest(plan)
         # RUN sees the build args in its environment, so they are part of what the step is.
-        used_args = json.dumps(sorted(state.args.items())) if ins.keyword == "RUN" else ""
+        used_args = json.dumps([sorted(state.args.items()), state.shell]) if ins.keyword == "RUN" else ""
         key = step_key(state.image_id, f"{ins.keyword} {text} {dict(ins.flags)} {used_args}", content)
         cached = self.cache.get(key)
         if cached is not None:
@@ -221,7 +231,10 @@ class Builder:
         os.close(fd)
         try:
             if ins.keyword == "ADD" and len(plan) == 1 and extract_local_archive(self.context.root / plan[0].rel):
-                _retarget_archive(self.context.root / plan[0].rel, Path(path), plan[0].target)
+                # An archive unpacks into the destination directory itself.
+                dest = (ins.json_args() or split_words(substitute(ins.text, state.values())))[-1]
+                dest = os.path.normpath(os.path.join(state.workdir, dest))
+                _retarget_archive(self.context.root / plan[0].rel, Path(path), dest)
             else:
                 self.context.write_layer(plan, Path(path), chown)
             return self.images.commit(state.image, path, {}, history)
@@ -231,7 +244,7 @@ class Builder:
     def _run(self, state: BuildState, ins: Instruction, text: str, history) -> Any:
         from engine.build.run_step import run_in_container
 
-        argv = ins.json_args() or ["/bin/sh", "-c", text]
+        argv = ins.json_args() or [*state.shell, text]
         env = tuple(f"{k}={v}" for k, v in state.args.items() if k not in state.env)
         code, layer_image = run_in_container(self.root, state.image, tuple(argv), env, history)
         if code != 0:

@@ -78,3 +78,20 @@ def test_from_scratch_with_copy(rade, tmp_path):
         assert history["Config"]["Cmd"] == ["/file"]
     finally:
         rade("rmi", "scratch-test:v1", check=False)
+
+
+def test_add_unpacks_a_local_archive_and_shell_changes_run(rade, tmp_path):
+    import tarfile
+
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "inside.txt").write_text("from the archive\n")
+    with tarfile.open(tmp_path / "files.tar.gz", "w:gz") as tar:
+        tar.add(payload / "inside.txt", arcname="inside.txt")
+    (tmp_path / "Containerfile").write_text(
+        'FROM busybox\nADD files.tar.gz /opt/\nSHELL ["/bin/sh", "-ec"]\nRUN cat /opt/inside.txt > /opt/copy.txt\n')
+    try:
+        rade("build", "-t", "add-test:v1", str(tmp_path))
+        assert rade.out("run", "--rm", "--network", "none", "add-test:v1", "cat", "/opt/copy.txt") == "from the archive"
+    finally:
+        rade("rmi", "add-test:v1", check=False)

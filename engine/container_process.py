@@ -32,15 +32,12 @@ class ContainerProcess:
     def wait(self) -> int:
         """Block until PID 1 exits; its exit status (the command's, 128+N if killed by signal N)."""
         if self._status is None:
-            while True:
-                try:
-                    _, status = os.waitpid(self.pid, 0)
-                    break
-                except InterruptedError:
-                    continue
-                except ChildProcessError:
-                    self._status = 255
-                    return self._status
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                # Reaped elsewhere (a SIGCHLD handler set to SIG_IGN): the status is lost.
+                self._status = 255
+                return self._status
             self._record(status)
         return self._status
 

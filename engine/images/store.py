@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from engine.errors import ImageError
+from engine.images.atomic import read_json, write_json_atomic
 from engine.images.blobs import BlobStore
 from engine.images.content import (
     Descriptor,
@@ -39,6 +40,7 @@ from engine.images.manifest import (
 from engine.images.reference import is_image_id_like, parse_reference
 
 _UNPACK_WORKERS = max(1, min(4, os.cpu_count() or 1))
+STORE_FORMAT = 1
 
 
 def now_rfc3339() -> str:
@@ -67,6 +69,17 @@ class ImageStore:
         self.layers = LayerStore(os.path.join(self.root, "layers"), tmp, locks)
         self.index = ImageIndex(self.root)
         self.tmp = tmp
+        self._check_format()
+
+    def _check_format(self) -> None:
+        """Record the layout's format version on first use; refuse a store a newer rade wrote."""
+        path = os.path.join(self.root, "format.json")
+        found = read_json(path)
+        if found is None:
+            write_json_atomic(path, {"version": STORE_FORMAT})
+        elif not isinstance(found, dict) or found.get("version") != STORE_FORMAT:
+            raise ImageError(f"the image store at {self.root} has format {found!r}, this rade reads version "
+                             f"{STORE_FORMAT}", "use the rade that made it, or another --root")
 
     # -- blobs --------------------------------------------------------------------------------------------
 

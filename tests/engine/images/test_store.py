@@ -144,3 +144,11 @@ def test_commit_adds_a_layer_and_config_changes_on_top_of_the_parent(store, tmp_
     meta_only = store.commit(child, None, {"Env": None}, {"created_by": "ENV"})
     assert meta_only.diff_ids == child.diff_ids and "Env" not in meta_only.runtime_config
     assert meta_only.history[-1]["empty_layer"] is True
+
+
+def test_a_store_of_another_format_version_is_refused(state_root) -> None:
+    ImageStore(state_root)
+    with open(os.path.join(state_root, "images", "format.json"), "w") as out:
+        json.dump({"version": 99}, out)
+    with pytest.raises(ImageError, match="format"):
+        ImageStore(state_root)

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ImageError
-from engine.images.unpack import unpack_layer
+from engine.images.tarsplit import SplitRecorder
+from engine.images.unpack import unpack_layer, unpack_region
 
 
 def seed_tar(kit, outside: str) -> bytes:
@@ -38,8 +39,8 @@ def seed_tar(kit, outside: str) -> bytes:
 @given(flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)),
                       min_size=1, max_size=12),
        cut=st.one_of(st.none(), st.integers(min_value=0)),
-       compress=st.booleans())
-def test_mutated_tarballs_are_refused_or_contained(kit, flips, cut, compress) -> None:
+       path=st.sampled_from(["blob", "gzip", "archive member"]))
+def test_mutated_tarballs_are_refused_or_contained(kit, flips, cut, path) -> None:
     area = tempfile.mkdtemp(prefix="rade-mutation-")
     try:
         outside = os.path.join(area, "outside")
@@ -53,12 +54,17 @@ def test_mutated_tarballs_are_refused_or_contained(kit, flips, cut, compress) ->
             data[position % len(data)] = value
         if cut is not None:
             del data[cut % len(data):]
-        blob = gzip.compress(bytes(data)) if compress else bytes(data)
+        blob = gzip.compress(bytes(data)) if path == "gzip" else bytes(data)
         source = os.path.join(area, "in.tar")
         with open(source, "wb") as out:
+            if path == "archive member":
+                out.write(b"\0" * 1024)  # the tar sits inside a larger file, as in a docker-archive
             out.write(blob)
         try:
-            unpack_layer(source, layer)
+            if path == "archive member":
+                unpack_region(source, 1024, len(blob), layer, SplitRecorder())
+            else:
+                unpack_layer(source, layer)
         except ImageError:
             pass
         os.unlink(source)

@@ -10,7 +10,6 @@ only writer; `rade logs` reads, optionally following the file as it grows.
 from __future__ import annotations
 
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,7 +67,8 @@ class LogWriter:
 
 
 def _records(fh, follow: Callable[[], bool] | None) -> Iterator[LogRecord]:
-    """Records from an open log file; when `follow` is given, wait for more while it returns True."""
+    """Records from an open log file; at its end, with `follow`, call it: it blocks until there may be
+    more (True) or the writer is gone (False)."""
     pending = b""
     while True:
         chunk = fh.readline()
@@ -89,7 +89,6 @@ def _records(fh, follow: Callable[[], bool] | None) -> Iterator[LogRecord]:
                 if record is not None:
                     yield record
             return
-        time.sleep(0.05)
 
 
 def read(path: str | os.PathLike[str], tail: int | None = None,

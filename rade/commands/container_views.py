@@ -44,24 +44,36 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from engine.containers import logs
-    from engine.containers.status import ContainerStatus, is_active
+    from engine.containers.status import is_active
 
     store = _store(args)
     record = store.find(args.container)
     cdir = store.dir(record.id)
 
-    def running() -> bool:
-        try:
-            return is_active(store.get(record.id).status)
-        except Exception:  # noqa: BLE001 - removed while we follow: stop following
-            return False
+    client = None
+    if args.follow and is_active(record.status):
+        from engine.containers.client import AttachClient
+        from engine.errors import ContainerError
 
-    follow = running if args.follow and record.status is not ContainerStatus.REMOVING else None
+        # Connected before the file is read: every line written later wakes us with a frame, and the
+        # supervisor hangs up when the container is gone. The lines themselves are read from the file.
+        try:
+            client = AttachClient(cdir, stdout=True, stderr=True)
+        except ContainerError:
+            client = None
+
+    def more() -> bool:
+        return client.receive(None) is not None
+
     out = sys.stdout.buffer
-    for entry in logs.read(cdir.log, tail=args.tail, follow=follow):
-        out.write(logs.render(entry, args.timestamps))
-        if follow is not None:
-            out.flush()
+    try:
+        for entry in logs.read(cdir.log, tail=args.tail, follow=more if client is not None else None):
+            out.write(logs.render(entry, args.timestamps))
+            if client is not None:
+                out.flush()
+    finally:
+        if client is not None:
+            client.close()
     out.flush()
     return 0
 

@@ -13,9 +13,10 @@ import http.client
 import os
 from typing import BinaryIO
 
+from engine.images.connections import Response
 from engine.images.content import Descriptor
 from engine.images.progress import TransferProgress
-from engine.images.registry import RegistryClient, RegistryUnreachable, Response
+from engine.images.registry import RegistryClient, RegistryUnreachable
 
 # Resumes within one download before it starts over (a new ingest): a link that keeps dropping gets a
 # bounded number of tries, not one per chunk.

@@ -25,11 +25,11 @@ from typing import BinaryIO, Self
 from engine.errors import RegistryError
 from engine.images import auth
 from engine.images.auth import Challenge, Credentials, Token
+from engine.images.connections import ConnectionPool, Response
 
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_API = "registry-1.docker.io"
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
-_BLOCK = 1 << 20
 _MAX_REDIRECTS = 5
 _RETRIES = 3
 # Answers that mean "busy, ask again": reads are retried a few times, after Retry-After when given.
@@ -62,62 +62,6 @@ def endpoint_for(registry: str, tls_verify: bool = True) -> Endpoint:
                     tls_verify=tls_verify)
 
 
-@dataclass(slots=True)
-class Response:
-    """A registry's answer: status, headers, and either the whole body or the open stream."""
-
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-    url: str
-    raw: http.client.HTTPResponse | None = None
-    _release: Callable[[bool], None] | None = None
-
-    def header(self, name: str, default: str = "") -> str:
-        return self.headers.get(name, default)
-
-    def close(self, reusable: bool = False) -> None:
-        """Give the connection back (only when the stream was read to its end) or close it."""
-        if self._release is not None:
-            self._release(reusable)
-            self._release = None
-
-
-class _Pool:
-    """Idle kept-alive connections per (scheme, host); a connection is used by one thread at a time."""
-
-    def __init__(self, tls_verify: bool, timeout: float) -> None:
-        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-        self._timeout = timeout
-        self._context = ssl.create_default_context()
-        if not tls_verify:
-            self._context.check_hostname = False
-            self._context.verify_mode = ssl.CERT_NONE
-
-    def take(self, scheme: str, host: str) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection (and whether it was reused: a reused one may have been closed by the server)."""
-        with self._lock:
-            idle = self._idle.get((scheme, host))
-            if idle:
-                return idle.pop(), True
-        if scheme == "https":
-            return http.client.HTTPSConnection(host, timeout=self._timeout, context=self._context,
-                                               blocksize=_BLOCK), False
-        return http.client.HTTPConnection(host, timeout=self._timeout, blocksize=_BLOCK), False
-
-    def give(self, scheme: str, host: str, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            self._idle.setdefault((scheme, host), []).append(conn)
-
-    def close(self) -> None:
-        with self._lock:
-            for conns in self._idle.values():
-                for conn in conns:
-                    conn.close()
-            self._idle.clear()
-
-
 class RegistryClient:
     """Requests to one registry's /v2/ API, authenticated as needed."""
 
@@ -126,7 +70,7 @@ class RegistryClient:
         self.endpoint = endpoint
         self._sleep = sleep
         self.credentials = credentials
-        self._pool = _Pool(endpoint.tls_verify, timeout)
+        self._pool = ConnectionPool(endpoint.tls_verify, timeout)
         self._challenge: Challenge | None = None
         self._tokens: dict[str, Token] = {}
         self._auth_lock = threading.Lock()

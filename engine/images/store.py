@@ -147,7 +147,6 @@ class ImageStore:
         another manifest of the same config (compressed differently) is remembered beside the first.
         """
         parsed = parse_manifest(manifest, media_type)
-        manifest_desc = self.blobs.ingest_bytes(manifest, parsed.media_type)
         for what, desc in [("config", parsed.config)] + [(f"layer {i}", d) for i, d in enumerate(parsed.layers)]:
             if not self.has_blob(desc.digest):
                 raise ImageError(f"image {what} blob {desc.digest} is not in the store",
@@ -172,7 +171,13 @@ class ImageStore:
             for job in jobs.values():
                 job.result()
         infos = {diff_id: self.layers.get(diff_id) for diff_id in config.diff_ids}
+        manifest_desc = self.blobs.ingest_bytes(manifest, parsed.media_type)
         with self.index.locked():
+            # An rmi in another process collects only what no recorded image uses; re-check under its lock
+            # that it did not take a layer of this image before the record below protects them.
+            if any(self.layers.get(d) is None for d in config.diff_ids) or not self.blobs.has(image_id):
+                raise ImageError(f"a layer of image {digest_hex(image_id)[:12]} was removed while it was "
+                                 "being registered", "run the command again")
             record = self.index.get(image_id)
             if record is None:
                 record = {

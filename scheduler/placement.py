@@ -31,6 +31,7 @@ class PendingReason(str, enum.Enum):
     NODES_DRAINED = "NodesDrained"
     NODES_DOWN = "NodesDown"
     NO_NODES = "NoNodes"
+    ARRAY_LIMIT = "JobArrayTaskLimit"
 
 
 # What `NodeView.blocked` says of a node that no agent answers for (as opposed to one an admin drained).

@@ -58,6 +58,7 @@ class JobRecord:
     started_at: float | None = None
     ended_at: float | None = None
     array_index: int | None = None
+    array_of: int | None = None  # the first job of its array, which names the array
 
     @property
     def is_ended(self) -> bool:

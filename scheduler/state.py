@@ -26,6 +26,7 @@ from jobs.states import JobState, TaskState, advance
 from jobs.units import parse_array
 from scheduler.clock import Clock
 from scheduler.drain import begin_drain, overdue
+from scheduler.holds import array_limit, dependency_hold, over_array_limits
 from scheduler.nodes import HeartbeatBook, Liveness
 from scheduler.placement import PendingReason, Plan, Rejection
 from scheduler.queue import QueuedJob, schedule_pass
@@ -73,6 +74,8 @@ class ClusterState:
         self.placed_total = 0
         # Jobs submitted since the last pass: when nothing else changed, a pass need look only at them.
         self._fresh: list[int] = []
+        # Arrays with a `%N` limit on how many of them run at once: first job -> (N, live member ids).
+        self._limited: dict[int, tuple[int, set[int]]] = {}
         self._last_pass: tuple[dict[str, int], dict[tuple, Rejection]] | None = None
         self._load()
 
@@ -87,6 +90,7 @@ class ClusterState:
                 self.heartbeats.expect(node.name)
         for job in loaded.jobs:
             self.jobs[job.id] = job
+            self._track_array(job)
         for task in loaded.tasks:
             self.tasks[task.key] = task
             if task.attempt == self.jobs[task.job_id].attempt:
@@ -145,17 +149,20 @@ class ClusterState:
         spec = JobSpec.from_dict(spec_data, origin="submitted spec")
         plain = spec.to_dict()
         indices: Iterable[int | None] = (None,)
+        array_of = None
         if plain.get("array"):
             indices = parse_array(plain["array"]).indices
+            array_of = self._next_id
         now = self.clock.time()
         ids = []
         for index in indices:
             job_id = self._next_id
             self._next_id += 1
             job = JobRecord(id=job_id, name=spec.name, user=user, spec=plain, demand=demand_from_spec(job_id, plain),
-                            priority=spec.priority, submitted_at=now, array_index=index)
+                            priority=spec.priority, submitted_at=now, array_index=index, array_of=array_of)
             self.store.insert_job(job)
             self.jobs[job_id] = job
+            self._track_array(job)
             self._fresh.append(job_id)
             ids.append(job_id)
         log.debug("job %s submitted by %s: %s", ",".join(map(str, ids)), user, spec.name)
@@ -214,9 +221,11 @@ class ClusterState:
         self.dirty = False
         self._fresh.clear()
         queued = []
+        over_limit = over_array_limits(self._limited.values(), self.jobs)
         for job in candidates:
             if job.state is JobState.PENDING:
-                held = self._held(job)
+                held = (PendingReason.ARRAY_LIMIT, "") if job.id in over_limit else \
+                    dependency_hold(job, self.jobs, self.ended)
                 queued.append(QueuedJob(job.id, job.priority, job.id, job.demand,
                                         held[0] if held else None, held[1] if held else ""))
         if not queued:
@@ -236,26 +245,10 @@ class ClusterState:
         self.placed_total += placed
         return placed
 
-    def _held(self, job: JobRecord) -> tuple[PendingReason, str] | None:
-        """Whether a dependency holds the job, and which."""
-        for entry in job.depends_on:
-            for kind, targets in entry.items():
-                for target in targets if isinstance(targets, list) else [targets]:
-                    verdict = self._dependency(kind, int(target))
-                    if verdict is not None:
-                        return verdict, f"{kind}:{target}"
-        return None
-
-    def _dependency(self, kind: str, target: int) -> PendingReason | None:
-        if target in self.jobs:
-            started = self.jobs[target].state is not JobState.PENDING
-            return None if kind == "after" and started else PendingReason.DEPENDENCY
-        if target not in self.ended:
-            return PendingReason.DEPENDENCY_NEVER_SATISFIED
-        ok = self.ended[target][0] is JobState.COMPLETED
-        if (kind == "afterok" and not ok) or (kind == "afternotok" and ok):
-            return PendingReason.DEPENDENCY_NEVER_SATISFIED
-        return None
+    def _track_array(self, job: JobRecord) -> None:
+        limit = array_limit(job)
+        if limit:
+            self._limited.setdefault(job.array_of, (limit, set()))[1].add(job.id)  # type: ignore[arg-type]
 
     def _commit_plan(self, plan: Plan) -> bool:
         """Re-check a plan against the live nodes, then make it so: tasks recorded, launches queued."""
@@ -377,6 +370,11 @@ class ClusterState:
         self.store.update_job(job)
         del self.jobs[job.id]
         self.ended[job.id] = (job.state, exit_code)
+        if job.array_of in self._limited:
+            members = self._limited[job.array_of][1]
+            members.discard(job.id)
+            if not members:
+                del self._limited[job.array_of]
         self.why.pop(job.id, None)
         for key in self.current.pop(job.id, []):
             self.tasks.pop(key, None)

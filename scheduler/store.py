@@ -25,11 +25,12 @@ from scheduler.resources import Grant, demand_from_spec
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # How each older schema becomes the next one; run in order, in one transaction, when an older file opens.
 _MIGRATIONS = {
     1: ["ALTER TABLE nodes ADD COLUMN numa TEXT NOT NULL DEFAULT '[]'"],
+    2: ["ALTER TABLE jobs ADD COLUMN array_of INTEGER"],
 }
 
 _SCHEMA = """
@@ -39,7 +40,7 @@ CREATE TABLE jobs (
     name TEXT NOT NULL, user TEXT NOT NULL, spec TEXT NOT NULL, priority INTEGER NOT NULL,
     state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', attempt INTEGER NOT NULL DEFAULT 0,
     exit_code INTEGER, outcome TEXT, outcome_code INTEGER,
-    submitted_at REAL NOT NULL, started_at REAL, ended_at REAL, array_index INTEGER
+    submitted_at REAL NOT NULL, started_at REAL, ended_at REAL, array_index INTEGER, array_of INTEGER
 );
 CREATE INDEX jobs_live ON jobs (state) WHERE state IN ('PENDING', 'STARTING', 'RUNNING');
 CREATE TABLE tasks (
@@ -146,9 +147,9 @@ class Store:
         if self._inserts:
             db.executemany(
                 "INSERT INTO jobs (id, name, user, spec, priority, state, reason, attempt, submitted_at,"
-                " array_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " array_index, array_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(j.id, j.name, j.user, json.dumps(j.spec, separators=(",", ":")), j.priority, j.state.value,
-                  j.reason, j.attempt, j.submitted_at, j.array_index) for j in self._inserts])
+                  j.reason, j.attempt, j.submitted_at, j.array_index, j.array_of) for j in self._inserts])
             self._inserts.clear()
         if self._jobs:
             db.executemany(
@@ -241,7 +242,7 @@ class Store:
         return JobRecord(id=row[0], name=row[1], user=row[2], spec=spec, demand=demand_from_spec(row[0], spec),
                          priority=row[4], state=JobState(row[5]), reason=row[6], attempt=row[7], exit_code=row[8],
                          outcome=Outcome(row[9]) if row[9] else None, outcome_code=row[10], submitted_at=row[11], started_at=row[12],
-                         ended_at=row[13], array_index=row[14])
+                         ended_at=row[13], array_index=row[14], array_of=row[15])
 
     @staticmethod
     def _task(row: tuple) -> TaskRecord:

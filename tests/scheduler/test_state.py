@@ -264,3 +264,16 @@ def test_numa_layout_from_registration_keeps_a_task_on_one_numa_node(harness):
     harness.schedule()
     small, big = (m for _, m in harness.orders(Launch))
     assert set(big.cpus) in ({0, 2, 4, 6}, {1, 3, 5, 7}) and small.cpus[0] not in big.cpus
+
+
+def test_array_limit_runs_at_most_n_at_once(harness):
+    harness.register("n1", cpus=8)
+    ids = harness.state.submit(spec(array="0-3%2"), "alice")
+    harness.schedule()
+    launches = harness.launches()
+    assert [key[0] for _, key in launches] == ids[:2]
+    assert harness.state.jobs[ids[2]].reason == "JobArrayTaskLimit"
+    harness.run_all(launches)
+    harness.update("n1", launches[0][1], TaskState.COMPLETED, 0)
+    harness.schedule()
+    assert [key[0] for _, key in harness.launches()] == [ids[2]]

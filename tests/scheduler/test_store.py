@@ -80,6 +80,7 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     Store(path).close()
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE nodes DROP COLUMN numa")
+    db.execute("ALTER TABLE jobs DROP COLUMN array_of")
     db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     db.commit()
     db.close()

@@ -247,8 +247,8 @@ class ClusterState:
 
     def _track_array(self, job: JobRecord) -> None:
         limit = array_limit(job)
-        if limit:
-            self._limited.setdefault(job.array_of, (limit, set()))[1].add(job.id)  # type: ignore[arg-type]
+        if limit and job.array_of is not None:
+            self._limited.setdefault(job.array_of, (limit, set()))[1].add(job.id)
 
     def _commit_plan(self, plan: Plan) -> bool:
         """Re-check a plan against the live nodes, then make it so: tasks recorded, launches queued."""

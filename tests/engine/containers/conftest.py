@@ -63,7 +63,7 @@ def container_ids(root: Path) -> list[str]:
     return sorted(p.name for p in base.iterdir() if len(p.name) == 64) if base.is_dir() else []
 
 
-def leftovers(ids: list[str]) -> list[str]:
+def leftovers(root: Path, ids: list[str]) -> list[str]:
     """What the host still holds of these containers: mounts, netns, links, cgroups."""
     found = []
     with open("/proc/self/mountinfo") as fh:
@@ -71,8 +71,10 @@ def leftovers(ids: list[str]) -> list[str]:
     for cid in ids:
         if cid in mounts:
             found.append(f"mount of {cid[:12]}")
-        if os.path.exists(f"/run/netns/rade-{cid}"):
-            found.append(f"netns of {cid[:12]}")
+        from engine.network.container import is_network_left
+
+        if is_network_left(root, cid):
+            found.append(f"netns or veth of {cid[:12]}")
         for base, _dirs, _files in os.walk("/sys/fs/cgroup"):
             if cid in os.path.basename(base):
                 found.append(f"cgroup {base}")
@@ -107,7 +109,7 @@ def rade(image_root: Path) -> Iterator[Rade]:
             except (OSError, ValueError):
                 pass
             runner("rm", "-f", "-v", cid, check=False)
-        left = leftovers(made)
+        left = leftovers(image_root, made)
         for pid in pids:
             if pid:
                 try:

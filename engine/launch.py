@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from engine import capabilities, init, rootfs
 from engine import seccomp as seccomp_filter
-from engine.cgroups import Limits, NoCgroup, open_cgroup
+from engine.cgroups import Limits, NoCgroup, container_view, open_cgroup
 from engine.container_process import ContainerProcess
 from engine.errors import CgroupError, CommandNotExecutable, CommandNotFound, LaunchError
 from engine.launch_config import NETWORK_HOST, NETWORK_NONE, LaunchConfig, Mount
@@ -70,6 +70,7 @@ class Plan:
     program: seccomp_filter.Program | None
     etc: dict[str, str]
     rootless: bool
+    cgroup_view: tuple[tuple[str, str], ...]
     netns_fd: int | None
     console: str | None
     sync_fd: int
@@ -158,6 +159,11 @@ def _cgroup_namespace(p: Plan) -> None:
     p.sys.unshare(CLONE_NEWCGROUP)
 
 
+def _cgroup_view(p: Plan) -> None:
+    # In the new cgroup namespace (the mounts' roots are the container's cgroups); before seccomp.
+    rootfs.mount_cgroup_view(p.sys, p.cgroup_view)
+
+
 def _workdir(p: Plan) -> None:
     # While still root with every capability: a missing workdir is made, as Docker does.
     path = p.config.cwd
@@ -222,6 +228,7 @@ STEPS = (
     ("read-only root", _read_only),
     ("wait for the cgroup", _wait_for_cgroup),
     ("unshare cgroup namespace", _cgroup_namespace),
+    ("mount /sys/fs/cgroup", _cgroup_view),
     ("workdir", _workdir),
     ("set up stdio", _stdio),
     ("no_new_privs", _no_new_privs),
@@ -291,8 +298,9 @@ def make_plan(config: LaunchConfig, sys: Syscalls) -> Plan:
     return Plan(config=config, sys=sys, hostname=hostname, env=env,
                 cap_mask=_capability_mask(config), last_cap=capabilities.last_cap(),
                 program=seccomp_filter.program() if config.seccomp else None,
-                etc=rootfs.etc_files(config, hostname), rootless=rootless, netns_fd=netns_fd, console=console,
-                sync_fd=-1, err_fd=-1)
+                etc=rootfs.etc_files(config, hostname), rootless=rootless,
+                cgroup_view=() if rootless else container_view(config.limits), netns_fd=netns_fd,
+                console=console, sync_fd=-1, err_fd=-1)
 
 
 def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:

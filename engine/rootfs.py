@@ -258,5 +258,27 @@ def _try_mount(sys: Syscalls, source: str, target: str, fstype: str | None, flag
     return True
 
 
+def mount_cgroup_view(sys: Syscalls, view: tuple[tuple[str, str], ...]) -> None:
+    """/sys/fs/cgroup, read-only: the container's own cgroups (`engine.cgroups.container_view`), so that
+    runtimes sizing themselves from their limits (JVMs, Go, OpenBLAS thread counts) find them.
+
+    Run inside the container's cgroup namespace, after pivot_root: each hierarchy's root is then the
+    container's own cgroup."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
+    if view == (("", ""),):
+        sys.mount("cgroup2", "/sys/fs/cgroup", "cgroup2", flags)
+        return
+    if not view:
+        return
+    sys.mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k")
+    for name, options in view:
+        os.mkdir(f"/sys/fs/cgroup/{name}")
+        sys.mount("cgroup", f"/sys/fs/cgroup/{name}", "cgroup", flags, options)
+        for controller in options.split(","):
+            if controller != name:  # "cpu" and "cpuacct" as links to "cpu,cpuacct", as hosts have them
+                os.symlink(name, f"/sys/fs/cgroup/{controller}")
+    sys.mount(None, "/sys/fs/cgroup", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
 def read_only_root(sys: Syscalls) -> None:
     sys.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)

@@ -11,7 +11,7 @@ import os
 
 from engine.cgroups.driver import DEFAULT_PARENT, NO_LIMITS, CgroupDriver, CgroupStats, Limits
 from engine.cgroups.none import NoCgroup
-from engine.cgroups.v1 import CgroupV1, hierarchies
+from engine.cgroups.v1 import CgroupV1, hierarchies, joined_controllers
 from engine.cgroups.v2 import CgroupV2
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "CgroupV2",
     "Limits",
     "NoCgroup",
+    "container_view",
     "host_version",
     "open_cgroup",
 ]
@@ -34,6 +35,24 @@ def host_version() -> int:
     if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers"):
         return 2
     return 1 if "memory" in hierarchies() else 2
+
+
+def container_view(limits: Limits) -> tuple[tuple[str, str], ...]:
+    """What to mount on the container's /sys/fs/cgroup (inside its cgroup namespace) so that it sees its
+    own cgroups read-only, as Docker shows them: (subdirectory, mount options) for each v1 hierarchy the
+    container is in, ("", "") for one cgroup2 mount on a v2 host, nothing on a hybrid host's cgroup2."""
+    if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers"):
+        return (("", ""),)
+    mounts = hierarchies()
+    if "memory" not in mounts:
+        return ()
+    view: dict[str, str] = {}
+    for controller in joined_controllers(limits):
+        if controller in mounts:
+            point = mounts[controller]
+            # Co-mounted controllers ("cpu,cpuacct") are one hierarchy, mounted with all their names.
+            view[os.path.basename(point)] = ",".join(c for c, m in mounts.items() if m == point)
+    return tuple(view.items())
 
 
 def open_cgroup(container_id: str, parent: str = DEFAULT_PARENT) -> CgroupDriver:

@@ -44,6 +44,18 @@ def hierarchies() -> dict[str, str]:
     return found
 
 
+def joined_controllers(limits: Limits) -> tuple[str, ...]:
+    """The controllers a container with these limits is in (the rest would hold no limit of its own)."""
+    wanted = list(ALWAYS)
+    if limits.cpus is not None or limits.cpu_shares:
+        wanted.append("cpu")
+    if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
+        wanted.append("cpuset")
+    if limits.pids is not None:
+        wanted.append("pids")
+    return tuple(wanted)
+
+
 class CgroupV1:
     """One container's cgroups in the v1 hierarchies (see the module docstring)."""
 

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from engine import capabilities
+from engine.cgroups import Limits
 from engine.errors import LaunchError
 from engine.launch_config import Mount
 
@@ -183,3 +184,13 @@ def test_without_seccomp_the_default_set_loses_mknod(launcher):
     assert status["Seccomp"] == "0"
     assert not int(status["CapEff"], 16) >> capabilities.CAPABILITIES["MKNOD"] & 1
     assert "refused" in result.out
+
+
+def test_container_sees_its_own_cgroups_read_only(launcher):
+    script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes; ls /sys/fs/cgroup; "
+              "echo 1 > /sys/fs/cgroup/memory/memory.limit_in_bytes && echo writable; ls /sys/fs/cgroup/memory/rade")
+    result = launcher.run(["sh", "-c", script], limits=Limits(memory=64 << 20))
+    lines = result.out.split()
+    assert lines[0] == str(64 << 20)  # its own limit: the hierarchy's root is the container's cgroup
+    assert "memory" in lines and "cpuacct" in lines and "pids" not in lines  # no pids limit, no pids view
+    assert "writable" not in result.out and "Read-only file system" in result.err

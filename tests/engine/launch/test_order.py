@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from engine import capabilities, launch, seccomp
+from engine import capabilities, cgroups, launch, seccomp
 from engine.errors import CommandNotExecutable, CommandNotFound, LaunchError
 from engine.launch_config import LaunchConfig, Mount
 from engine.rootfs import resolve_in_root
@@ -180,3 +180,20 @@ def test_config_without_command_or_layers_is_refused_before_fork(tmp_path):
         launch.make_plan(LaunchConfig(lower_dirs=("/x",), argv=(), **base), RecordingSyscalls())
     with pytest.raises(LaunchError, match="no image layers"):
         launch.make_plan(LaunchConfig(lower_dirs=(), argv=("true",), **base), RecordingSyscalls())
+
+
+def test_cgroup_view_is_mounted_inside_the_cgroup_namespace_before_seccomp():
+    names = [name for name, _ in launch.STEPS]
+    assert names.index("wait for the cgroup") < names.index("unshare cgroup namespace") \
+        < names.index("mount /sys/fs/cgroup") < names.index("seccomp filter")
+
+
+def test_cgroup_view_holds_the_joined_v1_hierarchies_co_mounted_ones_once(monkeypatch, tmp_path):
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", str(tmp_path))  # no cgroup.controllers: not pure v2
+    monkeypatch.setattr(cgroups, "hierarchies", lambda: {
+        "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+        "memory": "/sys/fs/cgroup/memory", "freezer": "/sys/fs/cgroup/freezer", "pids": "/sys/fs/cgroup/pids"})
+    assert cgroups.container_view(cgroups.Limits(cpus=1)) == (
+        ("memory", "memory"), ("cpu,cpuacct", "cpu,cpuacct"), ("freezer", "freezer"))
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    assert cgroups.container_view(cgroups.Limits()) == (("", ""),)

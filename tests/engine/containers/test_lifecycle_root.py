@@ -198,3 +198,31 @@ def test_user_workdir_hostname_env_and_read_only(rade):
     result = rade("run", "--rm", "--network", "none", "--read-only", "busybox", "touch", "/file", check=False)
     assert result.returncode == 1 and b"Read-only" in result.stderr
     assert rade.out("run", "--rm", "--network", "host", "busybox", "hostname") == os.uname().nodename
+
+
+def test_limits_reach_the_containers_cgroup(rade):
+    from engine.cgroups import host_version, open_cgroup
+
+    cid = rade.out("run", "-d", "--network", "none", "--memory", "48M", "--cpus", "0.5", "--pids-limit", "40",
+                   "--cpu-shares", "512", "busybox", "sleep", "60")
+    paths = open_cgroup(cid).paths()
+
+    def value(name: str) -> str:
+        for path in paths:
+            if os.path.exists(f"{path}/{name}"):
+                with open(f"{path}/{name}") as fh:
+                    return fh.read().strip()
+        raise AssertionError(f"no {name} under {paths}")
+
+    if host_version() == 1:
+        assert value("memory.limit_in_bytes") == str(48 << 20)
+        assert value("cpu.cfs_quota_us") == str(int(value("cpu.cfs_period_us")) // 2)
+        assert value("cpu.shares") == "512"
+    else:
+        assert value("memory.max") == str(48 << 20)
+        quota, period = value("cpu.max").split()
+        assert int(quota) * 2 == int(period)
+    assert value("pids.max") == "40"
+    pid = inspect(rade, cid)["State"]["Pid"]
+    assert str(pid) in value("cgroup.procs").split()
+    rade("rm", "-f", cid)

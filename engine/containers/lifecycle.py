@@ -99,7 +99,13 @@ def create(store: ContainerStore, opts: CreateOptions) -> ContainerRecord:
     image_id, img = image_config(store.root, opts.image)
     env = merge_env(list(img.get("Env") or []), opts.env)
     entrypoint = tuple(opts.entrypoint if opts.entrypoint is not None else (img.get("Entrypoint") or ()))
-    cmd = tuple(opts.command or (img.get("Cmd") or ()) if opts.entrypoint is None or opts.command else ())
+    # As Docker: a command replaces the image's CMD; --entrypoint alone also drops the image's CMD.
+    if opts.command:
+        cmd = tuple(opts.command)
+    elif opts.entrypoint is None:
+        cmd = tuple(img.get("Cmd") or ())
+    else:
+        cmd = ()
     exposed = tuple(sorted(img.get("ExposedPorts") or {}))
     ports = publish(opts.ports, exposed if opts.publish_all else ())
     if ports and opts.network != "bridge":

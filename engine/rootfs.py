@@ -103,7 +103,15 @@ def mount_overlay(sys: Syscalls, config: LaunchConfig, rootless: bool = False) -
     if len(data) >= 4096:
         raise LaunchError("mount overlay root", f"{len(config.lower_dirs)} layers make overlay options longer "
                           "than the kernel's page (4096 bytes)", "keep the image store under a shorter path")
-    sys.mount("overlay", config.rootfs_dir, "overlay", 0, data)
+    try:
+        sys.mount("overlay", config.rootfs_dir, "overlay", 0, data)
+    except OSError:
+        # Only now look for the cause, so a good launch pays nothing for the diagnosis.
+        missing = [layer for layer in config.lower_dirs if not os.path.isdir(layer)]
+        if missing:
+            raise LaunchError("mount overlay root", f"image layer {missing[0]} is missing",
+                              "the image store is damaged: pull or load the image again") from None
+        raise
 
 
 def mount_proc_sys(sys: Syscalls, root: str, bind_sys: bool = False) -> None:

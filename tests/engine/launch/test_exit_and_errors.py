@@ -101,3 +101,9 @@ def test_tty_without_a_terminal_is_a_launch_error(launcher):
     with pytest.raises(LaunchError) as caught:
         launcher.run(["true"], tty=True)
     assert caught.value.step == "terminal" and caught.value.exit_code == 125
+
+
+def test_missing_image_layer_is_named(launcher, tmp_path, busybox_layer):
+    with pytest.raises(LaunchError) as caught:
+        launcher.run(["true"], lower_dirs=(str(tmp_path / "gone"), busybox_layer))
+    assert caught.value.step == "mount overlay root" and "gone" in str(caught.value)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 
 from engine import nsenter
@@ -59,5 +63,20 @@ def test_entered_process_takes_the_given_workdir_and_environment(launcher, tmp_p
         assert entered.wait() == 0
         out.seek(0)
         assert out.read() == "/bin\nhello\n"
+    process.kill(9)
+    process.wait()
+
+
+def test_signal_to_an_entered_process_reaches_its_command(launcher, tmp_path):
+    config = launcher.config(["sleep", "30"])
+    process = launcher.start(config)
+    script = 'trap "exit 9" TERM; touch /tmp/ready; while :; do sleep 0.05; done'
+    entered = nsenter.enter(process.pid, process.cgroup, config, ("sh", "-c", script))
+    deadline = time.monotonic() + 10
+    while not os.path.exists(f"/proc/{process.pid}/root/tmp/ready"):
+        assert time.monotonic() < deadline, "the entered shell never became ready"
+        time.sleep(0.01)
+    entered.kill(signal.SIGTERM)
+    assert entered.wait() == 9
     process.kill(9)
     process.wait()

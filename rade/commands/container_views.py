@@ -92,14 +92,14 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from engine.containers import views
+    from engine.containers import lifecycle, views
     from engine.errors import ContainerError, ImageError
 
     store = _store(args)
     out = []
     for ref in args.objects:
         try:
-            record = store.find(ref)
+            record = lifecycle.refresh(store, store.find(ref))
             out.append(views.inspect(record, store.dir(record.id)))
             continue
         except ContainerError:

@@ -226,3 +226,13 @@ def test_limits_reach_the_containers_cgroup(rade):
     pid = inspect(rade, cid)["State"]["Pid"]
     assert str(pid) in value("cgroup.procs").split()
     rade("rm", "-f", cid)
+
+
+def test_a_killed_supervisor_is_noticed_and_cleaned_up(rade):
+    cid = rade.out("run", "-d", "--network", "none", "busybox", "sleep", "60")
+    supervisor = json.loads((rade.root / "containers" / cid / "state.json").read_text())["container"]["supervisor_pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: rade.out("inspect", "-f", "{{.State.Status}}", cid) == "exited", what="the death to be noticed")
+    state = inspect(rade, cid)["State"]
+    assert state["ExitCode"] == 255 and "supervisor died" in state["Error"]
+    rade("rm", cid)

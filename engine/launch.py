@@ -141,7 +141,7 @@ def _mask(p: Plan) -> None:
 
 
 def _read_only(p: Plan) -> None:
-    # Last of the mounts: creating mount points above needed a writable root.
+    # After everything that writes to the root: mount points above, and a missing workdir.
     if p.config.read_only:
         rootfs.read_only_root(p.sys)
 
@@ -165,7 +165,8 @@ def _cgroup_view(p: Plan) -> None:
 
 
 def _workdir(p: Plan) -> None:
-    # While still root with every capability: a missing workdir is made, as Docker does.
+    # As root with every capability, before the root turns read-only: a missing workdir is made, as
+    # Docker does.
     path = p.config.cwd
     if not os.path.isdir(path):
         if os.path.exists(path):
@@ -225,11 +226,11 @@ STEPS = (
     ("bring up loopback", _loopback),
     ("pivot_root", _pivot),
     ("mask /proc paths", _mask),
+    ("workdir", _workdir),
     ("read-only root", _read_only),
     ("wait for the cgroup", _wait_for_cgroup),
     ("unshare cgroup namespace", _cgroup_namespace),
     ("mount /sys/fs/cgroup", _cgroup_view),
-    ("workdir", _workdir),
     ("set up stdio", _stdio),
     ("no_new_privs", _no_new_privs),
     ("drop capabilities and switch user", _credentials),

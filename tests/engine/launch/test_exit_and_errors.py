@@ -107,3 +107,7 @@ def test_missing_image_layer_is_named(launcher, tmp_path, busybox_layer):
     with pytest.raises(LaunchError) as caught:
         launcher.run(["true"], lower_dirs=(str(tmp_path / "gone"), busybox_layer))
     assert caught.value.step == "mount overlay root" and "gone" in str(caught.value)
+
+
+def test_missing_workdir_is_made_even_with_a_read_only_root(launcher):
+    assert launcher.run(["pwd"], cwd="/work/ro", read_only=True).out == "/work/ro\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import select
 import signal
 import time
@@ -111,32 +110,42 @@ def test_killed_cli_loses_nothing(rade):
 
 
 def test_tty_gives_a_terminal_and_its_size(rade):
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(rade.argv()[0], rade.argv("run", "-t", "-i", "--rm", "--network", "none", "busybox", "sh", "-c",
-                                           "test -t 0 && echo is-a-tty; stty size"))
     import fcntl
     import struct
     import termios
 
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    master, slave = os.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        os.execv(rade.argv()[0], rade.argv("run", "-t", "-i", "--rm", "--network", "none", "busybox", "sh", "-c",
+                                           "test -t 0 && echo is-a-tty; stty size; read x; echo got:$x"))
+    os.close(slave)
     out = b""
-    deadline = time.monotonic() + 20
+    sent = False
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 1)
+        if b"33 101" in out and not sent:
+            os.write(master, b"typed\r")
+            sent = True
+        ready, _, _ = select.select([master], [], [], 1)
         if not ready:
             continue
         try:
-            chunk = os.read(fd, 4096)
+            chunk = os.read(master, 4096)
         except OSError:
             break
         if not chunk:
             break
         out += chunk
     _, status = os.waitpid(pid, 0)
-    os.close(fd)
+    os.close(master)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert b"is-a-tty" in out
+    assert b"is-a-tty\r\n33 101\r\n" in out and b"got:typed" in out
 
 
 def test_inspect_is_docker_shaped(rade):

@@ -104,3 +104,35 @@ def test_published_port_answers_on_loopback(rade):
     wait_for(answers, 15, "httpd to answer through the proxy")
     assert f"127.0.0.1:{port}->80/tcp" in rade.out("ps")
     rade("stop", "-t", "1", cid)
+
+
+def test_exec_with_a_terminal(rade):
+    import os
+    import select
+    import time
+
+    cid = rade.out("run", "-d", "--network", "none", "busybox", "sleep", "60")
+    master, slave = os.openpty()
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        os.execv(rade.argv()[0], rade.argv("exec", "-t", "-i", cid, "sh", "-c", "test -t 1 && echo exec-tty"))
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0 and b"exec-tty" in out
+    rade("rm", "-f", cid)

@@ -266,10 +266,7 @@ class Supervisor:
         stdio, to_close = self.open_stdio(record)
         try:
             config = launchspec.build(record, self.cdir, layers, launch_network, hosts, stdio)
-            launcher = self.launcher
-            if launcher is None:
-                from engine.launch import launch as launcher
-            self.process = launcher(config)
+            self.process = self.launcher(config)
         finally:
             for fd in to_close:
                 os.close(fd)
@@ -335,6 +332,11 @@ class Supervisor:
         self.listen()
         log.info("container %s: supervisor listening", self.cid[:12])
         self.ready.send(state="listening")
+        if self.launcher is None:
+            # Imported while the attaching client connects, rather than after it did.
+            from engine.launch import launch
+
+            self.launcher = launch
         if self.wait_attach:
             self.await_first_client()
         try:

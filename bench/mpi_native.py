@@ -167,17 +167,18 @@ def remove_hosts(names: Sequence[str] = HOST_NAMES, bridge: str = BRIDGE) -> Non
         if name in existing:
             out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False)
             _kill_pids([int(word) for word in out.stdout.split()])
-    for index in range(len(names)):
+    for name in names:
         # The root-side end is deleted explicitly: deleting a netns frees its links only asynchronously.
-        _ip("link", "del", _link_name(index), check=False)
+        _ip("link", "del", link_name(name), check=False)
     for name in names:
         if name in existing:
             _ip("netns", "del", name, check=False)
     _ip("link", "del", bridge, check=False)
 
 
-def _link_name(index: int) -> str:
-    return f"rade-mp{chr(ord('a') + index)}"
+def link_name(host: str) -> str:
+    """The root-namespace end of a host's veth pair (interface names have at most 15 bytes)."""
+    return f"{host}-h"
 
 
 def _cpu_sets(count: int) -> list[str]:
@@ -194,8 +195,11 @@ def make_hosts(names: Sequence[str] = HOST_NAMES, bridge: str = BRIDGE) -> Itera
     """Make the namespace hosts, bridge and rsh agent; remove everything on leaving, whatever happened."""
     if os.geteuid() != 0:
         raise NativeRunError("the native MPI hosts need root (network namespaces, veth links)", "run as root")
+    if too_long := [name for name in (*names, bridge) if len(link_name(name)) > 15]:
+        raise NativeRunError(f"test host or bridge names too long for interface names: {', '.join(too_long)}",
+                             "use at most 13 characters")
     remove_hosts(names, bridge)  # what a killed earlier run may have left
-    hosts = tuple(TestHost(name, f"{SUBNET_PREFIX}{index + 1}", cpus, _link_name(index))
+    hosts = tuple(TestHost(name, f"{SUBNET_PREFIX}{index + 1}", cpus, link_name(name))
                   for index, (name, cpus) in enumerate(zip(names, _cpu_sets(len(names)))))
     workdir = Path(tempfile.mkdtemp(prefix="rade-mpi-native-"))
     try:
@@ -358,10 +362,10 @@ METRICS = (
 )
 
 
-def print_table(results: dict[str, dict[str, Spread]], runs: int) -> None:
+def print_table(results: dict[str, dict[str, Spread]], runs: int, hosts: NativeHosts) -> None:
     print(f"native Open MPI, 2 ranks, TCP; {runs} alternating runs; spread = (max - min) / median")
-    print(f"  netns: ranks on two namespace hosts ({', '.join(HOST_NAMES)}) over bridge {BRIDGE}, 1 rank and "
-          "1 CPU each")
+    print(f"  netns: ranks on two namespace hosts ({', '.join(h.name for h in hosts.hosts)}), 1 rank and "
+          f"CPUs {' / '.join(h.cpus for h in hosts.hosts)}, over a bridge")
     print("  loopback: both ranks on this machine over lo (the baseline)")
     print(f"{'metric':<34} {'where':<9} {'median':>10} {'min':>10} {'max':>10} {'spread':>7}")
     for key, title, _ in METRICS:
@@ -381,12 +385,18 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="native MPI baseline across two namespace hosts")
     parser.add_argument("--runs", type=int, default=7, help="alternating runs per target (default 7)")
     parser.add_argument("--heat-steps", type=int, default=200, help="heat solver steps per run (default 200)")
+    parser.add_argument("--hosts", default=",".join(HOST_NAMES),
+                        help=f"names of the two namespace hosts (default {','.join(HOST_NAMES)})")
+    parser.add_argument("--bridge", default=BRIDGE, help=f"name of their bridge (default {BRIDGE})")
     args = parser.parse_args(argv)
+    names = tuple(args.hosts.split(","))
     if args.runs < 1 or args.heat_steps < 1:
         parser.error("--runs and --heat-steps must be at least 1")
+    if len(names) != 2 or not all(names):
+        parser.error("--hosts takes two names, e.g. rade-mpi-a,rade-mpi-b")
     signal.signal(signal.SIGTERM, _interrupt)  # so a killed benchmark still removes its hosts
     try:
-        with make_hosts() as hosts:
+        with make_hosts(names, args.bridge) as hosts:
             results = measure([hosts, LoopbackHost()], args.runs, args.heat_steps)
     except RadeError as error:
         print(f"mpi_native: error: {error}", file=sys.stderr)
@@ -394,7 +404,7 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("mpi_native: interrupted; test hosts removed", file=sys.stderr)
         return 130
-    print_table(results, args.runs)
+    print_table(results, args.runs, hosts)
     return 0
 
 

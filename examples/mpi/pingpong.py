@@ -7,7 +7,7 @@ up, buffers registered), then timed over enough iterations to last a fraction of
 the first two only wait at the barriers.
 
 Output: a table for people, then one machine-readable line per size at the end:
-`pingpong size=8 iterations=20000 latency_us=5.312 bandwidth_MBps=1.506` (MB = 10^6 bytes).
+`pingpong size=8 iterations=20000 latency_us=5.31234 bandwidth_MBps=1.50593` (MB = 10^6 bytes).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     comm.Barrier()
     if rank == 0:
         for size, count, latency_us, bandwidth in results:
-            print(f"pingpong size={size} iterations={count} latency_us={latency_us:.3f} bandwidth_MBps={bandwidth:.2f}")
+            print(f"pingpong size={size} iterations={count} latency_us={latency_us:.6g} bandwidth_MBps={bandwidth:.6g}")
     return 0
 
 

@@ -12,6 +12,10 @@ import pytest
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
+# Not the benchmark's own names, so that the tests and a benchmark run can share the machine.
+HOSTS = ("rade-mpt-a", "rade-mpt-b")
+BRIDGE = "rade-mbt0"
+
 
 def netns_names() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
@@ -23,9 +27,9 @@ def link_exists(name: str) -> bool:
 
 
 def assert_no_hosts_left(mpi_native) -> None:
-    assert not netns_names() & set(mpi_native.HOST_NAMES)
-    assert not link_exists(mpi_native.BRIDGE)
-    assert not any(link_exists(mpi_native._link_name(i)) for i in range(len(mpi_native.HOST_NAMES)))
+    assert not netns_names() & set(HOSTS)
+    assert not link_exists(BRIDGE)
+    assert not any(link_exists(mpi_native.link_name(name)) for name in HOSTS)
 
 
 @pytest.fixture
@@ -35,15 +39,15 @@ def native(mpi_native, system_python):
     try:
         yield mpi_native
     finally:
-        mpi_native.remove_hosts()
+        mpi_native.remove_hosts(HOSTS, BRIDGE)
 
 
 def test_ranks_run_on_two_hosts_and_talk_over_the_bridge(native):
-    with native.make_hosts() as hosts:
-        assert netns_names() >= set(native.HOST_NAMES)
+    with native.make_hosts(HOSTS, BRIDGE) as hosts:
+        assert netns_names() >= set(HOSTS)
         out = native.mpirun(hosts, 2, [native.SYSTEM_PYTHON, str(native.EXAMPLES / "pingpong.py"),
                                        "--sizes", "8,1048576", "--iterations", "20"])
-        assert out.startswith("pingpong: rank 0 on rade-mpi-a <-> rank 1 on rade-mpi-b,")
+        assert out.startswith("pingpong: rank 0 on rade-mpt-a <-> rank 1 on rade-mpt-b,")
         rows = native.parse_pingpong(out)
         assert sorted(rows) == [8, 1048576]
         assert all(row.latency_us > 0 and row.bandwidth_mbps > 0 for row in rows.values())
@@ -55,14 +59,14 @@ def test_ranks_run_on_two_hosts_and_talk_over_the_bridge(native):
 
 
 def test_hosts_are_removed_when_the_run_fails(native):
-    with pytest.raises(native.NativeRunError, match="exited 2"), native.make_hosts() as hosts:
+    with pytest.raises(native.NativeRunError, match="exited 2"), native.make_hosts(HOSTS, BRIDGE) as hosts:
         native.mpirun(hosts, 2, [native.SYSTEM_PYTHON, str(native.EXAMPLES / "heat.py"), "--nx", "0"])
     assert_no_hosts_left(native)
 
 
 def test_removing_hosts_twice_or_when_none_exist_is_harmless(native):
-    native.remove_hosts()
-    native.remove_hosts()
+    native.remove_hosts(HOSTS, BRIDGE)
+    native.remove_hosts(HOSTS, BRIDGE)
     assert_no_hosts_left(native)
 
 
@@ -73,10 +77,11 @@ def pids_in(netns: str) -> list[int]:
 
 def test_interrupted_benchmark_removes_hosts_and_kills_its_ranks(native):
     script = native.EXAMPLES.parent.parent / "bench" / "mpi_native.py"
-    bench = subprocess.Popen([sys.executable, str(script), "--runs", "50", "--heat-steps", "5000"],
+    bench = subprocess.Popen([sys.executable, str(script), "--runs", "50", "--heat-steps", "5000",
+                              "--hosts", ",".join(HOSTS), "--bridge", BRIDGE],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        second_host = native.HOST_NAMES[1]
+        second_host = HOSTS[1]
         deadline = time.monotonic() + 60
         while not pids_in(second_host):  # a rank (or its daemon) runs on the second host
             assert bench.poll() is None, bench.stderr.read()
@@ -93,3 +98,11 @@ def test_interrupted_benchmark_removes_hosts_and_kills_its_ranks(native):
     assert "interrupted; test hosts removed" in err
     assert_no_hosts_left(native)
     assert not [pid for pid in running if native.is_alive(pid)]
+
+
+def test_names_too_long_for_interfaces_are_refused_before_anything_is_made(native):
+    too_long = ("rade-mpt-toolong", HOSTS[1])
+    with pytest.raises(native.NativeRunError, match="too long for interface names: rade-mpt-toolong"), \
+            native.make_hosts(too_long, BRIDGE):
+        pass
+    assert_no_hosts_left(native)

@@ -86,10 +86,10 @@ def _join_network(p: Plan) -> None:
 
 
 def _unshare(p: Plan) -> None:
-    # One call for all of them (PID was unshared by the parent for this very process).
+    # One call for all of them. The parent made the PID namespace (and the network one, as root).
     flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC
-    if p.config.network == NETWORK_NONE:
-        flags |= CLONE_NEWNET
+    if p.config.network == NETWORK_NONE and p.rootless:
+        flags |= CLONE_NEWNET  # owned by the container's user namespace, so made inside it
     p.sys.unshare(flags)
 
 
@@ -126,7 +126,7 @@ def _hostname(p: Plan) -> None:
 
 
 def _loopback(p: Plan) -> None:
-    if p.config.network == NETWORK_NONE:
+    if p.config.network == NETWORK_NONE and p.rootless:
         bring_up_loopback()
 
 
@@ -316,7 +316,7 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
         if plan.rootless:
             pid = fork_in_user_namespace(sys, err_w)
         else:
-            pid = _fork_into_new_pid_namespace(sys)
+            pid = _fork_into_new_namespaces(sys, config.network == NETWORK_NONE)
         if pid == 0:
             os.close(sync_w)
             os.close(err_r)
@@ -353,26 +353,44 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
                     pass
 
 
-def _fork_into_new_pid_namespace(sys: Syscalls) -> int:
-    """fork() with the child as PID 1 of a new PID namespace; the caller's own namespace is untouched."""
-    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+def _fork_into_new_namespaces(sys: Syscalls, new_network: bool) -> int:
+    """fork() with the child as PID 1 of a new PID namespace (and in a new network namespace with its
+    loopback up, when asked); the caller's own namespaces are as they were when this returns.
+
+    The network namespace is made here rather than in the child: bringing `lo` up from PID 1 of a new
+    PID namespace costs milliseconds more than from here, for reasons inside the kernel."""
+    own_pid = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC) if new_network else -1
+    moved_net = False
     try:
         try:
+            if new_network:
+                sys.unshare(CLONE_NEWNET)
+                moved_net = True
+                bring_up_loopback()
             sys.unshare(CLONE_NEWPID)
         except OSError as err:
-            raise LaunchError("unshare PID namespace", err.strerror or str(err),
+            if moved_net:
+                sys.setns(own_net, CLONE_NEWNET)
+            raise LaunchError("unshare namespaces", err.strerror or str(err),
                               "containers need root (CAP_SYS_ADMIN) on this host") from None
         try:
             pid = os.fork()
         except OSError as err:
-            sys.setns(own, CLONE_NEWPID)
+            pid = -1
             raise LaunchError("fork", err.strerror or str(err)) from None
-        if pid != 0:
-            # unshare(CLONE_NEWPID) only moved our future children: put them back in our own namespace.
-            sys.setns(own, CLONE_NEWPID)
+        finally:
+            if pid != 0:
+                # unshare(CLONE_NEWPID) only moved our future children, unshare(CLONE_NEWNET) us:
+                # both go back.
+                sys.setns(own_pid, CLONE_NEWPID)
+                if moved_net:
+                    sys.setns(own_net, CLONE_NEWNET)
         return pid
     finally:
-        os.close(own)
+        os.close(own_pid)
+        if own_net >= 0:
+            os.close(own_net)
 
 
 def read_all(fd: int) -> bytes:

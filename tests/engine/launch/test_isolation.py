@@ -134,8 +134,10 @@ def test_volume_target_through_an_image_symlink_stays_inside_the_root(launcher, 
     assert not os.path.exists("/tmp/escape/f")
 
 
-def test_network_none_has_only_loopback_up(launcher):
+def test_network_none_has_only_loopback_up_and_the_caller_keeps_its_namespaces(launcher):
+    before = [os.readlink(f"/proc/self/ns/{ns}") for ns in ("net", "pid", "pid_for_children", "mnt", "uts")]
     result = launcher.run(["sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags"], network="none")
+    assert [os.readlink(f"/proc/self/ns/{ns}") for ns in ("net", "pid", "pid_for_children", "mnt", "uts")] == before
     names = result.out.split()
     assert names[0] == "lo" and len(names) == 2
     assert int(names[1], 16) & 1  # IFF_UP

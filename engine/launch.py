@@ -12,8 +12,9 @@ The seam other parts call:
     LaunchConfig, Mount (engine.launch_config) and Limits (engine.cgroups) are re-exported here.
 
 How it runs (as crun does it): the parent precomputes everything (capability mask, seccomp BPF, /etc
-file contents) so the child only makes syscalls. It unshares a PID namespace for its next child only,
-forks (so the child is PID 1 of the new namespace), and sets its own pid_for_children back. While the
+file contents) so the child only makes syscalls. It unshares a PID namespace for its next child only
+(and, for --network none, a network namespace with lo up), forks (so the child is PID 1 of the new
+namespace), and returns to its own namespaces. While the
 child builds the root in its new mount namespace, the parent creates the cgroup, writes the limits and
 the child's pid; the child waits on a sync pipe before it starts the command, so nothing the container
 runs escapes the cgroup. A CLOEXEC error pipe carries any failure of the child or of the exec back as a

@@ -21,6 +21,8 @@ import termios
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
+from engine.child_errors import KIND_LAUNCH, KIND_NOT_EXECUTABLE, KIND_NOT_FOUND, report
+
 # Signals PID 1 passes on rather than acts on (SIGKILL and SIGSTOP cannot be caught, and act on PID 1).
 FORWARDED = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
                                                   signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
@@ -31,17 +33,6 @@ _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.
 
 _SPAWN_DEFAULT = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 
-KIND_NOT_FOUND = "notfound"
-KIND_NOT_EXECUTABLE = "noexec"
-
-
-def report(fd: int, kind: str, step: str, message: str, hint: str = "") -> None:
-    """Send a structured failure to the parent over the error pipe (one write: atomic under PIPE_BUF)."""
-    payload = f"{kind}\0{step}\0{message}\0{hint}".encode(errors="replace")[:4000]
-    try:
-        os.write(fd, payload)
-    except OSError:
-        pass
 
 
 def exec_command(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd: int) -> NoReturn:
@@ -55,14 +46,14 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd:
             try:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             except OSError as err:
-                report(err_fd, "launch", "terminal", f"stdin cannot be the controlling terminal: {err.strerror}",
+                report(err_fd, KIND_LAUNCH, "terminal", f"stdin cannot be the controlling terminal: {err.strerror}",
                        "give a pty slave as stdin when asking for a tty")
                 os._exit(125)
         os.execvpe(argv[0], list(argv), dict(env))
     except OSError as err:
         _report_exec_failure(argv, err, err_fd)
     except BaseException as err:  # noqa: BLE001 - anything here must become a report, not a traceback
-        report(err_fd, "launch", "exec", f"{type(err).__name__}: {err}")
+        report(err_fd, KIND_LAUNCH, "exec", f"{type(err).__name__}: {err}")
         os._exit(125)
 
 
@@ -76,7 +67,7 @@ def spawn_command(argv: Sequence[str], env: Mapping[str, str], err_fd: int) -> i
     except OSError as err:
         _report_exec_failure(argv, err, err_fd)
     except BaseException as err:  # noqa: BLE001 - anything here must become a report, not a traceback
-        report(err_fd, "launch", "exec", f"{type(err).__name__}: {err}")
+        report(err_fd, KIND_LAUNCH, "exec", f"{type(err).__name__}: {err}")
         os._exit(125)
 
 

@@ -33,11 +33,11 @@ import os
 import signal
 from dataclasses import dataclass
 
-from engine import capabilities, init, rootfs
+from engine import capabilities, child_errors, init, rootfs
 from engine import seccomp as seccomp_filter
 from engine.cgroups import Limits, NoCgroup, container_view, open_cgroup
 from engine.container_process import ContainerProcess
-from engine.errors import CgroupError, CommandNotExecutable, CommandNotFound, LaunchError
+from engine.errors import CgroupError, LaunchError
 from engine.launch_config import NETWORK_HOST, NETWORK_NONE, LaunchConfig, Mount
 from engine.syscalls import (
     CLONE_NEWCGROUP,
@@ -240,12 +240,6 @@ STEPS = (
 )
 
 
-def report_launch_error(fd: int, err: LaunchError) -> None:
-    """Send a LaunchError over the error pipe; the parent rebuilds it (without doubling the step name)."""
-    message = err.message.removeprefix(f"{err.step}: ")
-    init.report(fd, "launch", err.step, message, err.hint or "")
-
-
 def _child(p: Plan) -> None:
     """The launch child (PID 1 of the new namespace): every step, then the init loop. Never returns."""
     step = "start"
@@ -256,12 +250,12 @@ def _child(p: Plan) -> None:
             run(p)
         init.run(p.config.argv, p.env, p.config.tty, p.err_fd)
     except LaunchError as err:
-        report_launch_error(p.err_fd, err)
+        child_errors.report_launch_error(p.err_fd, err)
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
-        init.report(p.err_fd, "launch", step, f"{where}{err.strerror or err}")
+        child_errors.report(p.err_fd, child_errors.KIND_LAUNCH, step, f"{where}{err.strerror or err}")
     except BaseException as err:  # noqa: BLE001 - the child must never return into the caller's code
-        init.report(p.err_fd, "launch", step, f"{type(err).__name__}: {err}")
+        child_errors.report(p.err_fd, child_errors.KIND_LAUNCH, step, f"{type(err).__name__}: {err}")
     os._exit(125)
 
 
@@ -339,11 +333,11 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
         # Closing our end lets a child still waiting for the cgroup exit (it reads end-of-file).
         os.close(sync_w)
         sync_w = -1
-        failure = read_all(err_r)
+        failure = child_errors.read_all(err_r)
         if failure or cgroup_error:
             process.cleanup()
             # A step that failed first explains a cgroup error that follows (a pid gone before it joined).
-            raise error_from(failure) if failure else cgroup_error
+            raise child_errors.error_from(failure) if failure else cgroup_error
         return process
     finally:
         for fd in (sync_r, sync_w, err_r, err_w, plan.netns_fd):
@@ -392,19 +386,3 @@ def _fork_into_new_namespaces(sys: Syscalls, new_network: bool) -> int:
         os.close(own_pid)
         if own_net >= 0:
             os.close(own_net)
-
-
-def read_all(fd: int) -> bytes:
-    """Read a pipe to end-of-file."""
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def error_from(payload: bytes) -> LaunchError:
-    """The error a child reported over the error pipe (see `init.report`)."""
-    kind, step, message, hint = (payload.decode(errors="replace").split("\0") + ["", "", ""])[:4]
-    cls = {init.KIND_NOT_FOUND: CommandNotFound, init.KIND_NOT_EXECUTABLE: CommandNotExecutable}.get(
-        kind, LaunchError)
-    return cls(step, message, hint or None)

@@ -20,7 +20,7 @@ import os
 import signal
 from dataclasses import replace
 
-from engine import init, launch
+from engine import child_errors, init, launch
 from engine.cgroups import CgroupDriver
 from engine.errors import LaunchError
 from engine.launch_config import LaunchConfig
@@ -112,10 +112,10 @@ def enter(pid: int, cgroup: CgroupDriver | None, config: LaunchConfig, argv: tup
         os.close(err_w)
         err_w = -1
         process = EnteredProcess(child)
-        failure = launch.read_all(err_r)
+        failure = child_errors.read_all(err_r)
         if failure:
             process.wait()
-            raise launch.error_from(failure)
+            raise child_errors.error_from(failure)
         return process
     finally:
         for fd in (err_r, err_w, *(fd for fd, _ in namespaces)):
@@ -142,7 +142,7 @@ def _child(plan: launch.Plan, namespaces: list[tuple[int, int]], cgroup: CgroupD
             run(plan)
         init.run(plan.config.argv, plan.env, plan.config.tty, plan.err_fd)
     except LaunchError as err:
-        launch.report_launch_error(plan.err_fd, err)
+        child_errors.report_launch_error(plan.err_fd, err)
     except BaseException as err:  # noqa: BLE001 - the child must never return into the caller's code
-        init.report(plan.err_fd, "launch", step, f"{type(err).__name__}: {err}")
+        child_errors.report(plan.err_fd, child_errors.KIND_LAUNCH, step, f"{type(err).__name__}: {err}")
     os._exit(125)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 
-from engine import init
+from engine import child_errors, init
 from engine.syscalls import CLONE_NEWPID, CLONE_NEWUSER, PR_SET_PDEATHSIG, Syscalls
 
 
@@ -45,7 +45,7 @@ def fork_in_user_namespace(sys: Syscalls, err_fd: int) -> int:
         step = "fork PID 1"
         child = os.fork()
     except OSError as err:
-        init.report(err_fd, "launch", step, f"{err.strerror or err}",
+        child_errors.report(err_fd, child_errors.KIND_LAUNCH, step, f"{err.strerror or err}",
                     "check that unprivileged user namespaces are enabled (user.max_user_namespaces)")
         os._exit(125)
     if child == 0:

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from engine import capabilities, cgroups, launch, seccomp
+from engine import capabilities, cgroups, child_errors, launch, seccomp
 from engine.errors import CommandNotExecutable, CommandNotFound, LaunchError
 from engine.launch_config import LaunchConfig, Mount
 from engine.rootfs import resolve_in_root
@@ -167,9 +167,9 @@ def test_seccomp_filter_compiles_once_to_bpf():
 
 
 def test_child_reports_become_errors_with_docker_exit_codes():
-    assert isinstance(launch.error_from(b"notfound\0exec\0'x' not found\0hint"), CommandNotFound)
-    assert isinstance(launch.error_from(b"noexec\0exec\0denied\0"), CommandNotExecutable)
-    error = launch.error_from(b"launch\0mount volumes\0/x: No such file or directory\0")
+    assert isinstance(child_errors.error_from(b"notfound\0exec\0'x' not found\0hint"), CommandNotFound)
+    assert isinstance(child_errors.error_from(b"noexec\0exec\0denied\0"), CommandNotExecutable)
+    error = child_errors.error_from(b"launch\0mount volumes\0/x: No such file or directory\0")
     assert type(error) is LaunchError and error.step == "mount volumes" and error.exit_code == 125
 
 

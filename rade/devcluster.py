@@ -28,9 +28,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.errors import RadeError
+
+if TYPE_CHECKING:
+    from engine.network.testhost import TestHost
 
 BRIDGE = "rade-cl0"
 GATEWAY = IPv4Interface("198.18.0.1/24")
@@ -186,6 +189,15 @@ def start_agent(state: ClusterState, node: NodeEntry) -> Process:
     return _spawn(enter + argv, cdir / f"{node.name}.log")
 
 
+def host_of(state: ClusterState, node: NodeEntry) -> TestHost:
+    """The test host a node's agent runs in (to cut its link, as a failure would)."""
+    from engine.network.netns import netns_path
+    from engine.network.testhost import TestHost
+
+    return TestHost(node.netns, node.name, netns_path(node.netns), IPv4Interface(node.address), node.host_link,
+                    state.bridge)
+
+
 def restart(root: str, scheduler: bool = False, nodes: tuple[str, ...] = ()) -> ClusterState:
     """Start again the scheduler and/or the named nodes' agents when they are not running."""
     root = os.path.abspath(root)
@@ -204,7 +216,7 @@ def restart(root: str, scheduler: bool = False, nodes: tuple[str, ...] = ()) -> 
 
 # -- up, down, status -----------------------------------------------------------------------------------------
 
-def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, heartbeat: float = 1.0,
+def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, heartbeat: float = 2.0,
        timeout: float = 30.0) -> ClusterState:
     """Make the cluster and wait until every node has registered; ClusterError if one is already up."""
     from engine.network.testhost import BridgeSpec, create_test_host, ensure_bridge

@@ -62,6 +62,16 @@ class Cluster:
         out = self.rade("submit", self.job_file(**fields), *extra).stdout
         return int(out.split()[0])
 
+    def submit_many(self, specs: list[dict[str, Any]]) -> list[int]:
+        """Submit through the client library, many in flight: faster than a command per job."""
+        from jobs.spec import JobSpec
+        from rade.client import SchedulerClient, find_scheduler
+
+        full = [JobSpec.from_dict({"image": "busybox", "resources": {"cpus": 1, "memory": "64M"}, **spec}).to_dict()
+                for spec in specs]
+        with SchedulerClient(find_scheduler(None, str(self.root))) as client:
+            return client.submit_many(full)
+
     def show(self, job: int) -> dict[str, Any]:
         return json.loads(self.rade("show", str(job), "--json").stdout)
 
@@ -90,7 +100,7 @@ class Cluster:
     def wait_running(self, job: int, tasks: int = 1, timeout: float = 60.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             shown = self.show(job)
-            running = [t for t in shown["tasks"] if t["state"] == "RUNNING"]
+            running = [t for t in shown["tasks"] if t["state"] == "RUNNING" and t["attempt"] == shown["attempt"]]
             return shown if len(running) == tasks else None
         return self.wait_for(f"{tasks} tasks of job {job} running", check, timeout)
 

@@ -16,7 +16,7 @@ PROJECT = {"jobs", "engine", "agent", "scheduler", "rade"}
 ALLOWED = {
     "jobs": {"jobs", "yaml", "msgpack"},
     "engine": {"jobs", "engine", "pyroute2", "zstandard"},
-    "agent": {"jobs", "engine", "agent", "zmq", "msgpack", "prometheus_client"},
+    "agent": {"jobs", "engine", "agent", "zmq", "msgpack", "prometheus_client", "yaml"},
     "scheduler": {"jobs", "scheduler", "zmq", "msgpack", "networkx", "prometheus_client", "yaml"},
     "rade": PROJECT | {"zmq", "yaml", "msgpack"},
 }

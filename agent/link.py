@@ -149,15 +149,16 @@ class AgentLink:
         """Handle every message waiting on the socket."""
         while self.socket is not None:
             try:
-                frame = self.socket.recv(zmq.NOBLOCK)
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                msg = decode(frame)
-            except ProtocolError as err:
-                log.warning("node %s: bad frame from the scheduler dropped: %s", self.node, err)
-                continue
-            self._on_message(msg)
+            for frame in frames:  # the scheduler sends a burst of orders as one message, a frame each
+                try:
+                    msg = decode(frame)
+                except ProtocolError as err:
+                    log.warning("node %s: bad frame from the scheduler dropped: %s", self.node, err)
+                    continue
+                self._on_message(msg)
 
     def _on_message(self, msg: object) -> None:
         if isinstance(msg, Launch):

@@ -128,14 +128,15 @@ class SchedulerClient:
                     f"no answer from the scheduler at {self.endpoint} within {limit:g}s",
                     "is 'rade scheduler' running there? give its address with --scheduler or RADE_SCHEDULER")
             frames = sock.recv_multipart()
-            if len(frames) != 2 or frames[0] not in pending:
-                continue
-            index = pending.pop(frames[0])
-            reply = decode(frames[1])
-            if isinstance(reply, ErrorReply):
-                errors[index] = reply
-            elif isinstance(reply, Reply):
-                results[index] = reply.data
+            for request_id, frame in zip(frames[::2], frames[1::2]):  # replies come in (id, message) pairs
+                if request_id not in pending:
+                    continue
+                index = pending.pop(request_id)
+                reply = decode(frame)
+                if isinstance(reply, ErrorReply):
+                    errors[index] = reply
+                elif isinstance(reply, Reply):
+                    results[index] = reply.data
         if errors:
             first = errors[min(errors)]
             raise SchedulerRefused(first.message, first.hint)

@@ -5,9 +5,10 @@ runs the clock's checks and a scheduling pass, commits the store, and only then 
 and orders to agents. So every answer and every order stands on committed state, and one fsync covers a
 whole batch. Timers come from the clock and the poll timeout; nothing sleeps.
 
-Frames: an agent (a DEALER whose routing id is its node name) sends one frame, a message. A client sends
-two: a request id it chose and the message; the reply carries the same id, so a client may keep many
-requests in flight. A frame that does not decode is logged and dropped (a client still gets an error
+Frames: an agent (a DEALER whose routing id is its node name) sends messages, one protocol message a
+frame. A client sends pairs of frames: a request id it chose and the message; the reply carries the same
+id, so a client may keep many requests in flight. Either way the daemon may put several in one ZeroMQ
+message (several frames) to the same peer. A frame that does not decode is logged and dropped (a client still gets an error
 reply when its request id was readable): the daemon keeps serving whatever arrives.
 """
 
@@ -155,20 +156,20 @@ class SchedulerDaemon:
                 frames = self.agents.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) != 2:
-                log.warning("agent socket: a message of %d frames dropped (expected 2)", len(frames))
+            if len(frames) < 2:
+                log.warning("agent socket: a message without a frame after the peer's id dropped")
                 continue
             peer = frames[0].decode("utf-8", "replace")
-            try:
-                msg = decode(frames[1])
-                self._on_agent(peer, msg)
-            except ProtocolError as err:
-                log.warning("agent %s: bad frame dropped: %s", peer, err)
-            except RadeError as err:
-                log.warning("agent %s: %s", peer, err)
-            except Exception:
-                # A bug in handling one message must not stop the cluster's scheduler.
-                log.exception("agent %s: message dropped after an internal error", peer)
+            for frame in frames[1:]:
+                try:
+                    self._on_agent(peer, decode(frame))
+                except ProtocolError as err:
+                    log.warning("agent %s: bad frame dropped: %s", peer, err)
+                except RadeError as err:
+                    log.warning("agent %s: %s", peer, err)
+                except Exception:
+                    # A bug in handling one message must not stop the cluster's scheduler.
+                    log.exception("agent %s: message dropped after an internal error", peer)
 
     def _on_agent(self, peer: str, msg: Message) -> None:
         if isinstance(msg, TaskUpdate):
@@ -188,19 +189,21 @@ class SchedulerDaemon:
                 frames = self.clients.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) != 3:
-                log.warning("client socket: a message of %d frames dropped (expected 3)", len(frames))
+            if len(frames) < 3 or len(frames) % 2 == 0:
+                log.warning("client socket: a message of %d frames dropped (expected id, message pairs)",
+                            len(frames))
                 continue
-            peer, request, frame = frames
-            try:
-                reply = self._on_client(peer, request, decode(frame))
-            except RadeError as err:
-                reply = ErrorReply(message=err.message, hint=err.hint)
-            except Exception as err:
-                log.exception("client request failed")
-                reply = ErrorReply(message=f"internal error: {type(err).__name__}: {err}")
-            if reply is not None:
-                self._replies.append((peer, request, reply))
+            peer = frames[0]
+            for request, frame in zip(frames[1::2], frames[2::2]):
+                try:
+                    reply = self._on_client(peer, request, decode(frame))
+                except RadeError as err:
+                    reply = ErrorReply(message=err.message, hint=err.hint)
+                except Exception as err:
+                    log.exception("client request failed")
+                    reply = ErrorReply(message=f"internal error: {type(err).__name__}: {err}")
+                if reply is not None:
+                    self._replies.append((peer, request, reply))
 
     def _on_client(self, peer: bytes, request: bytes, msg: Message) -> Message | None:
         state = self.state
@@ -260,12 +263,20 @@ class SchedulerDaemon:
     # -- sending (after commit) -----------------------------------------------------------------------------
 
     def _flush(self) -> None:
+        # One ZeroMQ message per peer per turn, each frame one protocol message, in order: a burst of
+        # launches to one node then costs one wake-up of the sockets' I/O thread, not one per launch.
+        replies: dict[bytes, list[bytes]] = {}
         for peer, request, reply in self._replies:
-            self._send(self.clients, [peer, request, encode(reply)], peer)
+            replies.setdefault(peer, []).extend((request, encode(reply)))
         self._replies.clear()
+        for peer, frames in replies.items():
+            self._send(self.clients, [peer, *frames], peer)
+        orders: dict[str, list[bytes]] = {}
         for node, msg in self.state.outbox:
-            self._send(self.agents, [node.encode(), encode(msg)], node)
+            orders.setdefault(node, []).append(encode(msg))
         self.state.outbox.clear()
+        for node, frames in orders.items():
+            self._send(self.agents, [node.encode(), *frames], node)
 
     def _send(self, sock: zmq.Socket, frames: list[bytes], peer: Any) -> None:
         try:

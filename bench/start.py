@@ -233,7 +233,9 @@ def main() -> int:
             for entry in os.listdir(base):
                 if entry.startswith("c") and entry[1:].isdigit():
                     shutil.rmtree(f"{base}/{entry}", ignore_errors=True)
-        print(f"start-to-exit of /bin/true, fresh overlay root, {args.rounds} alternating rounds (ms)")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"start-to-exit of /bin/true, fresh overlay root, {args.rounds} alternating rounds (ms); "
+              f"load average {load} on {os.cpu_count()} CPUs")
         print(f"{'column':10s} {'median':>8s} {'p10':>8s} {'p90':>8s} {'runs':>5s}")
         for name, values in times.items():
             values.sort()

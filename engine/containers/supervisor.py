@@ -34,7 +34,7 @@ from engine.containers.channels import (
 )
 from engine.containers.logs import STDERR, STDOUT, LogWriter
 from engine.containers.record import ContainerRecord, now_rfc3339
-from engine.containers.status import ContainerStatus
+from engine.containers.status import ContainerStatus, can_start
 from engine.containers.store import ContainerStore
 from jobs.errors import RadeError
 
@@ -325,8 +325,32 @@ class Supervisor:
                 channel.close()
             self._sync()
 
+    def claim(self) -> bool:
+        """Hold the container's supervisor lock for the rest of this process's life; False if another
+        supervisor holds it (two `start`s raced: only one may launch)."""
+        import fcntl
+
+        fd = os.open(self.cdir.path / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.lock_fd = fd
+        return True
+
     def run(self) -> int:
+        if not self.claim():
+            self.ready.send(state="error", message=f"container {self.cid[:12]} is already running",
+                            hint="it was started by another command at the same time", exit_code=125)
+            self.ready.close()
+            return 125
         record = self.store.get(self.cid)
+        if not can_start(record.status):
+            self.ready.send(state="error", message=f"container {record.name} is {record.status.value}",
+                            hint="it cannot be started now", exit_code=125)
+            self.ready.close()
+            return 125
         self.record_network = record.host_config.network
         self.log_writer = LogWriter(self.cdir.log)
         self.listen()

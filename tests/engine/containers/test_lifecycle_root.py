@@ -245,3 +245,25 @@ def test_a_killed_supervisor_is_noticed_and_cleaned_up(rade):
     state = inspect(rade, cid)["State"]
     assert state["ExitCode"] == 255 and "supervisor died" in state["Error"]
     rade("rm", cid)
+
+
+def test_two_starts_at_once_launch_one_container(rade):
+    import subprocess
+
+    cid = rade.out("create", "--network", "none", "busybox", "sleep", "60")
+    starters = [rade.popen("start", cid, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(3)]
+    codes = sorted(p.wait(30) for p in starters)
+    assert codes.count(0) >= 1
+
+    def in_this_container(pid: str) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if fh.read() != b"sleep\x0060\x00":
+                    return False
+            with open(f"/proc/{pid}/cgroup") as fh:
+                return cid in fh.read()
+        except OSError:
+            return False
+
+    assert len([p for p in os.listdir("/proc") if p.isdigit() and in_this_container(p)]) == 1
+    rade("rm", "-f", cid)

@@ -80,8 +80,10 @@ class CgroupV2:
             files.write(f"{p}/cpuset.mems", limits.cpuset_mems)
         if limits.memory is not None:
             files.write(f"{p}/memory.max", limits.memory)
-            if limits.memory_swap is not None and os.path.exists(f"{p}/memory.swap.max"):
-                swap = "max" if limits.memory_swap < 0 else max(0, limits.memory_swap - limits.memory)
+            # As v1 and Docker: without memory_swap, as much swap as memory; v2 counts swap on its own.
+            total = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
+            if os.path.exists(f"{p}/memory.swap.max"):
+                swap = "max" if total < 0 else max(0, total - limits.memory)
                 files.write(f"{p}/memory.swap.max", swap)
         if limits.pids is not None:
             files.write(f"{p}/pids.max", limits.pids if limits.pids > 0 else "max")

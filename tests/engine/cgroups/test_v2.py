@@ -124,3 +124,8 @@ def test_limits_that_cannot_work_are_refused_with_the_rule(limits, words):
     with pytest.raises(CgroupError) as caught:
         Limits(**limits)
     assert words in str(caught.value)
+
+
+def test_memory_without_swap_setting_allows_as_much_swap_as_memory(v2_tree):
+    CgroupV2("c1", mount=v2_tree).apply(Limits(memory=64 << 20))
+    assert _read(f"{v2_tree}/rade/c1/memory.swap.max") == str(64 << 20)

@@ -23,7 +23,8 @@ class Limits:
     cpus: CPUs' worth of time per period (0.5 = half a CPU), by CFS quota/period.
     cpu_shares: relative weight as Docker's --cpu-shares (1024 = default); v2 maps it to cpu.weight.
     cpuset_cpus / cpuset_mems: kernel list syntax ("0-3,6").
-    memory / memory_swap: bytes; memory_swap is memory + swap as Docker's --memory-swap (-1 = unlimited).
+    memory / memory_swap: bytes; memory_swap is memory + swap as Docker's --memory-swap (-1 = unlimited;
+        None with a memory limit: twice the memory, as Docker).
     pids: the most tasks the container may have at once.
     """
 

@@ -25,7 +25,9 @@ class Limits:
     cpuset_cpus / cpuset_mems: kernel list syntax ("0-3,6").
     memory / memory_swap: bytes; memory_swap is memory + swap as Docker's --memory-swap (-1 = unlimited;
         None with a memory limit: twice the memory, as Docker).
-    pids: the most tasks the container may have at once.
+    pids: the most tasks the container may have at once (0 or less: unlimited, as Docker reads it).
+    Refused at construction, naming the rule: cpus not above 0, memory under 6 MiB (the container would
+    be killed before its command runs, so Docker refuses it too), memory_swap below memory.
     """
 
     cpus: float | None = None

@@ -27,6 +27,31 @@ class Outcome:
     exit_code: int | None
     oom_killed: bool = False
     error: dict | None = None
+    detached: bool = False  # the user typed the detach keys; the container runs on
+
+
+DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, as Docker's default
+
+
+class DetachScanner:
+    """Finds the detach sequence in typed input, even split across reads; passes the rest through."""
+
+    def __init__(self, keys: bytes = DETACH_KEYS) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(bytes to send on, whether the sequence was typed)."""
+        data = self.held + data
+        self.held = b""
+        at = data.find(self.keys)
+        if at != -1:
+            return data[:at], True
+        for n in range(len(self.keys) - 1, 0, -1):
+            if data.endswith(self.keys[:n]):
+                self.held = data[-n:]
+                return data[:-n], False
+        return data, False
 
 
 def connect(cdir: ContainerDir) -> socket.socket:
@@ -106,8 +131,10 @@ class AttachClient:
                     return outcome
 
     def relay(self, stdin_fd: int | None, stdout_fd: int, stderr_fd: int,
-              on_started: Callable[[int], None] | None = None) -> Outcome:
-        """Copy `stdin_fd` to the container and its output to `stdout_fd`/`stderr_fd` until it exits."""
+              on_started: Callable[[int], None] | None = None, detach_keys: bytes | None = None) -> Outcome:
+        """Copy `stdin_fd` to the container and its output to `stdout_fd`/`stderr_fd` until it exits
+        (or, with `detach_keys`, until they are typed: the container then runs on)."""
+        scanner = DetachScanner(detach_keys) if detach_keys else None
         sel = selectors.DefaultSelector()
         self.sock.setblocking(True)
         sel.register(self.sock, selectors.EVENT_READ, "sock")
@@ -118,7 +145,13 @@ class AttachClient:
                 for key, _ in sel.select():
                     if key.data == "stdin":
                         data = os.read(stdin_fd, 65536)
-                        if data:
+                        if data and scanner is not None:
+                            data, detach = scanner.feed(data)
+                            if data:
+                                self.send(Frame.STDIN, data)
+                            if detach:
+                                return Outcome(None, detached=True)
+                        elif data:
                             self.send(Frame.STDIN, data)
                         else:
                             self.send(Frame.STDIN_EOF)

@@ -89,7 +89,7 @@ def _failed(outcome_error: dict):
 
 def _attach_and_relay(store, record, interactive: bool, reader=None) -> int:
     """Attach this process's stdio (raw terminal for -t) until the container exits; its exit code."""
-    from engine.containers.client import AttachClient
+    from engine.containers.client import DETACH_KEYS, AttachClient
     from engine.containers.terminal import raw_terminal, window_size
 
     tty = record.config.tty
@@ -106,11 +106,13 @@ def _attach_and_relay(store, record, interactive: bool, reader=None) -> int:
     try:
         if tty and interactive:
             with raw_terminal(0, client.resize):
-                outcome = client.relay(stdin_fd, 1, 2)
+                outcome = client.relay(stdin_fd, 1, 2, detach_keys=DETACH_KEYS)
         else:
             outcome = client.relay(stdin_fd, 1, 2)
         if outcome.error is not None:
             raise _failed(outcome.error)
+        if outcome.detached:
+            return 0
         if record.host_config.auto_remove:
             client.wait()  # until the supervisor hangs up: the container is gone then
     finally:

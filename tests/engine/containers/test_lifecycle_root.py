@@ -267,3 +267,43 @@ def test_two_starts_at_once_launch_one_container(rade):
 
     assert len([p for p in os.listdir("/proc") if p.isdigit() and in_this_container(p)]) == 1
     rade("rm", "-f", cid)
+
+
+def test_detach_keys_leave_the_container_running(rade):
+    import fcntl
+    import termios
+
+    cid = rade.out("run", "-d", "-i", "-t", "--network", "none", "busybox", "sh")
+    master, slave = os.openpty()
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        os.execv(rade.argv()[0], rade.argv("attach", cid))
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 30
+    typed = detached = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not typed:
+            os.write(master, b"echo via-attach\r")
+            typed = True
+        elif b"via-attach\r\n" in out and not detached:
+            os.write(master, b"\x10\x11")
+            detached = True
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0 and detached
+    assert inspect(rade, cid)["State"]["Status"] == "running"
+    rade("rm", "-f", cid)

@@ -136,3 +136,16 @@ def test_exec_with_a_terminal(rade):
     os.close(master)
     assert os.waitstatus_to_exitcode(status) == 0 and b"exec-tty" in out
     rade("rm", "-f", cid)
+
+
+def test_volume_in_use_cannot_be_removed(rade):
+    rade("create", "--name", "vol-user", "--network", "none", "-v", "busy-vol:/data", "busybox", "true")
+    try:
+        result = rade("volume", "rm", "busy-vol", check=False)
+        assert result.returncode == 125 and b"in use by vol-user" in result.stderr
+        rade("rm", "vol-user")
+        rade("volume", "rm", "busy-vol")
+        assert "busy-vol" not in rade.out("volume", "ls", "-q").split()
+    finally:
+        rade("rm", "-f", "vol-user", check=False)
+        rade("volume", "rm", "busy-vol", check=False)

@@ -79,6 +79,14 @@ def make_dir(path: str) -> bool:
         raise CgroupError(f"cannot create cgroup {path}: {err.strerror}") from None
 
 
+def make_container_dir(path: str) -> None:
+    """mkdir a container's own cgroup. One left empty by a crash is reused; one with processes in it
+    belongs to a running container of the same id, and sharing it would let one's cleanup kill the other."""
+    if not make_dir(path) and read_pids(f"{path}/cgroup.procs"):
+        raise CgroupError(f"cgroup {path} already holds running processes",
+                          "another container with this id is running; stop it or use another id")
+
+
 def remove_dir(path: str, emptied: Callable[[], None], timeout: float = 5.0) -> None:
     """rmdir a cgroup, calling `emptied()` (kill what is in it) while the kernel says it is busy.
 

@@ -93,7 +93,7 @@ class CgroupV1:
         for _ in range(5):
             self._ensure_parent(controller, self._mounts[controller])
             try:
-                files.make_dir(path)
+                files.make_container_dir(path)
                 break
             except FileNotFoundError:
                 continue  # the shared parent was removed by another container's cleanup meanwhile

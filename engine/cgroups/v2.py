@@ -51,7 +51,7 @@ class CgroupV2:
             if files.make_dir(self._parent_dir):
                 self._enable_controllers()
             try:
-                files.make_dir(self.path)
+                files.make_container_dir(self.path)
                 return
             except FileNotFoundError:
                 continue

@@ -162,3 +162,18 @@ def test_kill_all_without_a_freezer_hierarchy_still_empties_the_cgroup(sleeper):
         assert sleeper.wait(timeout=5) == -9
     finally:
         cgroup.remove()
+
+
+def test_a_cgroup_with_running_processes_is_not_taken_over(v1_cgroup, sleeper):
+    v1_cgroup.create()
+    v1_cgroup.add(sleeper.pid)
+    twin = CgroupV1(v1_cgroup.name.split("/", 1)[1])
+    with pytest.raises(CgroupError) as caught:
+        twin.create()
+    assert "running" in str(caught.value)
+    assert sleeper.poll() is None  # the first one's process is untouched
+
+
+def test_an_empty_cgroup_left_by_a_crash_is_reused(v1_cgroup):
+    v1_cgroup.create()
+    CgroupV1(v1_cgroup.name.split("/", 1)[1]).create()

@@ -115,3 +115,34 @@ def test_signal_from_a_client_reaches_the_process(store):
     client.close()
     thread.join(20)
     assert store.get(record.id).exit_code == 143
+
+
+def test_a_failed_launch_is_recorded_with_its_exit_code(store):
+    from engine.errors import CommandNotFound
+
+    record = make(store, ("missing",))
+
+    def launcher(config):
+        raise CommandNotFound("exec", "'missing' not found in $PATH", "check the command")
+
+    r, w = os.pipe()
+    code = Supervisor(store, record.id, Ready(w), False, launcher=launcher).run()
+    with os.fdopen(r) as reports:
+        lines = reports.read().splitlines()
+    assert code == 127 and '"state": "error"' in lines[-1] and '"exit_code": 127' in lines[-1]
+    after = store.get(record.id)
+    assert after.status is ContainerStatus.EXITED and after.exit_code == 127 and "not found" in after.error
+
+
+def test_a_second_supervisor_for_the_same_container_refuses(store):
+    record = make(store, ("sleep", "30"))
+    thread, _result, processes = supervise(store, record)
+    import time
+
+    deadline = time.monotonic() + 10
+    while store.get(record.id).status is not ContainerStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # flock is per open file: a second claim in this process is refused like one from another process.
+    assert Supervisor(store, record.id, Ready(None), False).claim() is False
+    processes[0].kill(signal.SIGKILL)
+    thread.join(20)

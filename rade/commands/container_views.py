@@ -1,4 +1,4 @@
-"""`rade ps`, `logs`, `top`, `inspect` (containers first, then images), `diff`, `commit`, `exec`, `info`
+"""`rade ps`, `logs`, `top`, `stats`, `inspect` (containers first, then images), `diff`, `commit`, `exec`, `info`
 and `volume`: looking at and into containers on this machine."""
 
 from __future__ import annotations
@@ -89,6 +89,42 @@ def cmd_top(args: argparse.Namespace) -> int:
     rows = processes.table(record.pid)
     print_table(processes.COLUMNS, rows)
     return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from engine.cgroups import open_cgroup
+    from engine.cgroups.driver import DEFAULT_PARENT
+    from engine.containers import lifecycle
+    from engine.containers.hostinfo import info
+    from engine.containers.status import is_active
+    from jobs.errors import RadeError
+    from jobs.units import format_size
+
+    store = _store(args)
+    records = [store.find(ref) for ref in args.containers] or store.all()
+    records = [r for r in (lifecycle.refresh(store, r) for r in records) if is_active(r.status)]
+    host_memory = info(args.root)["MemTotal"]
+    groups = {r.id: open_cgroup(r.id, r.host_config.resources.cgroup_parent or DEFAULT_PARENT) for r in records}
+    before = {cid: (time.monotonic(), g.stats().cpu_seconds) for cid, g in groups.items()}
+    while True:
+        time.sleep(0.5 if args.no_stream else 1.0)
+        rows = []
+        for record in records:
+            try:
+                now = groups[record.id].stats()
+            except (RadeError, OSError):
+                continue  # it exited between samples: left out
+            then, cpu = before[record.id]
+            elapsed = time.monotonic() - then
+            before[record.id] = (time.monotonic(), now.cpu_seconds)
+            limit = record.host_config.resources.memory or host_memory
+            rows.append((record.short_id, record.name, f"{100 * (now.cpu_seconds - cpu) / elapsed:.2f}%",
+                         f"{format_size(now.memory_current)} / {format_size(limit)}",
+                         f"{100 * now.memory_current / limit:.2f}%", str(now.pids)))
+        print_table(("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"), rows)
+        if args.no_stream:
+            return 0
+        print()
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -242,6 +278,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("top", help="the processes of a container")
     p.add_argument("container")
     p.set_defaults(func=cmd_top)
+    p = sub.add_parser("stats", help="CPU, memory and tasks of running containers")
+    p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
+    p.add_argument("containers", nargs="*")
+    p.set_defaults(func=cmd_stats)
     p = sub.add_parser("inspect", help="details of containers or images, as JSON")
     p.add_argument("-f", "--format", help="a Go-template-like format, e.g. '{{.State.Status}}'")
     p.add_argument("objects", nargs="+")

@@ -307,3 +307,13 @@ def test_detach_keys_leave_the_container_running(rade):
     assert os.waitstatus_to_exitcode(status) == 0 and detached
     assert inspect(rade, cid)["State"]["Status"] == "running"
     rade("rm", "-f", cid)
+
+
+def test_stats_shows_a_busy_container(rade):
+    cid = rade.out("run", "-d", "--network", "none", "--memory", "64M", "busybox", "sh", "-c",
+                   "while :; do :; done")
+    lines = rade.out("stats", "--no-stream", cid).splitlines()
+    assert lines[0].split()[:2] == ["CONTAINER", "ID"]
+    fields = lines[1].split()
+    assert fields[0] == cid[:12] and float(fields[2].rstrip("%")) > 0 and "64M" in lines[1]
+    rade("rm", "-f", cid)

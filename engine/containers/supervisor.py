@@ -71,6 +71,8 @@ def exit_status(code: int) -> int:
 
 
 class Supervisor:
+    """One container's supervisor: `run()` is its whole life, from listening to the final cleanup."""
+
     def __init__(self, store: ContainerStore, container_id: str, ready: Ready, wait_attach: bool,
                  launcher: Callable[[Any], Any] | None = None) -> None:
         self.store = store
@@ -91,6 +93,7 @@ class Supervisor:
         self.early_stdin = bytearray()
         self.early_eof = False
         self.record_network = "bridge"
+        self.lock_fd: int | None = None
 
     # -- the loop -------------------------------------------------------------------------------------
 

@@ -65,11 +65,15 @@ class ImageStore:
         self.root = os.path.join(root, "images")
         tmp = os.path.join(self.root, "tmp")
         locks = os.path.join(self.root, "locks")
-        self.blobs = BlobStore(os.path.join(self.root, "blobs"), tmp)
-        self.layers = LayerStore(os.path.join(self.root, "layers"), tmp, locks)
-        self.index = ImageIndex(self.root)
-        self.tmp = tmp
-        self._check_format()
+        try:
+            self.blobs = BlobStore(os.path.join(self.root, "blobs"), tmp)
+            self.layers = LayerStore(os.path.join(self.root, "layers"), tmp, locks)
+            self.index = ImageIndex(self.root)
+            self.tmp = tmp
+            self._check_format()
+        except OSError as err:
+            raise ImageError(f"cannot use the image store at {self.root}: {err.strerror or err}",
+                             "run as root, or choose a state root you can write with --root") from None
 
     def _check_format(self) -> None:
         """Record the layout's format version on first use; refuse a store a newer rade wrote."""

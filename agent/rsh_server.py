@@ -1,0 +1,420 @@
+"""The agent's side of `rade-rsh`: a process that starts MPI daemons in the job's container on this node.
+
+The agent forks it before any thread starts (like its launcher), because each remote start forks and
+enters the container's namespaces (`engine.nsenter`), which a threaded process must not do. It listens
+on the node's rsh port and runs one `selectors` loop over every connection: the handshake of
+`agent.rsh` (the request must carry a MAC under its job's secret, so a job's containers reach only their
+own job's container), then `sh -c COMMAND` in the container of that job's task on this node, found in the
+agent's task files, with pipes for stdin, stdout and stderr relayed as frames and the exit status sent
+last (a pidfd says when it exited). A connection that drops kills its process (SIGTERM, SIGKILL after a
+grace): `mpirun` killing its rsh children is how it stops its remote daemons. The started process is in
+the container's cgroup and PID namespace, so it also dies with the job's container.
+
+It also answers `hold` requests: the waiting process of a job's other nodes is told (EXIT 0) once the
+daemons started for that job here have all ended, so those tasks end when `mpirun` is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent import rsh
+from agent.state import AgentState
+from jobs.errors import RadeError
+
+log = logging.getLogger(__name__)
+
+KEY_NAME = "rsh.key"
+KILL_GRACE = 5.0
+HANDSHAKE_TIMEOUT = 30.0
+
+
+class RshServerError(RadeError):
+    """The rsh server cannot listen or its key cannot be read."""
+
+
+def cluster_key_path(root: str | os.PathLike[str]) -> Path:
+    return Path(root, "agent", KEY_NAME)
+
+
+def load_cluster_key(root: str | os.PathLike[str]) -> bytes:
+    """The key every agent of the cluster shares (ROOT/agent/rsh.key), made on first use.
+
+    Agents on one shared root (the dev cluster) share it by construction; on separate roots the admin
+    copies one file to every node, as with munge's key."""
+    path = cluster_key_path(root)
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        raise RshServerError(f"{path}: not a key", "remove it to make a new one on every node") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{KEY_NAME}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, secrets.token_hex(32).encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if another agent made it first: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return bytes.fromhex(path.read_text().strip())
+
+
+def find_container(root: str, node: str, job_id: int, attempt: int) -> str | None:
+    """The container of the job's task on this node (from the agent's task files), or None."""
+    files, _ = AgentState(root, node).load_all()
+    for task in files:
+        if task.job_id == job_id and task.attempt == attempt and task.container_id:
+            return task.container_id
+    return None
+
+
+def start_in_container(root: str, container_id: str, argv: tuple[str, ...], stdin: int, stdout: int,
+                       stderr: int) -> Any:
+    """Start `argv` in the running container as `rade exec` would, with the given descriptors."""
+    from engine.cgroups import open_cgroup
+    from engine.cgroups.driver import DEFAULT_PARENT
+    from engine.containers import launchspec, status
+    from engine.containers.lifecycle import refresh
+    from engine.containers.store import ContainerStore
+    from engine.errors import ContainerError
+    from engine.nsenter import enter
+
+    store = ContainerStore(root)
+    record = refresh(store, store.get(container_id))
+    if not status.can_signal(record.status) or not record.pid:
+        raise ContainerError(f"container {record.name} is not running")
+    layers = launchspec.image_layers(store.root, record.config.image_id)
+    config = launchspec.build(record, store.dir(record.id), layers, "host", None, (0, 1, 2))
+    cgroup = open_cgroup(record.id, record.host_config.resources.cgroup_parent or DEFAULT_PARENT)
+    return enter(record.pid, cgroup, config, argv, env=launchspec.env_mapping(record.config.env),
+                 stdin=stdin, stdout=stdout, stderr=stderr)
+
+
+@dataclass(eq=False)
+class Session:
+    """One connection: its handshake, then the process it started (or the hold it waits on)."""
+
+    sock: socket.socket
+    nonce: bytes
+    opened: float
+    reader: rsh.FrameReader = field(default_factory=rsh.FrameReader)
+    job: tuple[int, int] | None = None
+    op: str = ""
+    process: Any = None
+    pidfd: int = -1
+    stdin_w: int = -1
+    outputs: dict[int, int] = field(default_factory=dict)  # pipe read end -> frame type
+    status: int | None = None
+    kill_at: float | None = None
+
+
+class RshService:
+    """The loop's state: sessions, and per job how many daemons were started here and how many run."""
+
+    def __init__(self, root: str, node: str, listener: socket.socket, key: bytes) -> None:
+        self.root, self.node, self.key = root, node, key
+        self.listener = listener
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, ("accept", None))
+        self.sessions: set[Session] = set()
+        self.started: dict[tuple[int, int], int] = {}
+        self.running: dict[tuple[int, int], int] = {}
+        self.holds: dict[tuple[int, int], list[Session]] = {}
+
+    def serve_forever(self, stop: int | None = None) -> None:
+        if stop is not None:
+            self.selector.register(stop, selectors.EVENT_READ, ("stop", None))
+        while True:
+            for key, _ in self.selector.select(self._timeout()):
+                what, session = key.data
+                if what == "stop":
+                    return
+                if what == "accept":
+                    self._accept()
+                elif what == "sock":
+                    self._on_socket(session)
+                elif what == "pidfd":
+                    self._on_exit(session)
+                else:
+                    self._on_output(session, key.fd)
+            self._on_timers()
+
+    def _timeout(self) -> float | None:
+        dues = [s.kill_at for s in self.sessions if s.kill_at is not None]
+        dues += [s.opened + HANDSHAKE_TIMEOUT for s in self.sessions if s.job is None]
+        return max(0.0, min(dues) - time.monotonic()) if dues else None
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        session = Session(sock, secrets.token_bytes(32), time.monotonic())
+        sock.settimeout(30.0)  # writes block at most this long on a stuck peer
+        try:
+            sock.sendall(rsh.encode_frame(rsh.CHALLENGE, session.nonce))
+        except OSError:
+            sock.close()
+            return
+        self.sessions.add(session)
+        self.selector.register(sock, selectors.EVENT_READ, ("sock", session))
+
+    def _send(self, session: Session, frame: bytes) -> None:
+        try:
+            session.sock.sendall(frame)
+        except OSError:
+            self._drop(session)
+
+    def _refuse(self, session: Session, why: str) -> None:
+        log.warning("rsh: refused a request: %s", why)
+        self._send(session, rsh.encode_frame(rsh.ERROR, why.encode()))
+        self._close(session)
+
+    def _on_socket(self, session: Session) -> None:
+        try:
+            data = session.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(session)
+            return
+        try:
+            frames = session.reader.feed(data)
+        except rsh.RshProtocolError as err:
+            self._refuse(session, str(err))
+            return
+        for kind, payload in frames:
+            if session not in self.sessions:
+                return
+            if session.job is None:
+                self._on_hello(session, kind, payload)
+            elif kind == rsh.STDIN and session.stdin_w >= 0:
+                self._write_stdin(session, payload)
+
+    def _on_hello(self, session: Session, kind: int, payload: bytes) -> None:
+        try:
+            if kind != rsh.HELLO:
+                raise rsh.RshProtocolError("the first frame must be HELLO")
+            request, body, mac = rsh.read_hello(payload)
+        except rsh.RshProtocolError as err:
+            self._refuse(session, str(err))
+            return
+        job = (request["job"], request["attempt"])
+        if not rsh.is_authentic(rsh.job_secret(self.key, *job), session.nonce, body, mac):
+            self._refuse(session, f"not authenticated for job {job[0]}")
+            return
+        session.job, session.op = job, request["op"]
+        container = find_container(self.root, self.node, *job)
+        if container is None:
+            self._refuse(session, f"job {job[0]} runs nothing on node {self.node}")
+            return
+        if session.op == "hold":
+            self.holds.setdefault(job, []).append(session)
+            self._answer_holds(job)
+            return
+        self._start(session, container, request["argv"][0])
+
+    def _start(self, session: Session, container: str, command: str) -> None:
+        from engine.errors import ContainerError, LaunchError
+
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            process = start_in_container(self.root, container, ("/bin/sh", "-c", command), stdin_r, out_w, err_w)
+        except (ContainerError, LaunchError, RadeError) as err:
+            for fd in (stdin_r, stdin_w, out_r, out_w, err_r, err_w):
+                os.close(fd)
+            self._refuse(session, f"cannot start in container {container[:12]}: {err.message}")
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                for fd in (stdin_r, out_w, err_w):
+                    os.close(fd)
+        log.info("rsh: job %d: started %r in container %s (pid %d)", session.job[0], command[:80],
+                 container[:12], process.pid)
+        session.process, session.stdin_w = process, stdin_w
+        session.pidfd = os.pidfd_open(process.pid)
+        session.outputs = {out_r: rsh.STDOUT, err_r: rsh.STDERR}
+        self.selector.register(session.pidfd, selectors.EVENT_READ, ("pidfd", session))
+        for fd in session.outputs:
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ, ("output", session))
+        self.started[session.job] = self.started.get(session.job, 0) + 1
+        self.running[session.job] = self.running.get(session.job, 0) + 1
+
+    def _write_stdin(self, session: Session, data: bytes) -> None:
+        if not data:
+            os.close(session.stdin_w)
+            session.stdin_w = -1
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(session.stdin_w, view):]
+        except OSError as err:
+            if err.errno != errno.EPIPE:
+                log.warning("rsh: writing stdin: %s", err)
+            os.close(session.stdin_w)
+            session.stdin_w = -1
+
+    def _on_output(self, session: Session, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._send(session, rsh.encode_frame(session.outputs[fd], data))
+            return
+        self.selector.unregister(fd)
+        os.close(fd)
+        del session.outputs[fd]
+        self._maybe_finish(session)
+
+    def _on_exit(self, session: Session) -> None:
+        self.selector.unregister(session.pidfd)
+        os.close(session.pidfd)
+        session.pidfd = -1
+        session.status = session.process.wait()
+        session.kill_at = None
+        self._maybe_finish(session)
+
+    def _maybe_finish(self, session: Session) -> None:
+        """EXIT goes once the process has exited and its output is read to the end."""
+        if session.status is None or session.outputs or session not in self.sessions:
+            return
+        self._send(session, rsh.encode_exit(session.status))
+        self._close(session)
+
+    def _on_timers(self) -> None:
+        now = time.monotonic()
+        for session in list(self.sessions):
+            if session.job is None and now >= session.opened + HANDSHAKE_TIMEOUT:
+                self._close(session)
+            elif session.kill_at is not None and now >= session.kill_at:
+                session.kill_at = None
+                session.process.kill(signal.SIGKILL)
+
+    def _drop(self, session: Session) -> None:
+        """The peer went away: a running process is stopped (its end is still awaited), the rest closed."""
+        if session.process is not None and session.status is None:
+            if session.kill_at is None:
+                log.info("rsh: job %d: connection dropped, stopping pid %d", session.job[0], session.process.pid)
+                session.process.kill(signal.SIGTERM)
+                session.kill_at = time.monotonic() + KILL_GRACE
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(session.sock)
+            return
+        self._close(session)
+
+    def _close(self, session: Session) -> None:
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(session.sock)
+        session.sock.close()
+        for fd in list(session.outputs):
+            self.selector.unregister(fd)
+            os.close(fd)
+        session.outputs.clear()
+        if session.stdin_w >= 0:
+            os.close(session.stdin_w)
+            session.stdin_w = -1
+        if session.pidfd >= 0:
+            self.selector.unregister(session.pidfd)
+            os.close(session.pidfd)
+            session.pidfd = -1
+            session.process.kill(signal.SIGKILL)
+            session.status = session.process.wait()
+        if session.op == "hold" and session.job in self.holds:
+            with contextlib.suppress(ValueError):
+                self.holds[session.job].remove(session)
+        if session.op == "run" and session.process is not None and session.job is not None:
+            self.running[session.job] -= 1
+            self._answer_holds(session.job)
+
+    def _answer_holds(self, job: tuple[int, int]) -> None:
+        if self.started.get(job, 0) == 0 or self.running.get(job, 0) > 0:
+            return
+        for waiter in list(self.holds.pop(job, [])):
+            self._send(waiter, rsh.encode_exit(0))
+            self._close(waiter)
+
+
+def listen(port: int = rsh.RSH_PORT) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("0.0.0.0", port))
+    except OSError as err:
+        sock.close()
+        raise RshServerError(f"cannot listen on the rsh port {port}: {err.strerror}",
+                             "is another agent running in this network namespace?") from None
+    sock.listen(64)
+    return sock
+
+
+class RshServer:
+    """The agent's handle on its rsh server process."""
+
+    def __init__(self, root: str, node: str, port: int = rsh.RSH_PORT) -> None:
+        self.root, self.node, self.port = root, node, port
+        self.pid = 0
+        self._stop_w = -1
+
+    def start(self) -> None:
+        """Listen and fork the server; call before this process starts a thread. RshServerError if it
+        cannot listen (the agent runs on without cross-node MPI)."""
+        # Imported before the fork so every start in the server finds them loaded.
+        import engine.containers.launchspec
+        import engine.nsenter  # noqa: F401
+
+        key = load_cluster_key(self.root)
+        listener = listen(self.port)
+        stop_r, stop_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(stop_w)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                RshService(self.root, self.node, listener, key).serve_forever(stop_r)
+            except BaseException:
+                log.exception("the rsh server failed")
+                code = 1
+            finally:
+                os._exit(code)
+        listener.close()
+        os.close(stop_r)
+        self.pid, self._stop_w = pid, stop_w
+
+    def close(self) -> None:
+        if self._stop_w >= 0:
+            os.close(self._stop_w)  # the server's loop sees its end of the pipe close
+            self._stop_w = -1
+        if self.pid:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0

@@ -133,13 +133,17 @@ def test_config_diff_id_mismatch_is_refused(store: ImageStore, base) -> None:
 def test_commit_adds_a_layer_and_config_changes_on_top_of_the_parent(store, tmp_path, base, kit) -> None:
     parent = kit.image(store, [base], tag="base", runtime={"Cmd": ["sh"], "Env": ["PATH=/bin"]})
     layer = tmp_path / "upper.tar"
-    layer.write_bytes(kit.tar([kit.file("etc/hello", b"changed"), kit.file("etc/.wh.gone")]))
+    layer_bytes = kit.tar([kit.file("etc/hello", b"changed"), kit.file("etc/.wh.gone")])
+    layer.write_bytes(layer_bytes)
     child = store.commit(parent, str(layer), {"Cmd": ["true"], "WorkingDir": "/etc"},
                          {"created_by": "rade commit"}, tag="child:1")
     assert child.repo_tags == ("child:1",)
     assert child.diff_ids[:-1] == parent.diff_ids and len(child.layer_dirs()) == 2
     assert child.runtime_config == {"Cmd": ["true"], "Env": ["PATH=/bin"], "WorkingDir": "/etc"}
     assert child.history[-1]["created_by"] == "rade commit"
+    layer.unlink()  # the runtime deletes its tar: the store kept the layer once, and can rebuild the tar
+    assert not os.path.exists(store.blobs.path(child.diff_ids[-1]))
+    assert Path(store.blob_path(child.diff_ids[-1])).read_bytes() == layer_bytes
     assert Path(os.path.join(child.layer_dirs()[0], "etc/hello")).read_bytes() == b"changed"
     meta_only = store.commit(child, None, {"Env": None}, {"created_by": "ENV"})
     assert meta_only.diff_ids == child.diff_ids and "Env" not in meta_only.runtime_config

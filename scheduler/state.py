@@ -287,6 +287,12 @@ class ClusterState:
                "RADE_ATTEMPT": str(task.attempt)}
         if job.array_index is not None:
             env["RADE_ARRAY_INDEX"] = str(job.array_index)
+        if job.spec.get("mpi"):
+            # Every node's ranks and address: the first node's hostfile and rsh agent need them all.
+            grants = [self.tasks[key].grant for key in self.current[job.id]]
+            env["RADE_NODE_RANKS"] = ",".join(str(g.ranks) for g in grants)
+            env["RADE_NODE_ADDRESSES"] = ",".join(
+                self.nodes[g.node].address if g.node in self.nodes else "" for g in grants)
         grant = task.grant
         return Launch(job_id=job.id, task_id=task.task, attempt=task.attempt, spec=_lean(job.spec), nodes=nodes,
                       cpus=grant.cores, memory=grant.memory, gpus=grant.gpus, ranks=grant.ranks, env=env)

@@ -87,3 +87,11 @@ def test_errors_are_one_line_with_exit_codes(rade, tmp_path) -> None:
 def test_sizes_print_like_docker() -> None:
     assert [human_size(n) for n in (0, 999, 1000, 4_260_000, 1_500_000_000)] == \
         ["0B", "999B", "1kB", "4.26MB", "1.5GB"]
+
+
+@pytest.mark.root
+def test_images_hides_untagged_build_steps_unless_all(rade, store, kit) -> None:
+    step = kit.image(store, [kit.tar([kit.file("a", b"a")])])
+    final = store.commit(step, None, {"Cmd": ["a"]}, {"created_by": "CMD a"}, tag="built:1")
+    assert rade("images", "-q")[1].split() == [final.short_id]
+    assert set(rade("images", "-a", "-q")[1].split()) == {final.short_id, step.short_id}

@@ -24,6 +24,7 @@ from agent.config import AgentConfig
 from agent.launcher import Launcher
 from agent.link import AgentLink
 from agent.node import NodeInfo
+from agent.rsh_server import start_rsh_server
 from agent.state import AgentState
 from agent.tasks import EngineRunner
 
@@ -180,10 +181,17 @@ def run_agent(scheduler: str | None, name: str | None, config_path: str | None, 
 
     config = load_agent_config(config_path)
     node = discover(name or config.name, config.labels)
+    # Both fork before the daemon's ZeroMQ context starts its threads; the rsh server first, so it holds
+    # no copy of the launcher's socket (whose closing is what ends the launcher).
+    rsh = start_rsh_server(root, node.name)
     launcher = Launcher(root)
-    launcher.start()  # before the daemon's ZeroMQ context starts its threads
-    daemon = AgentDaemon(scheduler_endpoint(scheduler or config.scheduler, root), root, node, config,
-                         launcher=launcher)
-    daemon.install_signal_handlers()
-    daemon.serve()
+    launcher.start()
+    try:
+        daemon = AgentDaemon(scheduler_endpoint(scheduler or config.scheduler, root), root, node, config,
+                             launcher=launcher)
+        daemon.install_signal_handlers()
+        daemon.serve()
+    finally:
+        if rsh is not None:
+            rsh.close()
     return 0

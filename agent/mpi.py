@@ -185,3 +185,12 @@ def wire(root: str, node: str, order: Launch, options: Any, cluster_key: bytes,
     # The job's own variables come last, so a job may override the wiring's (e.g. its own PMIx store).
     return replace(options, entrypoint=(), command=wrap_command(layout, node, command),
                    env=(*env, *options.env), volumes=(*options.volumes, f"{directory}:{rsh.MOUNT_POINT}:ro"))
+
+
+def task_options(root: str, node: str, order: Launch, options: Any) -> Any:
+    """The CreateOptions of any task: unchanged unless the job is an MPI job, then wired."""
+    if not is_mpi(order):
+        return options
+    from agent.rsh_server import load_cluster_key
+
+    return wire(root, node, order, options, load_cluster_key(root))

@@ -381,7 +381,6 @@ class RshServer:
     def __init__(self, root: str, node: str, port: int = rsh.RSH_PORT) -> None:
         self.root, self.node, self.port = root, node, port
         self.pid = 0
-        self._stop_w = -1
 
     def start(self) -> None:
         """Listen and fork the server; call before this process starts a thread. RshServerError if it
@@ -392,29 +391,41 @@ class RshServer:
 
         key = load_cluster_key(self.root)
         listener = listen(self.port)
-        stop_r, stop_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                os.close(stop_w)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the agent's to handle
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                RshService(self.root, self.node, listener, key).serve_forever(stop_r)
+                RshService(self.root, self.node, listener, key).serve_forever()
             except BaseException:
                 log.exception("the rsh server failed")
                 code = 1
             finally:
                 os._exit(code)
         listener.close()
-        os.close(stop_r)
-        self.pid, self._stop_w = pid, stop_w
+        self.pid = pid
 
     def close(self) -> None:
-        if self._stop_w >= 0:
-            os.close(self._stop_w)  # the server's loop sees its end of the pipe close
-            self._stop_w = -1
+        """Stop the server (the processes it started live on in their containers, as the containers do)."""
         if self.pid:
+            # A signal rather than a pipe's end: the agent's launcher and the supervisors it forks would
+            # hold a copy of any pipe made before them.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self.pid = 0
+
+
+def start_rsh_server(root: str, node: str, port: int = rsh.RSH_PORT) -> RshServer | None:
+    """The node's rsh server, started; None (logged) when it cannot be: the node then runs MPI jobs only
+    within itself, and everything else as before."""
+    server = RshServer(root, node, port)
+    try:
+        server.start()
+    except (RadeError, OSError) as err:
+        log.warning("node %s: no rsh server, MPI jobs cannot reach this node's containers: %s", node,
+                    getattr(err, "message", None) or err)
+        return None
+    return server

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from agent import mpi
 from agent.state import AgentState, TaskFile, task_log_path
 from jobs.errors import RadeError
 from jobs.messages import Kill, Launch
@@ -181,7 +182,9 @@ class EngineRunner:
         try:
             # The memory limit is the container's alone, so an OOM kill is counted where the engine looks.
             make_slice(slice_name, replace(task_limits(order), memory=None))
-            record = lifecycle.create(self.store, container_options(order, self.node, slice_name))
+            options = container_options(order, self.node, slice_name)
+            options = mpi.task_options(self.root, self.node, order, options)
+            record = lifecycle.create(self.store, options)
             task.file = TaskFile(*key, container_id=record.id, cgroup_slice=slice_name, deadline=deadline,
                                  grace=self.kill_grace)
             self.state.save(task.file)
@@ -358,6 +361,7 @@ class EngineRunner:
             remove_slice(task.file.cgroup_slice)
         except (RadeError, OSError) as err:
             log.warning("job %d task %d attempt %d: removing its cgroup: %s", *task.key, err)
+        mpi.remove_files(self.root, self.node, task.key)
         log.info("job %d task %d attempt %d: %s (exit %s, %.2f cpu s, peak %d bytes)%s", *task.key, state.value,
                  code, cpu_seconds, peak, f": {reason}" if reason else "")
         self._report(task.key, state, code, reason, cpu_seconds, peak)
@@ -429,5 +433,6 @@ def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
     for file in files:
         with contextlib.suppress(RadeError, OSError):
             remove_slice(file.cgroup_slice)
+        mpi.remove_files(root, node, file.key)
         state.forget(file.key)
     return len(by_container)

@@ -172,14 +172,14 @@ class EngineRunner:
         if key in self.tasks:
             return
         slice_name = f"{self.node}.{order.job_id}.{order.task_id}.{order.attempt}"
-        limit = order.spec.get("time_limit")
-        deadline = self.clock.monotonic() + float(parse_duration(limit)) if limit else None
-        task = Task(TaskFile(*key, container_id="", cgroup_slice=slice_name, deadline=deadline,
-                             grace=self.kill_grace), open_slice(slice_name))
+        task = Task(TaskFile(*key, container_id="", cgroup_slice=slice_name, grace=self.kill_grace),
+                    open_slice(slice_name))
         self.tasks[key] = task
         log.info("job %d task %d attempt %d: starting %s on cpus %s", *key, order.spec.get("image"),
                  ",".join(map(str, order.cpus)) or "-")
         try:
+            limit = order.spec.get("time_limit")
+            deadline = self.clock.monotonic() + float(parse_duration(limit)) if limit else None
             # The memory limit is the container's alone, so an OOM kill is counted where the engine looks.
             make_slice(slice_name, replace(task_limits(order), memory=None))
             options = container_options(order, self.node, slice_name)
@@ -192,6 +192,12 @@ class EngineRunner:
         except RadeError as err:
             log.warning("job %d task %d attempt %d: could not start: %s", *key, err.message)
             self._end(task, TaskState.FAILED, err.exit_code, err.message)
+            return
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            # The spec travels as free-form data: a scheduler bug or a forged order must fail the task, not
+            # leave it unanswered.
+            log.warning("job %d task %d attempt %d: malformed order: %r", *key, err)
+            self._end(task, TaskState.FAILED, 125, f"the order could not be read: {type(err).__name__}: {err}")
             return
         os.set_blocking(task.ready.file.fileno(), False)
         self.watcher.watch(task.ready.file.fileno(), lambda: self._on_ready(task))
@@ -431,8 +437,19 @@ def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
         except RadeError as err:
             log.warning("node %s: container %s: %s", node, container_id[:12], err.message)
     for file in files:
-        with contextlib.suppress(RadeError, OSError):
-            remove_slice(file.cgroup_slice)
         mpi.remove_files(root, node, file.key)
         state.forget(file.key)
+    for slice_name in node_slices(node):
+        with contextlib.suppress(RadeError, OSError):
+            remove_slice(slice_name)
     return len(by_container)
+
+
+def node_slices(node: str) -> list[str]:
+    """The task slices of `node` present in the cgroup tree (named `<node>.<job>.<task>.<attempt>`)."""
+    names = set()
+    for path in open_slice(f"{node}.0.0.0").paths():
+        parent = os.path.dirname(path)
+        with contextlib.suppress(OSError):
+            names.update(e.name for e in os.scandir(parent) if e.is_dir() and e.name.startswith(f"{node}."))
+    return sorted(names)

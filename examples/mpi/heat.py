@@ -68,10 +68,32 @@ def initial_field(nx: int, ny: int, i0: int, j0: int, lnx: int, lny: int) -> np.
     return u
 
 
-def step(u: np.ndarray, out: np.ndarray, rx: float, ry: float) -> None:
-    """One forward-Euler step of the interior of `u` (halo included) into the interior of `out`."""
-    c = u[1:-1, 1:-1]
-    out[1:-1, 1:-1] = c + rx * (u[:-2, 1:-1] + u[2:, 1:-1] - 2.0 * c) + ry * (u[1:-1, :-2] + u[1:-1, 2:] - 2.0 * c)
+class Stencil:
+    """The forward-Euler update of one block, with its scratch arrays made once (a step allocates nothing).
+
+    Every point is computed as c + rx*((up + down) - 2c) + ry*((left + right) - 2c) in that order, the
+    same in every decomposition, which is what makes the serial check exact.
+    """
+
+    def __init__(self, lnx: int, lny: int, rx: float, ry: float) -> None:
+        self.rx, self.ry = rx, ry
+        self.twice = np.empty((lnx, lny))
+        self.along_x = np.empty((lnx, lny))
+        self.along_y = np.empty((lnx, lny))
+
+    def step(self, u: np.ndarray, out: np.ndarray) -> float:
+        """Update the interior of `u` (halo included) into the interior of `out`; the sum of squared changes."""
+        c, new = u[1:-1, 1:-1], out[1:-1, 1:-1]
+        np.multiply(c, 2.0, out=self.twice)
+        for part, (a, b), r in ((self.along_x, (u[:-2, 1:-1], u[2:, 1:-1]), self.rx),
+                                (self.along_y, (u[1:-1, :-2], u[1:-1, 2:]), self.ry)):
+            np.add(a, b, out=part)
+            np.subtract(part, self.twice, out=part)
+            np.multiply(part, r, out=part)
+        np.add(c, self.along_x, out=new)
+        np.add(new, self.along_y, out=new)
+        change = np.subtract(new, c, out=self.along_x).ravel()
+        return float(np.dot(change, change))
 
 
 class Block:
@@ -109,8 +131,9 @@ def solve_serial(nx: int, ny: int, steps: int, rx: float, ry: float) -> np.ndarr
     """The whole field after `steps` steps on one process, walls included."""
     u = initial_field(nx, ny, 0, 0, nx, ny)
     new = u.copy()
+    stencil = Stencil(nx, ny, rx, ry)
     for _ in range(steps):
-        step(u, new, rx, ry)
+        stencil.step(u, new)
         u, new = new, u
     return u
 
@@ -159,6 +182,7 @@ def main(argv: list[str]) -> int:
 
     u = initial_field(args.nx, args.ny, block.i0, block.j0, block.lnx, block.lny)
     new = u.copy()
+    stencil = Stencil(block.lnx, block.lny, rx, ry)
     local = np.empty(1, dtype=np.float64)
     residual = np.zeros(1, dtype=np.float64)
     points = float(args.nx * args.ny)
@@ -168,9 +192,7 @@ def main(argv: list[str]) -> int:
     last_printed = 0
     for n in range(1, args.steps + 1):
         block.exchange(u)
-        step(u, new, rx, ry)
-        diff = new[1:-1, 1:-1] - u[1:-1, 1:-1]
-        local[0] = np.dot(diff.ravel(), diff.ravel())
+        local[0] = stencil.step(u, new)
         comm.Allreduce(local, residual, op=MPI.SUM)
         u, new = new, u
         if n % every == 0 or n == args.steps:

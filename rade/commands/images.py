@@ -244,6 +244,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_inspect(args: argparse.Namespace) -> int:
+    store = _store(args)
+    print(json.dumps([inspect_document(store.resolve(ref)) for ref in args.images], indent=4))
+    return 0
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from engine.images import bootstrap
 
@@ -306,6 +312,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("reference", metavar="NAME[:TAG]")
     p.add_argument("--mirror", default=None, help="the Debian mirror (default: the one apt uses here)")
     p.set_defaults(func=cmd_bootstrap)
+    p = image_sub.add_parser("inspect", help="images as JSON, like docker image inspect")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_image_inspect)
     for name, handler, help_text in (("ls", cmd_images, "list images"), ("rm", cmd_rmi, "remove images")):
         p = image_sub.add_parser(name, help=help_text)
         if name == "ls":

@@ -43,6 +43,7 @@ def test_images_tag_history_inspect_and_rmi(rade, imported, state_root) -> None:
     history = rade("history", "app:1")[1].splitlines()
     assert history[1].startswith(imported[7:19]) and "rade import rootfs.tar" in history[1]
     doc = inspect_image(state_root, "app:1")
+    assert json.loads(rade("image", "inspect", "app:1")[1]) == [doc]
     assert doc["Config"]["Cmd"] == ["/bin/app"] and doc["Config"]["ExposedPorts"] == {"8080/tcp": {}}
     assert doc["RootFS"]["Layers"] and doc["Id"] == imported and doc["Size"] == 10
     assert rade("rmi", "app:1") == (0, "Untagged: app:1\n", "")

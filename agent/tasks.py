@@ -243,6 +243,10 @@ class EngineRunner:
         from engine.containers.client import AttachClient
         from engine.errors import ContainerError
 
+        if report_running:
+            # Said first: a container as short as `true` may be gone before the connection is made.
+            log.info("job %d task %d attempt %d: running in container %s", *task.key, task.file.container_id[:12])
+            self._report(task.key, TaskState.RUNNING)
         try:
             task.control = AttachClient(self.store.dir(task.file.container_id))
         except ContainerError:
@@ -250,9 +254,6 @@ class EngineRunner:
             return
         task.control.sock.setblocking(False)
         self.watcher.watch(task.control.sock.fileno(), lambda: self._on_control(task))
-        if report_running:
-            log.info("job %d task %d attempt %d: running in container %s", *task.key, task.file.container_id[:12])
-            self._report(task.key, TaskState.RUNNING)
         if task.pending_signal is not None:
             self._signal(task, task.pending_signal, task.pending_grace)
 

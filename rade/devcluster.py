@@ -2,7 +2,8 @@
 
 `up` makes the bridge `rade-cl0` (198.18.0.1/24, no route out), starts the scheduler listening on it,
 and for each node a test host `rade-nodeI` (its own network namespace at 198.18.0.1I, hostname `nodeI`)
-running `rade agent` in that namespace and a new UTS namespace. Every process shares one state root,
+running `rade agent` in that namespace and a new UTS namespace. When that bridge exists already (another
+root's cluster), the next free slot K is used: bridge `rade-clK`, 198.18.K.0/24, hosts `rade-K-nodeI`. Every process shares one state root,
 so the image store, the containers' logs and the scheduler's endpoints file are the same for all: a
 client given the same root (or none: the default) finds the cluster without flags.
 
@@ -35,8 +36,8 @@ from jobs.errors import RadeError
 if TYPE_CHECKING:
     from engine.network.testhost import TestHost
 
-BRIDGE = "rade-cl0"
-GATEWAY = IPv4Interface("198.18.0.1/24")
+MAX_SLOTS = 64
+SLOTS_LOCK = "/run/rade-devcluster.lock"
 AGENT_PORT = 7410
 CLIENT_PORT = 7411
 MAX_NODES = 200
@@ -68,10 +69,15 @@ class NodeEntry:
 @dataclass(slots=True)
 class ClusterState:
     root: str
-    bridge: str = BRIDGE
-    gateway: str = str(GATEWAY)
+    slot: int = 0
+    bridge: str = ""  # set once the slot is chosen: `down` must never remove another cluster's bridge
+    gateway: str = ""
     scheduler: Process | None = None
     nodes: list[NodeEntry] = field(default_factory=list)
+
+    @property
+    def gateway_ip(self) -> str:
+        return self.gateway.split("/")[0]
 
 
 def cluster_dir(root: str) -> Path:
@@ -82,15 +88,35 @@ def state_path(root: str) -> Path:
     return cluster_dir(root) / "cluster.json"
 
 
+def bridge_name(slot: int) -> str:
+    return f"rade-cl{slot}"
+
+
+def gateway(slot: int) -> IPv4Interface:
+    """Slot 0 is 198.18.0.1/24, slot K 198.18.K.1/24."""
+    return IPv4Interface(f"198.18.{slot}.1/24")
+
+
+def netns_name(slot: int, node: str) -> str:
+    """Slot 0's test hosts are rade-node1..N; another slot's rade-K-node1..N (hostnames are node1..N in all)."""
+    return f"rade-{node}" if slot == 0 else f"rade-{slot}-{node}"
+
+
 @contextlib.contextmanager
-def _locked(root: str) -> Iterator[None]:
-    cluster_dir(root).mkdir(parents=True, exist_ok=True)
-    fd = os.open(cluster_dir(root) / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _locked_path(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(root: str) -> Iterator[None]:
+    cluster_dir(root).mkdir(parents=True, exist_ok=True)
+    with _locked_path(cluster_dir(root) / "lock"):
+        yield
 
 
 def load_state(root: str) -> ClusterState | None:
@@ -184,7 +210,7 @@ def start_agent(state: ClusterState, node: NodeEntry) -> Process:
     # may have threads (ZeroMQ's), and Python code after fork is unsafe then.
     enter = [sys.executable, "-m", "rade.devcluster", "enter", node.netns, node.name, node.address, node.host_link,
              state.bridge, "--"]
-    argv = _rade(state.root, "agent", "--scheduler", f"tcp://{GATEWAY.ip}:{AGENT_PORT}", "--name", node.name,
+    argv = _rade(state.root, "agent", "--scheduler", f"tcp://{state.gateway_ip}:{AGENT_PORT}", "--name", node.name,
                  "--config", str(cdir / f"{node.name}.yaml"))
     return _spawn(enter + argv, cdir / f"{node.name}.log")
 
@@ -232,17 +258,26 @@ def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, h
         cdir = cluster_dir(root)
         state = ClusterState(root=root)
         _save(state)
-        bridge = BridgeSpec(BRIDGE, GATEWAY)
-        ensure_bridge(bridge)
+        with _locked_path(Path(SLOTS_LOCK)):
+            # One dev cluster per slot on this machine: the first slot whose bridge does not exist yet.
+            state.slot = next((k for k in range(MAX_SLOTS) if not os.path.exists(f"/sys/class/net/{bridge_name(k)}")),
+                              -1)
+            if state.slot < 0:
+                raise ClusterError(f"{MAX_SLOTS} dev clusters are up on this machine", "take one down first")
+            state.bridge, state.gateway = bridge_name(state.slot), str(gateway(state.slot))
+            bridge = BridgeSpec(state.bridge, gateway(state.slot))
+            ensure_bridge(bridge)
+            _save(state)
+        net = gateway(state.slot)
         (cdir / "scheduler.yaml").write_text(
-            f"agents: tcp://{GATEWAY.ip}:{AGENT_PORT}\nclients: tcp://{GATEWAY.ip}:{CLIENT_PORT}\n"
+            f"agents: tcp://{net.ip}:{AGENT_PORT}\nclients: tcp://{net.ip}:{CLIENT_PORT}\n"
             f"heartbeat_interval: {heartbeat}\nmisses: 3\n")
         state.scheduler = start_scheduler(state)
         _save(state)
         for index in range(1, nodes + 1):
             name = f"node{index}"
-            address = IPv4Interface(f"{GATEWAY.network.network_address + 10 + index}/{GATEWAY.network.prefixlen}")
-            host = create_test_host(f"rade-{name}", name, bridge, address)
+            address = IPv4Interface(f"{net.network.network_address + 10 + index}/{net.network.prefixlen}")
+            host = create_test_host(netns_name(state.slot, name), name, bridge, address)
             entry = NodeEntry(name, host.name, str(address), host.host_link)
             state.nodes.append(entry)
             _save(state)
@@ -260,7 +295,7 @@ def wait_for_nodes(root: str, state: ClusterState, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     wanted = {n.name for n in state.nodes}
     missing = wanted
-    with SchedulerClient(find_scheduler(f"tcp://{GATEWAY.ip}:{CLIENT_PORT}", root), timeout=2.0) as client:
+    with SchedulerClient(find_scheduler(f"tcp://{state.gateway_ip}:{CLIENT_PORT}", root), timeout=2.0) as client:
         while time.monotonic() < deadline:
             dead = [n.name for n in state.nodes if not is_alive(n.agent)]
             if not is_alive(state.scheduler) or dead:
@@ -304,7 +339,7 @@ def down(root: str) -> list[str]:
         for node in state.nodes:
             remove_test_host(node.netns, node.host_link)
             done.append(f"test host {node.netns} ({node.address})")
-        if remove_bridge(state.bridge):
+        if state.bridge and remove_bridge(state.bridge):
             done.append(f"bridge {state.bridge}")
         state_path(root).unlink()
     return done
@@ -316,7 +351,7 @@ def status(root: str) -> list[dict[str, Any]]:
     if state is None:
         return []
     rows = [{"role": "scheduler", "name": "scheduler", "pid": state.scheduler.pid if state.scheduler else None,
-             "running": is_alive(state.scheduler), "address": str(GATEWAY.ip), "netns": "",
+             "running": is_alive(state.scheduler), "address": state.gateway_ip, "netns": "",
              "log": state.scheduler.log if state.scheduler else ""}]
     for node in state.nodes:
         rows.append({"role": "agent", "name": node.name, "pid": node.agent.pid if node.agent else None,

@@ -46,7 +46,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         sys.stderr.write("rade: the cluster did not come up; what was made is left for 'rade cluster down' "
                          "and its logs\n")
         raise
-    sys.stdout.write(f"cluster up: scheduler at {devcluster.GATEWAY.ip}, nodes "
+    sys.stdout.write(f"cluster up: scheduler at {state.gateway_ip}, nodes "
                      f"{', '.join(n.name for n in state.nodes)}; logs in {devcluster.cluster_dir(state.root)}\n")
     return 0
 

@@ -153,7 +153,7 @@ def test_malformed_frames_leave_the_daemons_running(cluster):
             sock = context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.ROUTING_ID, identity + b"-fuzz")
-            sock.connect(f"tcp://{devcluster.GATEWAY.ip}:{port}")
+            sock.connect(f"tcp://{cluster.state().gateway_ip}:{port}")
             for frame in garbage:
                 sock.send(frame)
                 sock.send_multipart([frame, frame])
@@ -161,7 +161,7 @@ def test_malformed_frames_leave_the_daemons_running(cluster):
     finally:
         context.term()
     for port in (devcluster.AGENT_PORT, devcluster.CLIENT_PORT):  # not even ZMTP
-        with socket.create_connection((str(devcluster.GATEWAY.ip), port), timeout=5) as raw:
+        with socket.create_connection((cluster.state().gateway_ip, port), timeout=5) as raw:
             raw.sendall(b"GET / HTTP/1.0\r\n\r\n" + bytes(range(256)))
     result = cluster.rade("submit", "--wait", cluster.job_file("after"), check=False)
     assert result.returncode == 0, result.stderr

@@ -305,7 +305,7 @@ class Extractor:
     def _copy_range(self, src_fd: int, dst_fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile,
                     base: int = 0) -> None:
         if member.issparse():
-            self._copy_stream(tar, dst_fd, member)
+            self._write_sparse(dst_fd, member, lambda n, at: os.pread(src_fd, n, base + member.offset_data + at))
             return
         offset, remaining = base + member.offset_data, member.size
         while remaining > 0:
@@ -320,7 +320,31 @@ class Extractor:
             offset += n
             remaining -= n
 
+    def _write_sparse(self, dst_fd: int, member: tarfile.TarInfo, read_at: object) -> None:
+        """Write a sparse member's data segments where its map puts them and leave the holes as holes:
+        a small archive may declare a file of terabytes that is nearly all hole."""
+        stored = 0
+        for offset, length in member.sparse or []:
+            if offset < 0 or length < 0 or offset + length > member.size:
+                raise self.refuse(member.name, "sparse map points outside the file")
+            done = 0
+            while done < length:
+                chunk = read_at(min(_CHUNK, length - done), stored + done)  # type: ignore[operator]
+                if not chunk:
+                    raise ImageError(f"{self.label}: entry {member.name!r} is truncated")
+                view = memoryview(chunk)
+                while view:
+                    written = os.pwrite(dst_fd, view, offset + done)
+                    view = view[written:]
+                    done += written
+            stored += length
+        os.ftruncate(dst_fd, member.size)
+
     def _copy_stream(self, tar: tarfile.TarFile, dst_fd: int, member: tarfile.TarInfo) -> None:
+        if member.issparse():
+            # The segments lie back to back where the stream now stands; tarfile skips past them after.
+            self._write_sparse(dst_fd, member, lambda n, _at: tar.fileobj.read(n))  # type: ignore[union-attr]
+            return
         source = tar.extractfile(member)
         assert source is not None
         try:

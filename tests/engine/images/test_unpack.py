@@ -221,3 +221,26 @@ def test_overlay_of_two_layers_hides_whited_out_files_and_empties_opaque_dirs(ki
             _libc.umount2(merged.encode(), 2)  # MNT_DETACH
     finally:
         os.rmdir(merged)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_a_sparse_file_keeps_its_holes_even_when_it_declares_a_terabyte(tmp_path, fmt) -> None:
+    work = tmp_path / "src"
+    work.mkdir()
+    huge = work / "huge"
+    with huge.open("wb") as out:
+        out.truncate(1 << 40)
+        out.seek(123_456_789)
+        out.write(b"data in the middle")
+    subprocess.run(["tar", f"--format={fmt}", "-S", "-C", str(work), "-cf", str(tmp_path / "s.tar"), "huge"],
+                   check=True)
+    huge.unlink()
+    assert (tmp_path / "s.tar").stat().st_size < 64 * 1024
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    unpack_layer(str(tmp_path / "s.tar"), str(dest))
+    st = os.stat(dest / "huge")
+    assert st.st_size == 1 << 40 and st.st_blocks * 512 < 1 << 20
+    with open(dest / "huge", "rb") as src:
+        src.seek(123_456_789)
+        assert src.read(18) == b"data in the middle"

@@ -21,7 +21,7 @@ from typing import BinaryIO, Self
 
 from engine.errors import ImageError
 from engine.images.compression import compression_of, decompressed
-from engine.images.content import Compression, Descriptor, sniff_compression
+from engine.images.content import METADATA_LIMIT, Compression, Descriptor, sniff_compression
 from engine.images.store import ImageStore
 
 _MEMBER_HOPS = 16
@@ -81,7 +81,7 @@ class Bundle:
             return False
         return True
 
-    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+    def read(self, name: str, limit: int = METADATA_LIMIT) -> bytes:
         """A small file's bytes (a manifest, a config, an index)."""
         with self.open(name) as (stream, size):
             if size > limit:
@@ -113,8 +113,13 @@ class Bundle:
             return sniff_compression(stream.read(min(4, size)))
 
     def ingest(self, store: ImageStore, name: str, expected_digest: str | None = None,
-               expected_size: int | None = None, media_type: str = "application/octet-stream") -> Descriptor:
-        """Store the named file as a blob (verified against the digest/size given), read in place."""
+               expected_size: int | None = None, media_type: str = "application/octet-stream",
+               limit: int | None = None) -> Descriptor:
+        """Store the named file as a blob (verified against the digest/size given), read in place; with
+        `limit`, a file larger than that is refused before anything is stored."""
+        size = self.region(name)[2]
+        if limit is not None and size > limit:
+            raise ImageError(f"{self.path}: {name} is {size} bytes, too large for image metadata")
         if expected_digest is not None and store.has_blob(expected_digest):
             size = store.blob_size(expected_digest)
             if expected_size is None or size == expected_size:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from engine.errors import ImageError
 
 SHA256 = "sha256"
+# Manifests, configs and indexes are read whole into memory: anything bigger is not image metadata.
+METADATA_LIMIT = 64 << 20
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 # Manifests and indexes.

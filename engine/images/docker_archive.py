@@ -22,6 +22,7 @@ from engine.images.compression import compression_of, copy_decompressed
 from engine.images.content import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
+    METADATA_LIMIT,
     Compression,
     Descriptor,
     digest_hex,
@@ -84,7 +85,8 @@ def _diff_ids_of(store: ImageStore, bundle: Bundle, config_name: str) -> tuple[s
 
 def _load_checked_entry(store: ImageStore, bundle: Bundle, entry: dict) -> Loaded:
     config_name = entry["Config"]
-    config_desc = bundle.ingest(store, config_name, _digest_in_name(config_name), media_type=DOCKER_CONFIG)
+    config_desc = bundle.ingest(store, config_name, _digest_in_name(config_name), media_type=DOCKER_CONFIG,
+                                limit=METADATA_LIMIT)
     config = parse_config(store.blobs.read(config_desc.digest))
     names = entry["Layers"]
     if len(names) != len(config.diff_ids):

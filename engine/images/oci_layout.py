@@ -26,6 +26,7 @@ from engine.images.content import (
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
     INDEX_TYPES,
+    METADATA_LIMIT,
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER,
@@ -128,7 +129,7 @@ def _load_manifest(store: ImageStore, bundle: Bundle, desc: Descriptor) -> Image
 def _load_checked_manifest(store: ImageStore, bundle: Bundle, manifest: bytes, desc: Descriptor) -> Image:
     parsed = parse_manifest(manifest, desc.media_type or None)
     bundle.ingest(store, _blob_name(parsed.config.digest), parsed.config.digest, parsed.config.size,
-                  parsed.config.media_type)
+                  parsed.config.media_type, limit=METADATA_LIMIT)
     config = parse_config(store.blobs.read(parsed.config.digest))
     if len(config.diff_ids) != len(parsed.layers):
         raise ImageError(f"{bundle.path}: manifest {desc.digest} has {len(parsed.layers)} layers, its config "

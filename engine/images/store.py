@@ -26,6 +26,7 @@ from engine.errors import ImageError
 from engine.images.atomic import read_json, write_json_atomic
 from engine.images.blobs import BlobStore
 from engine.images.content import (
+    METADATA_LIMIT,
     Descriptor,
     digest_hex,
     digest_of,
@@ -151,6 +152,9 @@ class ImageStore:
         another manifest of the same config (compressed differently) is remembered beside the first.
         """
         parsed = parse_manifest(manifest, media_type)
+        if parsed.config.size > METADATA_LIMIT:
+            raise ImageError(f"image config {parsed.config.digest} is {parsed.config.size} bytes, too large for a "
+                             "config", "the image is corrupt or hostile")
         for what, desc in [("config", parsed.config)] + [(f"layer {i}", d) for i, d in enumerate(parsed.layers)]:
             if not self.has_blob(desc.digest):
                 raise ImageError(f"image {what} blob {desc.digest} is not in the store",

@@ -107,7 +107,12 @@ class ClusterState:
         view = NodeView(name=name, cores=node.cores, memory=node.memory, gpus=node.gpus, labels=node.labels,
                         blocked=self._blocked(node), numa=node.numa)
         for key in self.on_node.get(name, ()):
-            view = view.with_grant(self.tasks[key].grant)
+            try:
+                view = view.with_grant(self.tasks[key].grant)
+            except ValueError:
+                # The node came back with fewer cores than a task of it holds: the task keeps running
+                # (or is fenced), but the cores it names no longer count.
+                log.warning("node %s: job %d task %d holds cores the node no longer reports", name, *key[:2])
         if name not in self.views:
             self.order = sorted([*self.views, name])
         self._set_view(view)

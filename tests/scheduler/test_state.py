@@ -277,3 +277,13 @@ def test_array_limit_runs_at_most_n_at_once(harness):
     harness.update("n1", launches[0][1], TaskState.COMPLETED, 0)
     harness.schedule()
     assert [key[0] for _, key in harness.launches()] == [ids[2]]
+
+
+def test_node_registering_again_with_fewer_cores_than_its_tasks_hold_is_taken_as_it_is(harness):
+    harness.register("n1", cpus=4)
+    [job] = harness.state.submit(spec(cpus=4), "alice")
+    harness.schedule()
+    harness.run_all(harness.launches())
+    harness.register("n1", cpus=2, running=((job, 0, 0),))
+    assert len(harness.state.views["n1"].cores) == 2
+    assert harness.state.jobs[job].state is JobState.RUNNING

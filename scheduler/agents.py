@@ -12,12 +12,11 @@ them is committed, which tells the agent its earlier updates are safe to forget.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from jobs.messages import Heartbeat, Register, Registered, Reregister, TaskUpdate
 from jobs.states import TaskState, can_advance
 from scheduler.records import Desired, NodeRecord, TaskRecord
-from scheduler.resources import Grant
+from scheduler.resources import Grant, evolve
 from scheduler.state import ClusterState, kill_order
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ class AgentDesk:
             log.debug("node %s: stale update %d for job %d task %d dropped", peer, msg.seq, *key[:2])
             return
         if task.state is msg.state:
-            state.tasks[key] = replace(task, seq=msg.seq)
+            state.tasks[key] = evolve(task, seq=msg.seq)
             return
         if not can_advance(task.state, msg.state):
             log.warning("node %s: job %d task %d cannot go %s -> %s: dropped", peer, *key[:2], task.state.value,

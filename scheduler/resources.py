@@ -10,10 +10,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
+from typing import TypeVar
+
+V = TypeVar("V")
 
 MILLI = 1000
 GIB = 1024**3
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def evolve(value: V, **changes: object) -> V:
+    """A copy of a frozen dataclass value with some fields changed: `dataclasses.replace` without its
+    per-call introspection and __init__/__post_init__, which cost twice as much on the scheduler's hot
+    paths. Only for values whose __post_init__ derives nothing from the changed fields."""
+    cls = type(value)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    new = object.__new__(cls)
+    for name in names:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(value, name))
+    return new
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +147,7 @@ class NodeView:
             raise ValueError(f"node {self.name}: task does not fit ({self.shortfall(demand)})")
         gpus = self.gpus_free[: demand.gpus]
         grant = Grant(self.name, tuple(self.cores[i] for i in chosen), demand.cpus_milli, demand.memory, gpus)
-        view = replace(self, core_load=tuple(loads), memory_used=self.memory_used + demand.memory,
+        view = evolve(self, core_load=tuple(loads), memory_used=self.memory_used + demand.memory,
                        gpus_used=self.gpus_used | frozenset(gpus), tasks=self.tasks + 1)
         return view, grant
 
@@ -160,7 +179,7 @@ class NodeView:
             if i is None:
                 raise ValueError(f"node {self.name} has no core {core}")
             loads[i] += share
-        return replace(self, core_load=tuple(loads), memory_used=self.memory_used + grant.memory,
+        return evolve(self, core_load=tuple(loads), memory_used=self.memory_used + grant.memory,
                        gpus_used=self.gpus_used | frozenset(grant.gpus), tasks=self.tasks + 1)
 
     def admits(self, grant: Grant) -> str | None:
@@ -201,12 +220,12 @@ class NodeView:
             i = self._index(core)
             if i is not None:
                 loads[i] = max(0, loads[i] - share)
-        return replace(self, core_load=tuple(loads), memory_used=max(0, self.memory_used - grant.memory),
+        return evolve(self, core_load=tuple(loads), memory_used=max(0, self.memory_used - grant.memory),
                        gpus_used=self.gpus_used - frozenset(grant.gpus), tasks=max(0, self.tasks - 1))
 
     def emptied(self) -> NodeView:
         """The node's whole capacity, as if nothing ran on it (for reservations)."""
-        return replace(self, core_load=(0,) * len(self.cores), memory_used=0, gpus_used=frozenset(), tasks=0)
+        return evolve(self, core_load=(0,) * len(self.cores), memory_used=0, gpus_used=frozenset(), tasks=0)
 
 
 def _grant_share(grant: Grant) -> int:

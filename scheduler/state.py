@@ -16,7 +16,6 @@ import bisect
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from jobs.errors import RadeError
@@ -31,7 +30,7 @@ from scheduler.nodes import HeartbeatBook, Liveness
 from scheduler.placement import PendingReason, Plan, Rejection
 from scheduler.queue import QueuedJob, schedule_pass
 from scheduler.records import Desired, JobRecord, NodeRecord, Outcome, TaskRecord
-from scheduler.resources import NodeView, demand_from_spec
+from scheduler.resources import NodeView, demand_from_spec, evolve
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
@@ -140,7 +139,7 @@ class ClusterState:
 
     def refresh_node(self, name: str) -> None:
         """Re-read whether a node takes work, after its record or connection changed."""
-        self._set_view(replace(self.views[name], blocked=self._blocked(self.nodes[name])))
+        self._set_view(evolve(self.views[name], blocked=self._blocked(self.nodes[name])))
         self.dirty = True
 
     def put_node(self, node: NodeRecord) -> None:
@@ -185,14 +184,14 @@ class ClusterState:
         if job.state is JobState.PENDING:
             self._end_job(job, JobState.CANCELLED, None, "cancelled while pending")
             return "cancelled"
-        self._set_job(replace(job, outcome=Outcome.CANCELLED, outcome_code=None, reason="cancelling"))
+        self._set_job(evolve(job, outcome=Outcome.CANCELLED, outcome_code=None, reason="cancelling"))
         self._stop_tasks(job_id, f"job {job_id} cancelled by {user}")
         self._maybe_finish(job_id)
         return "cancelling"
 
     def drain(self, name: str, reason: str, deadline: float | None) -> str:
         node = self._node(name)
-        self.put_node(replace(node, drain=begin_drain(reason, self.clock.time(), deadline)))
+        self.put_node(evolve(node, drain=begin_drain(reason, self.clock.time(), deadline)))
         self.refresh_node(name)
         log.info("node %s: drained (%s)%s", name, reason, f", deadline in {deadline:g}s" if deadline else "")
         return "draining" if self.on_node.get(name) else "drained"
@@ -201,7 +200,7 @@ class ClusterState:
         node = self._node(name)
         if node.drain is None:
             return "was not drained"
-        self.put_node(replace(node, drain=None))
+        self.put_node(evolve(node, drain=None))
         self.refresh_node(name)
         log.info("node %s: resumed", name)
         return "resumed"
@@ -244,7 +243,7 @@ class ClusterState:
             job = self.jobs[job_id]
             if job.reason != rejection.reason.value:
                 # Not stored: a pending job's reason is worked out again by the first pass after a restart.
-                self.jobs[job_id] = replace(job, reason=rejection.reason.value)
+                self.jobs[job_id] = evolve(job, reason=rejection.reason.value)
         if limit is not None and len(result.plans) >= limit:
             self.dirty = True
         self.placed_total += placed
@@ -275,7 +274,7 @@ class ClusterState:
             self.store.put_task(task)
             keys.append(task.key)
         self.current[job.id] = keys
-        job = replace(job, state=advance(job.state, JobState.STARTING), reason="")
+        job = evolve(job, state=advance(job.state, JobState.STARTING), reason="")
         self._set_job(job)
         self.why.pop(job.id, None)
         nodes = plan.nodes
@@ -308,7 +307,7 @@ class ClusterState:
                          seq: int) -> None:
         """Record what a task is now (from its agent, or NODE_FAIL from the scheduler), and what follows."""
         now = self.clock.time()
-        task = replace(task, state=advance(task.state, state), exit_code=exit_code, detail=detail,
+        task = evolve(task, state=advance(task.state, state), exit_code=exit_code, detail=detail,
                        seq=max(seq, task.seq),
                        started_at=now if state is TaskState.RUNNING else task.started_at,
                        ended_at=now if _ends(state) else task.ended_at)
@@ -321,13 +320,13 @@ class ClusterState:
             return
         all_running = all(self.tasks[k].state is TaskState.RUNNING for k in self.current[job.id])
         if state is TaskState.RUNNING and job.state is JobState.STARTING and all_running:
-            self._set_job(replace(job, state=advance(job.state, JobState.RUNNING), started_at=now))
+            self._set_job(evolve(job, state=advance(job.state, JobState.RUNNING), started_at=now))
             log.debug("job %d: running", job.id)
         if task.is_ended:
             failed = state is not TaskState.COMPLETED or (exit_code or 0) != 0
             if failed and job.outcome is None and task.desired is Desired.RUN:
                 outcome = _OUTCOME_OF_TASK.get(state, Outcome.FAILED)
-                self._set_job(replace(self.jobs[job.id], outcome=outcome, outcome_code=exit_code))
+                self._set_job(evolve(self.jobs[job.id], outcome=outcome, outcome_code=exit_code))
                 log.info("job %d: task %d ended %s (exit %s): stopping the others", job.id, task.task,
                          state.value, exit_code)
                 self._stop_tasks(job.id, f"task {task.task} of job {job.id} ended {state.value}")
@@ -346,7 +345,7 @@ class ClusterState:
             task = self.tasks[key]
             if task.is_ended or task.desired is Desired.STOP:
                 continue
-            task = replace(task, desired=Desired.STOP)
+            task = evolve(task, desired=Desired.STOP)
             self.tasks[key] = task
             self.store.put_task(task)
             self.outbox.append((task.grant.node, kill_order(task, reason)))
@@ -370,13 +369,13 @@ class ClusterState:
         state = advance(advance(job.state, JobState.NODE_FAIL), JobState.PENDING)
         for key in self.current.pop(job.id, []):
             self.tasks.pop(key, None)
-        self._set_job(replace(job, state=state, attempt=job.attempt + 1, outcome=None, outcome_code=None,
+        self._set_job(evolve(job, state=state, attempt=job.attempt + 1, outcome=None, outcome_code=None,
                               reason=f"requeued: {cause}", started_at=None))
         self.dirty = True
         log.info("job %d: requeued as attempt %d (%s)", job.id, job.attempt + 1, cause)
 
     def _end_job(self, job: JobRecord, state: JobState, exit_code: int | None, reason: str) -> None:
-        job = replace(job, state=advance(job.state, state), exit_code=exit_code, reason=reason,
+        job = evolve(job, state=advance(job.state, state), exit_code=exit_code, reason=reason,
                       ended_at=self.clock.time())
         self.store.update_job(job)
         del self.jobs[job.id]
@@ -404,7 +403,7 @@ class ClusterState:
         if node is None or node.down:
             return
         self.connected.discard(name)
-        self.put_node(replace(node, down=True, down_reason=why))
+        self.put_node(evolve(node, down=True, down_reason=why))
         self.refresh_node(name)
         log.warning("node %s: DOWN (%s); failing its %d tasks", name, why, len(self.on_node.get(name, ())))
         for key in sorted(self.on_node.get(name, set())):
@@ -425,7 +424,7 @@ class ClusterState:
                     continue
                 log.info("node %s: drain deadline passed; stopping job %d to requeue it", decision.node, job.id)
                 if job.outcome is None:
-                    self._set_job(replace(job, outcome=Outcome.REQUEUE, reason="drain deadline"))
+                    self._set_job(evolve(job, outcome=Outcome.REQUEUE, reason="drain deadline"))
                 self._stop_tasks(job.id, f"node {decision.node} drain deadline")
 
     def node_state(self, name: str) -> str:

@@ -1,6 +1,6 @@
 """The node's task runner: each task of a job as one container made and supervised by the engine.
 
-A task gets a cgroup slice of its own (`rade-agent/<node>.<job>.<task>.<attempt>`) with its allocation's
+A task gets a cgroup slice of its own (`rade-agent/<node>-<root hash>.<job>.<task>.<attempt>`) with its allocation's
 cpuset and memory limit, and its container is made below it (under `<slice>/task`) with the same limits.
 The slice is there for the accounting: the engine removes the container's cgroup, and its parent
 `task` once empty, when the container exits; the slice, whose counters include its children's, still
@@ -171,7 +171,7 @@ class EngineRunner:
         key = (order.job_id, order.task_id, order.attempt)
         if key in self.tasks:
             return
-        slice_name = f"{self.node}.{order.job_id}.{order.task_id}.{order.attempt}"
+        slice_name = f"{slice_prefix(self.root, self.node)}.{order.job_id}.{order.task_id}.{order.attempt}"
         task = Task(TaskFile(*key, container_id="", cgroup_slice=slice_name, grace=self.kill_grace),
                     open_slice(slice_name))
         self.tasks[key] = task
@@ -358,6 +358,13 @@ class EngineRunner:
                 target.touch()
             except OSError as err:
                 log.warning("job %d task %d attempt %d: keeping the log: %s", *task.key, err)
+        log.info("job %d task %d attempt %d: %s (exit %s, %.2f cpu s, peak %d bytes)%s", *task.key, state.value,
+                 code, cpu_seconds, peak, f": {reason}" if reason else "")
+        # Reported before the clean-up, which the next task on these CPUs need not wait for. Until the task
+        # file goes, a restarted agent would find the exited container and report this end again (the
+        # scheduler drops the repeat).
+        self._report(task.key, state, code, reason, cpu_seconds, peak)
+        if record is not None:
             try:
                 lifecycle.remove_stopped(self.store, record, volumes=True)
             except RadeError as err:
@@ -369,9 +376,6 @@ class EngineRunner:
         except (RadeError, OSError) as err:
             log.warning("job %d task %d attempt %d: removing its cgroup: %s", *task.key, err)
         mpi.remove_files(self.root, self.node, task.key)
-        log.info("job %d task %d attempt %d: %s (exit %s, %.2f cpu s, peak %d bytes)%s", *task.key, state.value,
-                 code, cpu_seconds, peak, f": {reason}" if reason else "")
-        self._report(task.key, state, code, reason, cpu_seconds, peak)
         self.tasks.pop(task.key, None)
         self.state.forget(task.key)
 
@@ -440,17 +444,27 @@ def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
     for file in files:
         mpi.remove_files(root, node, file.key)
         state.forget(file.key)
-    for slice_name in node_slices(node):
+    for slice_name in node_slices(root, node):
         with contextlib.suppress(RadeError, OSError):
             remove_slice(slice_name)
     return len(by_container)
 
 
-def node_slices(node: str) -> list[str]:
-    """The task slices of `node` present in the cgroup tree (named `<node>.<job>.<task>.<attempt>`)."""
+def slice_prefix(root: str, node: str) -> str:
+    """What the names of a node's task slices start with: the node, and its state root's hash, since nodes
+    of two clusters on one machine (dev clusters, tests) may have the same name."""
+    import hashlib
+
+    digest = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:8]
+    return f"{node}-{digest}"
+
+
+def node_slices(root: str, node: str) -> list[str]:
+    """The task slices of `node` on `root` present in the cgroup tree."""
+    prefix = slice_prefix(root, node) + "."
     names = set()
-    for path in open_slice(f"{node}.0.0.0").paths():
+    for path in open_slice(f"{prefix}0.0.0").paths():
         parent = os.path.dirname(path)
         with contextlib.suppress(OSError):
-            names.update(e.name for e in os.scandir(parent) if e.is_dir() and e.name.startswith(f"{node}."))
+            names.update(e.name for e in os.scandir(parent) if e.is_dir() and e.name.startswith(prefix))
     return sorted(names)

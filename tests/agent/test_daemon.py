@@ -19,7 +19,7 @@ from agent.config import AgentConfig
 from agent.daemon import AgentDaemon
 from agent.node import discover
 from agent.state import AgentState, task_log_path
-from agent.tasks import SLICE_PARENT, stop_leftovers
+from agent.tasks import node_slices, stop_leftovers
 from jobs.messages import Heartbeat, Kill, Launch, Register, Registered, Submit, TaskUpdate, decode, encode
 from jobs.spec import JobSpec
 from jobs.states import TaskState, is_terminal
@@ -117,8 +117,7 @@ def env(tmp_path) -> Iterator[tuple[Path, Scheduler, list[Agent]]]:
         context.term()
         containers = list((root / "containers").iterdir()) if (root / "containers").exists() else []
         assert not [c for c in containers if len(c.name) == 64], "containers left"
-        slices = [s for h in Path("/sys/fs/cgroup").iterdir() if Path(h, SLICE_PARENT).is_dir()
-                  for s in Path(h, SLICE_PARENT).iterdir() if s.name.startswith(f"{NODE}.")]
+        slices = node_slices(str(root), NODE)
         assert not slices, f"cgroups left: {slices}"
 
 

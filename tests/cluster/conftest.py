@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from agent.state import AgentState
-from agent.tasks import SLICE_PARENT
+from agent.tasks import node_slices
 from rade import devcluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,15 +130,13 @@ class Cluster:
         self.wait_for("every container to be gone", lambda: not self.containers(), timeout=60)
 
 
-def leftovers(netns: list[str], links: list[str]) -> list[str]:
-    # `links` holds the bridge too; other dev clusters of this machine (other slots) are not ours to check.
-    """What of a dev cluster is still on the machine: its namespaces, links, task cgroups."""
+def leftovers(root: str, nodes: list[str], netns: list[str], links: list[str]) -> list[str]:
+    """What of a dev cluster is still on the machine: its namespaces, links, task cgroups (of its nodes on
+    its root: other clusters of this machine are not ours to check)."""
     found = [f"netns {name}" for name in netns if Path("/run/netns", name).exists()]
     found += [f"link {name}" for name in links if Path("/sys/class/net", name).exists()]
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        slice_dir = hierarchy / SLICE_PARENT
-        if slice_dir.is_dir():
-            found += [f"cgroup {c}" for c in slice_dir.iterdir() if c.is_dir()]
+    for node in nodes:
+        found += [f"cgroup {name}" for name in node_slices(root, node)]
     return found
 
 
@@ -159,7 +157,8 @@ def live_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         netns = [n.netns for n in state.nodes] if state else []
         links = [n.host_link for n in state.nodes] + [state.bridge] if state else []
         devcluster.down(str(root))
-        left = leftovers(netns, links) + [f"process {p.pid}" for p in procs if devcluster.is_alive(p)]
+        names = [n.name for n in state.nodes] if state else []
+        left = leftovers(str(root), names, netns, links) + [f"process {p.pid}" for p in procs if devcluster.is_alive(p)]
         left += [f"container {c}" for c in cluster.containers()]
         assert not left, f"the cluster left {left}"
 

@@ -166,3 +166,16 @@ def test_malformed_frames_leave_the_daemons_running(cluster):
     result = cluster.rade("submit", "--wait", cluster.job_file("after"), check=False)
     assert result.returncode == 0, result.stderr
     assert all(r["running"] for r in devcluster.status(str(cluster.root)))
+
+
+def test_logs_follow_prints_the_output_as_it_comes_and_ends_with_the_job(cluster):
+    job = cluster.submit(name="chatty", command=["sh", "-c", "for i in 1 2 3; do echo line $i; sleep 0.5; done"])
+    follow = cluster.rade("logs", "-f", str(job), timeout=60)
+    assert follow.stdout == "line 1\nline 2\nline 3\n"
+    assert cluster.show(job)["state"] == "COMPLETED"
+
+
+def test_logs_of_a_job_number_nobody_submitted_is_one_clear_error(cluster):
+    result = cluster.rade("logs", "99999", check=False)
+    assert result.returncode == 125
+    assert result.stderr.startswith("rade: error:") and "Traceback" not in result.stderr

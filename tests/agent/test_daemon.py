@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,13 @@ def test_a_restarted_agent_adopts_the_running_task_and_reports_its_end(env):
     end = scheduler.end((7, 0, 0))
     assert (end.state, end.exit_code) == (TaskState.FAILED, 4)
     assert len(scheduler.registrations) == 2
+
+
+def test_a_task_over_its_memory_limit_ends_oom(env):
+    root, scheduler, agents = env
+    start_agent(root, scheduler, agents)
+    order = launch(8, ["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"])
+    scheduler.send(replace(order, memory=16 << 20))
+    end = scheduler.end((8, 0, 0))
+    assert (end.state, end.exit_code) == (TaskState.OOM, None), end.reason
+    assert end.peak_memory >= 15 << 20

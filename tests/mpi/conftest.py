@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,6 @@ def _skip_reason() -> str | None:
         return "the dev cluster needs root (network namespaces, cgroups, mounts)"
     if shutil.which("debootstrap") is None:
         return "debootstrap is not installed (Debian: debootstrap)"
-    if Path("/sys/class/net", devcluster.BRIDGE).exists():
-        return f"another dev cluster uses the bridge {devcluster.BRIDGE} on this machine"
     return None
 
 
@@ -72,6 +71,7 @@ class MpiCluster:
         self.root = root
         self.files = root / "files"
         self.files.mkdir(exist_ok=True)
+        self.jobs: list[int] = []
 
     def rade(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = rade(self.root, *args)
@@ -85,7 +85,9 @@ class MpiCluster:
                 "time_limit": "5m", **fields}
         path = self.files / f"job-{time.monotonic_ns()}.yaml"
         path.write_text(yaml.safe_dump(spec))
-        return int(self.rade("submit", str(path)).stdout.split()[0])
+        job = int(self.rade("submit", str(path)).stdout.split()[0])
+        self.jobs.append(job)
+        return job
 
     def show(self, job: int) -> dict[str, Any]:
         return json.loads(self.rade("show", str(job), "--json").stdout)
@@ -101,7 +103,8 @@ class MpiCluster:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
+                queue = self.rade("queue", "--all", check=False).stdout
+                raise AssertionError(f"timed out waiting for {what}; the queue:\n{queue}")
             time.sleep(0.2)
 
     def wait_ended(self, job: int, timeout: float = 180.0) -> dict[str, Any]:
@@ -140,20 +143,24 @@ def processes_of_job(job: int) -> dict[int, dict[str, str]]:
     return found
 
 
-def leftovers(netns: list[str], links: list[str]) -> list[str]:
-    found = [f"netns {name}" for name in netns if Path("/run/netns", name).exists()]
-    found += [f"link {name}" for name in [*links, devcluster.BRIDGE] if Path("/sys/class/net", name).exists()]
+def leftovers(state: devcluster.ClusterState | None, jobs: list[int]) -> list[str]:
+    """What of our dev cluster is still on the machine: namespaces, links, the cgroups of our jobs' tasks
+    (other clusters of this machine, in other slots, are not ours to check)."""
+    if state is None:
+        return []
+    found = [f"netns {n.netns}" for n in state.nodes if Path("/run/netns", n.netns).exists()]
+    links = [n.host_link for n in state.nodes] + [state.bridge]
+    found += [f"link {name}" for name in links if Path("/sys/class/net", name).exists()]
+    ours = re.compile(rf"^({'|'.join(n.name for n in state.nodes)})(-[0-9a-f]+)?\.({'|'.join(map(str, jobs))})\.")
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         slice_dir = hierarchy / SLICE_PARENT
-        if slice_dir.is_dir():
-            found += [f"cgroup {c}" for c in slice_dir.iterdir() if c.is_dir()]
+        if slice_dir.is_dir() and jobs:
+            found += [f"cgroup {c}" for c in slice_dir.iterdir() if c.is_dir() and ours.match(c.name)]
     return found
 
 
 @pytest.fixture(scope="module")
 def live_mpi_cluster(mpi_image_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MpiCluster]:
-    if Path("/sys/class/net", devcluster.BRIDGE).exists():
-        pytest.skip(f"another dev cluster uses the bridge {devcluster.BRIDGE} on this machine")
     root = tmp_path_factory.mktemp("mpi-cluster")
     (root / "images").symlink_to(mpi_image_root / "images")
     cluster = MpiCluster(root)
@@ -163,10 +170,8 @@ def live_mpi_cluster(mpi_image_root: Path, tmp_path_factory: pytest.TempPathFact
     finally:
         state = devcluster.load_state(str(root))
         procs = [p for p in ([state.scheduler] + [n.agent for n in state.nodes]) if p] if state else []
-        netns = [n.netns for n in state.nodes] if state else []
-        links = [n.host_link for n in state.nodes] if state else []
         devcluster.down(str(root))
-        left = leftovers(netns, links) + [f"process {p.pid}" for p in procs if devcluster.is_alive(p)]
+        left = leftovers(state, cluster.jobs) + [f"process {p.pid}" for p in procs if devcluster.is_alive(p)]
         left += [f"container {c}" for c in cluster.containers()]
         assert not left, f"the cluster left {left}"
 

@@ -1,0 +1,445 @@
+"""The Felter et al. (2014) compute table for rade: Linpack, STREAM, RandomAccess and xz, native vs containers.
+
+Workloads (every rate: higher is better):
+  hpl, stream, randomaccess   Debian's hpcc with 2 MPI ranks (`mpirun -np 2 hpcc`, the input written by
+                              hpcc_input()); HPL_Tflops in GFLOPS, SingleSTREAM_Triad in GB/s,
+                              SingleRandomAccess_GUPs in GUPS, read from hpcc's summary section
+  xz                          `xz -T0 -6` over a generated file of mixed compressibility (a seeded PRNG, so
+                              every run compresses the same bytes), MB/s of input, timed inside the column
+Columns, one round after another (native rade crun podman native rade crun podman ...) so a slow phase of
+the machine hits each column alike:
+  native    the host's binaries
+  rade      `rade run --rm --network host` with the node's CPUs and memory as its quota
+  cluster   a one-task job on a one-node dev cluster (`rade cluster up`, `rade submit --wait`)
+  crun      `crun run` of an OCI bundle with the same quota (in a private mount namespace without the hybrid
+            host's cgroup2 mount, which crun refuses)
+  podman    `podman run --rm --network host` with runc and the same quota, a private store
+Every container has the same busybox root with the host's /usr, /lib, /lib64, /etc/alternatives,
+/etc/openmpi and /etc/ld.so.cache bind-mounted read-only: the same binaries in every column. A column that
+cannot run is skipped with the reason. Run as root: `.venv/bin/python bench/felter.py [--quick]`.
+Prints the table (median and min-max per cell) and last `ratio A/B workload X.XXX` lines (ratio of medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RADE = os.path.join(os.path.dirname(HERE), ".venv", "bin", "rade")
+IMAGE = "felter:busybox"
+WORKLOADS = ("hpl", "stream", "randomaccess", "xz")
+UNITS = {"hpl": "GFLOPS", "stream": "GB/s", "randomaccess": "GUPS", "xz": "MB/s"}
+# hpcc summary key and the factor to the unit above.
+HPCC_KEYS = {"hpl": ("HPL_Tflops", 1000.0), "stream": ("SingleSTREAM_Triad", 1.0),
+             "randomaccess": ("SingleRandomAccess_GUPs", 1.0)}
+HOST_BINDS = ("/usr", "/lib", "/lib64", "/etc/alternatives", "/etc/openmpi", "/etc/ld.so.cache")
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/root", "LANG": "C",
+       "PMIX_MCA_gds": "hash", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+RANKS = 2
+XZ_MARK = "xz_ns="
+PAIRS = (("rade", "native"), ("cluster", "native"), ("crun", "native"), ("podman", "native"), ("rade", "crun"))
+
+
+class BenchError(Exception):
+    """A workload's output that says it failed or lacks a figure."""
+
+
+# -- inputs and output parsing -------------------------------------------------------------------------------
+
+
+def hpcc_input(n: int, nb: int = 128, ranks: int = RANKS) -> str:
+    """hpccinf.txt for one HPL problem of order n on a 1 x ranks grid (hpcc sizes its other tests from it)."""
+    rows = [("HPL.out", "output file name (if any)"), ("8", "device out (6=stdout,7=stderr,file)"),
+            ("1", "# of problems sizes (N)"), (str(n), "Ns"), ("1", "# of NBs"), (str(nb), "NBs"),
+            ("0", "PMAP process mapping (0=Row-,1=Column-major)"), ("1", "# of process grids (P x Q)"),
+            ("1", "Ps"), (str(ranks), "Qs"), ("16.0", "threshold"), ("1", "# of panel fact"),
+            ("2", "PFACTs (0=left, 1=Crout, 2=Right)"), ("1", "# of recursive stopping criterium"),
+            ("4", "NBMINs (>= 1)"), ("1", "# of panels in recursion"), ("2", "NDIVs"),
+            ("1", "# of recursive panel fact."), ("1", "RFACTs (0=left, 1=Crout, 2=Right)"),
+            ("1", "# of broadcast"), ("1", "BCASTs (0=1rg,1=1rM,2=2rg,3=2rM,4=Lng,5=LnM)"),
+            ("1", "# of lookahead depth"), ("1", "DEPTHs (>=0)"), ("2", "SWAP (0=bin-exch,1=long,2=mix)"),
+            ("64", "swapping threshold"), ("0", "L1 in (0=transposed,1=no-transposed) form"),
+            ("0", "U  in (0=transposed,1=no-transposed) form"), ("1", "Equilibration (0=no,1=yes)"),
+            ("8", "memory alignment in double (> 0)")]
+    lines = ["HPLinpack benchmark input file", "Innovative Computing Laboratory, University of Tennessee"]
+    lines += [f"{value:<13s}{what}" for value, what in rows]
+    lines += ["##### This line (no. 32) is ignored (it serves as a separator). ######",
+              "0                        Number of additional problem sizes for PTRANS",
+              f"{n // 2}                     values of N",
+              "0                        number of additional blocking sizes for PTRANS",
+              f"{nb}                      values of NB"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_hpcc(text: str) -> dict[str, float]:
+    """The HPL, STREAM Triad and RandomAccess figures from an hpccoutf.txt, in UNITS."""
+    start, end = text.find("Begin of Summary section."), text.find("End of Summary section.")
+    if start < 0 or end < start:
+        raise BenchError("hpcc output has no summary section (did it finish?)")
+    summary: dict[str, str] = {}
+    for line in text[start:end].splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            summary[key.strip()] = value.strip()
+    if summary.get("Success") != "1":
+        raise BenchError(f"hpcc reports Success={summary.get('Success')!r}")
+    figures = {}
+    for name, (key, factor) in HPCC_KEYS.items():
+        try:
+            figures[name] = float(summary[key]) * factor
+        except (KeyError, ValueError):
+            raise BenchError(f"hpcc summary lacks a number for {key}") from None
+    return figures
+
+
+def parse_xz(text: str, size: int) -> float:
+    """MB/s of input compressed, from the `xz_ns=` line the timed command prints."""
+    for line in text.splitlines():
+        if line.startswith(XZ_MARK):
+            nanoseconds = int(line[len(XZ_MARK):])
+            if nanoseconds <= 0:
+                break
+            return size / 1e6 / (nanoseconds / 1e9)
+    raise BenchError(f"no {XZ_MARK}<nanoseconds> line in the xz run's output: {text.strip()[-200:]!r}")
+
+
+def write_mixed_data(path: str, size: int, seed: int = 2014) -> None:
+    """`size` bytes, the same for a seed: a third random, a third from a 16-symbol alphabet, a third repeats
+    of earlier chunks with a few bytes changed (long-distance matches), chunk by chunk, interleaved."""
+    rng = random.Random(seed)
+    alphabet = bytes.maketrans(bytes(range(256)), bytes(b"etaoinshrdlucmfw"[i % 16] for i in range(256)))
+    chunk, written, previous = 1 << 16, 0, []
+    with open(path, "wb") as out:
+        while written < size:
+            kind = rng.randrange(3)
+            if kind == 0 or (kind == 2 and not previous):
+                block = rng.randbytes(chunk)
+            elif kind == 1:
+                block = rng.randbytes(chunk).translate(alphabet)
+            else:
+                block = bytearray(rng.choice(previous))
+                for _ in range(16):
+                    block[rng.randrange(chunk)] = rng.randrange(256)
+                block = bytes(block)
+            block = block[: size - written]
+            out.write(block)
+            written += len(block)
+            previous = (previous + [block])[-64:]
+
+
+# -- columns -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What every container column gets: the node's CPUs and memory."""
+
+    cpus: int
+    memory_mib: int
+
+
+def node_quota() -> Quota:
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    return Quota(os.cpu_count() or 1, kib // 1024)
+
+
+Runner = Callable[[Sequence[str], str], str]  # argv, working directory -> stdout
+
+
+def run_checked(argv: Sequence[str], timeout: float = 600, **kwargs: object) -> str:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(argv[:6])} ... exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def native() -> Runner:
+    return lambda argv, cwd: run_checked(argv, cwd=cwd, env=ENV)
+
+
+def binds(work: str) -> list[str]:
+    return [f"{path}:{path}:ro" for path in HOST_BINDS if os.path.exists(path)] + [f"{work}:{work}"]
+
+
+def rade(root: str, work: str, quota: Quota) -> Runner:
+    run_checked([RADE, "--root", root, "image", "bootstrap", "busybox", IMAGE], timeout=120)
+    head = [RADE, "--root", root, "run", "--rm", "--network", "host", "--cpus", str(quota.cpus),
+            "--memory", f"{quota.memory_mib}M"]
+    head += [arg for bind in binds(work) for arg in ("-v", bind)]
+    head += [arg for key, value in ENV.items() for arg in ("-e", f"{key}={value}")]
+    return lambda argv, cwd: run_checked([*head, "-w", cwd, IMAGE, *argv])
+
+
+def busybox_layer(base: str) -> str:
+    """A root with the host's static busybox and an applet link each (what `rade image bootstrap` holds)."""
+    layer = f"{base}/layer"
+    for sub in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "usr", "lib", "lib64"):
+        os.makedirs(f"{layer}/{sub}", exist_ok=True)
+    shutil.copy2("/bin/busybox", f"{layer}/bin/busybox")
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout
+    for applet in applets.split():
+        if applet != "busybox":
+            os.symlink("busybox", f"{layer}/bin/{applet}")
+    os.chmod(f"{layer}/tmp", 0o1777)
+    with open(f"{layer}/etc/passwd", "w", encoding="ascii") as passwd:
+        passwd.write("root:x:0:0:root:/root:/bin/sh\n")
+    return layer
+
+
+def crun(base: str, layer: str, work: str, quota: Quota) -> Runner:
+    bundle = f"{base}/bundle"
+    os.makedirs(bundle)
+    run_checked(["crun", "spec"], cwd=bundle)
+    with open(f"{bundle}/config.json", encoding="utf-8") as config:
+        spec = json.load(config)
+    spec["root"] = {"path": layer, "readonly": True}
+    spec["process"].update(terminal=False, env=[f"{k}={v}" for k, v in ENV.items()])
+    spec["process"]["rlimits"] = []
+    # A read-only root (the layer is shared) needs a writable /tmp for Open MPI's session directory,
+    # mounted before the binds (the work directory may be under /tmp).
+    spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev", "mode=1777"]})
+    spec["mounts"] += [{"destination": path, "type": "bind", "source": path,
+                        "options": ["rbind", "ro" if path != work else "rw"]}
+                       for path in [*HOST_BINDS, work] if os.path.exists(path)]
+    spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"] if ns["type"] != "network"]
+    spec["linux"]["resources"] = {"cpu": {"quota": quota.cpus * 100_000, "period": 100_000},
+                                  "memory": {"limit": quota.memory_mib << 20}}
+    spec["linux"].pop("seccomp", None)  # crun spec's default has none either; kept explicit
+
+    def run(argv: Sequence[str], cwd: str) -> str:
+        spec["process"].update(args=list(argv), cwd=cwd)
+        with open(f"{bundle}/config.json", "w", encoding="utf-8") as config:
+            json.dump(spec, config)
+        name = f"felter-{os.getpid()}"
+        # crun refuses a hybrid host: hide its cgroup2 mount in a mount namespace of this run only.
+        script = ("mountpoint -q /sys/fs/cgroup/unified && ! test -e /sys/fs/cgroup/cgroup.controllers "
+                  "&& umount /sys/fs/cgroup/unified; exec crun run -b \"$0\" \"$1\"")
+        return run_checked(["unshare", "-m", "--propagation", "private", "sh", "-c", script, bundle, name])
+    return run
+
+
+def podman(base: str, layer: str, work: str, quota: Quota) -> Runner:
+    args = ["podman", "--root", f"{base}/podman-root", "--runroot", f"{base}/podman-run", "--runtime", "runc",
+            "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    tar = f"{base}/layer.tar"
+    run_checked(["tar", "-C", layer, "-cf", tar, "."])
+    run_checked([*args, "import", tar, "felter/busybox"], timeout=120)
+    head = [*args, "run", "--rm", "--network", "host", "--cpus", str(quota.cpus), "--memory",
+            f"{quota.memory_mib}m", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+    head += [arg for bind in binds(work) for arg in ("-v", bind)]
+    head += [arg for key, value in ENV.items() for arg in ("-e", f"{key}={value}")]
+    return lambda argv, cwd: run_checked([*head, "-w", cwd, "felter/busybox", *argv])
+
+
+def cluster(root: str, base: str, work: str, quota: Quota) -> tuple[Runner, Callable[[], None]]:
+    """A one-node dev cluster on rade's root (its agent sees the image there); each run a one-task job."""
+    run_checked([RADE, "--root", root, "cluster", "up", "--nodes", "1"], timeout=180)
+    stop = lambda: subprocess.run([RADE, "--root", root, "cluster", "down"], capture_output=True,  # noqa: E731
+                                  timeout=120, check=False)
+    nodes = json.loads(run_checked([RADE, "--root", root, "nodes", "--json"]))
+    memory = min(quota.memory_mib, int(nodes[0]["memory_total"]) >> 20)
+    cpus = min(quota.cpus, int(nodes[0]["cpus_total"]))
+
+    def run(argv: Sequence[str], cwd: str) -> str:
+        out = f"{base}/job.out"
+        job = {"name": "felter", "image": IMAGE, "command": ["sh", "-c", '"$@" > ' + out, "sh", *argv],
+               "workdir": cwd, "env": ENV, "network": "host", "requeue": False,
+               "resources": {"cpus": cpus, "memory": f"{memory}M"},
+               "volumes": binds(work) + [f"{base}:{base}"]}
+        with open(f"{base}/job.yaml", "w", encoding="utf-8") as spec:
+            json.dump(job, spec)  # JSON is YAML
+        run_checked([RADE, "--root", root, "submit", "--wait", f"{base}/job.yaml"])
+        with open(out, encoding="utf-8") as text:
+            return text.read()
+    return run, stop
+
+
+# -- the benchmark -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Workdir:
+    """Where the inputs live (bind-mounted at the same path in every container)."""
+
+    path: str
+    xz_input: str
+    xz_size: int
+
+    @property
+    def hpcc_dir(self) -> str:
+        return f"{self.path}/hpcc"
+
+
+def prepare(base: str, hpl_n: int, xz_mb: int) -> Workdir:
+    work = f"{base}/work"
+    os.makedirs(f"{work}/hpcc")
+    with open(f"{work}/hpcc/hpccinf.txt", "w", encoding="ascii") as inf:
+        inf.write(hpcc_input(hpl_n))
+    size = xz_mb * 1_000_000
+    write_mixed_data(f"{work}/xz.in", size)
+    return Workdir(work, f"{work}/xz.in", size)
+
+
+def xz_block_size(size: int, cpus: int | None = None) -> int:
+    """-6's own block size (3 x its 8 MiB dictionary), or less so that a small input still gives every CPU a
+    block (xz -T0 compresses one block per thread)."""
+    cpus = cpus or os.cpu_count() or 1
+    return max(1 << 20, min(24 << 20, -(-size // cpus)))
+
+
+def measure(run: Runner, work: Workdir) -> dict[str, float]:
+    """One run of each workload in one column."""
+    out_file = f"{work.hpcc_dir}/hpccoutf.txt"
+    if os.path.exists(out_file):
+        os.unlink(out_file)  # hpcc appends
+    run(["mpirun", "--allow-run-as-root", "-np", str(RANKS), "hpcc"], work.hpcc_dir)
+    with open(out_file, encoding="utf-8", errors="replace") as text:
+        figures = parse_hpcc(text.read())
+    script = (f'a=$(date +%s%N); xz -T0 -6 --block-size="$1" -c "$0" > /dev/null || exit 1; b=$(date +%s%N); '
+              f'echo {XZ_MARK}$((b - a))')
+    argv = ["sh", "-c", script, work.xz_input, str(xz_block_size(work.xz_size))]
+    figures["xz"] = parse_xz(run(argv, work.path), work.xz_size)
+    return figures
+
+
+def cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.4g} ({min(values):.4g}-{max(values):.4g})"
+
+
+def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[str]:
+    """`ratio A/B workload X.XXX` for each pair both of whose columns ran: the ratio of medians."""
+    lines = []
+    for a, b in PAIRS:
+        if a in results and b in results:
+            for workload in WORKLOADS:
+                if results[a][workload] and results[b][workload]:
+                    value = statistics.median(results[a][workload]) / statistics.median(results[b][workload])
+                    lines.append(f"ratio {a}/{b} {workload} {value:.3f}")
+    return lines
+
+
+def table(results: dict[str, dict[str, list[float]]], skipped: dict[str, str]) -> list[str]:
+    names = list(results)
+    width = max(22, *(len(cell(v)) + 1 for r in results.values() for v in r.values()))
+    lines = [f"{'workload':22s}" + "".join(f"{name:>{width}s}" for name in names)]
+    for workload in WORKLOADS:
+        row = f"{workload + ' (' + UNITS[workload] + ')':22s}"
+        lines.append(row + "".join(f"{cell(results[name][workload]):>{width}s}" for name in names))
+    lines += [f"{name}: skipped: {why}" for name, why in skipped.items()]
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds, HPL order 1500, 16 MB for xz (what `make bench` runs)")
+    parser.add_argument("--runs", type=int, help="rounds of every column (default 5, --quick 3)")
+    parser.add_argument("--hpl-n", type=int, help="HPL problem order (default 2000, --quick 1500)")
+    parser.add_argument("--xz-mb", type=int, help="MB of xz input (default 200, --quick 16)")
+    parser.add_argument("--columns", default="native,rade,cluster,crun,podman")
+    args = parser.parse_args(argv)
+    runs = args.runs or (3 if args.quick else 5)
+    xz_mb = args.xz_mb or (16 if args.quick else 200)
+    hpl_n = args.hpl_n or (1500 if args.quick else 2000)
+    if os.geteuid() != 0:
+        print("bench/felter.py needs root (containers, cgroups)", file=sys.stderr)
+        return 1
+    missing = [tool for tool in ("hpcc", "mpirun", "xz") if shutil.which(tool) is None]
+    if missing:
+        print(f"bench/felter.py needs {', '.join(missing)} (make sysdeps installs them)", file=sys.stderr)
+        return 1
+    wanted = args.columns.split(",")
+    quota = node_quota()
+    base = tempfile.mkdtemp(prefix="rade-bench-felter-")
+    os.chmod(base, 0o755)
+    podman_before = podman_cgroups()
+    stops: list[Callable[[], None]] = []
+    try:
+        work = prepare(base, hpl_n, xz_mb)
+        layer = busybox_layer(base)
+        root = f"{base}/rade-root"
+        makers: dict[str, Callable[[], Runner]] = {
+            "native": native,
+            "rade": lambda: rade(root, work.path, quota),
+            "cluster": lambda: cluster_column(root, base, work.path, quota, stops),
+            "crun": lambda: crun(base, layer, work.path, quota),
+            "podman": lambda: podman(base, layer, work.path, quota),
+        }
+        columns: dict[str, Runner] = {}
+        skipped: dict[str, str] = {}
+        for name in wanted:
+            tool = {"crun": "crun", "podman": "podman"}.get(name)
+            if tool and shutil.which(tool) is None:
+                skipped[name] = f"{tool} is not installed"
+                continue
+            try:
+                columns[name] = makers[name]()
+                measure_xz_only(columns[name], work)  # warm-up: page cache, image, a first start
+            except (BenchError, OSError, subprocess.TimeoutExpired, ValueError, KeyError) as err:
+                columns.pop(name, None)
+                skipped[name] = str(err).splitlines()[0][:240] if str(err) else type(err).__name__
+        results = {name: {w: [] for w in WORKLOADS} for name in columns}
+        for round_ in range(runs):
+            for name, run in columns.items():
+                try:
+                    figures = measure(run, work)
+                except (BenchError, OSError, subprocess.TimeoutExpired) as err:
+                    print(f"round {round_ + 1} {name}: {err}", file=sys.stderr)
+                    continue
+                for workload, value in figures.items():
+                    results[name][workload].append(value)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"Felter et al. workloads, {runs} alternating rounds, median (min-max); hpcc {RANKS} ranks N="
+              f"{hpl_n}, xz -T0 -6 over {xz_mb} MB; quota {quota.cpus} CPUs {quota.memory_mib} MiB; "
+              f"load average {load} on {os.cpu_count()} CPUs")
+        print("\n".join(table(results, skipped)))
+        print("\n".join(ratio_lines(results)))
+    finally:
+        for stop in stops:
+            stop()
+        shutil.rmtree(base, ignore_errors=True)
+        remove_podman_cgroups(podman_before)
+    return 0
+
+
+def cluster_column(root: str, base: str, work: str, quota: Quota, stops: list[Callable[[], None]]) -> Runner:
+    run, stop = cluster(root, base, work, quota)
+    stops.append(stop)
+    return run
+
+
+def measure_xz_only(run: Runner, work: Workdir) -> None:
+    run(["sh", "-c", 'xz -T0 -1 -c "$0" | wc -c', work.xz_input], work.path)
+
+
+def podman_cgroups() -> set[str]:
+    return {f"/sys/fs/cgroup/{c}/libpod_parent" for c in os.listdir("/sys/fs/cgroup")
+            if os.path.isdir(f"/sys/fs/cgroup/{c}/libpod_parent")}
+
+
+def remove_podman_cgroups(before: set[str]) -> None:
+    """podman (cgroupfs manager) leaves libpod_parent/conmon behind: remove what this run made."""
+    for path in podman_cgroups() - before:
+        for leaf in (f"{path}/conmon", path):
+            try:
+                os.rmdir(leaf)
+            except OSError:
+                pass
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,9 +10,10 @@ PYTEST_ARGS ?=
 # What the tests and the demo use from Debian: busybox-static and debootstrap for base images, skopeo,
 # podman, umoci and docker-registry for image interoperability, crun/runc for side-by-side figures,
 # Open MPI (with its headers, for mpi4py) for the MPI tests, iproute2 for test hosts in netns,
-# Debian's mpi4py and numpy for the native MPI runs (the same Open MPI build as in the MPI image).
+# Debian's mpi4py and numpy for the native MPI runs (the same Open MPI build as in the MPI image),
+# hpcc for the Linpack, STREAM and RandomAccess figures of bench/felter.py.
 APT_PACKAGES := busybox-static debootstrap skopeo podman umoci docker-registry crun runc \
-	openmpi-bin libopenmpi-dev libseccomp2 zstd iproute2 tar gzip python3-mpi4py python3-numpy openssl
+	openmpi-bin libopenmpi-dev libseccomp2 zstd iproute2 tar gzip python3-mpi4py python3-numpy openssl hpcc
 
 .PHONY: test demo deps sysdeps venv lint bench clean
 

@@ -48,6 +48,10 @@ class ClusterError(RadeError):
     """The dev cluster cannot be made, found or taken down."""
 
 
+class ClusterAlreadyUp(ClusterError):
+    """`up` on a root whose cluster is up: nothing was made."""
+
+
 @dataclass(frozen=True, slots=True)
 class Process:
     """A process `up` started: its PID and start time (clock ticks since boot) to know it again."""
@@ -253,7 +257,7 @@ def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, h
     with _locked(root):
         old = load_state(root)
         if old is not None:
-            raise ClusterError(f"a dev cluster is already up on {root}",
+            raise ClusterAlreadyUp(f"a dev cluster is already up on {root}",
                                "see 'rade cluster status'; 'rade cluster down' removes it")
         cdir = cluster_dir(root)
         state = ClusterState(root=root)

@@ -42,9 +42,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     labels = _labels(args.label)
     try:
         state = devcluster.up(args.root, args.nodes, labels, timeout=args.timeout)
+    except devcluster.ClusterAlreadyUp:
+        raise
     except BaseException:
-        sys.stderr.write("rade: the cluster did not come up; what was made is left for 'rade cluster down' "
-                         "and its logs\n")
+        if devcluster.state_path(args.root).exists():
+            sys.stderr.write("rade: the cluster did not come up; what was made is left for 'rade cluster down' "
+                             "and its logs\n")
         raise
     sys.stdout.write(f"cluster up: scheduler at {state.gateway_ip}, nodes "
                      f"{', '.join(n.name for n in state.nodes)}; logs in {devcluster.cluster_dir(state.root)}\n")

@@ -39,6 +39,7 @@ class Rade:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.children: list[subprocess.Popen] = []
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "rade", "--root", str(self.root), *args]
@@ -55,7 +56,16 @@ class Rade:
         return self(*args, **kw).stdout.decode().strip()
 
     def popen(self, *args: str, **kw) -> subprocess.Popen:
-        return subprocess.Popen(self.argv(*args), cwd=REPO, **kw)
+        child = subprocess.Popen(self.argv(*args), cwd=REPO, **kw)
+        self.children.append(child)
+        return child
+
+    def end_children(self) -> None:
+        """Kill the commands a test started and did not see finish (a failed or timed-out test)."""
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
 
 
 def container_ids(root: Path) -> list[str]:
@@ -99,6 +109,7 @@ def rade(image_root: Path) -> Iterator[Rade]:
     try:
         yield runner
     finally:
+        runner.end_children()
         made = [c for c in container_ids(image_root) if c not in before]
         pids = []
         for cid in made:
@@ -118,6 +129,26 @@ def rade(image_root: Path) -> Iterator[Rade]:
                     os.kill(pid, signal.SIGKILL)
                     left.append(f"supervisor process {pid}")
         assert not left, f"left behind: {left}"
+
+
+def wait_child(pid: int, timeout: float = 30.0) -> int:
+    """The exit code of our child `pid`; killed (and the test failed) if it is not done in `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"child {pid} did not finish in {timeout} s")
+
+
+def terminal_is_raw(master: int) -> bool:
+    """Whether the program on the pty's other side has put it in raw mode (it reads keys one by one)."""
+    import termios
+
+    return not termios.tcgetattr(master)[3] & termios.ICANON
 
 
 def _alive(pid: int) -> bool:

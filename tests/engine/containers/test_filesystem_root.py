@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.engine.containers.conftest import wait_for
+from tests.engine.containers.conftest import wait_child, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -132,9 +132,9 @@ def test_exec_with_a_terminal(rade):
             if not chunk:
                 break
             out += chunk
-    _, status = os.waitpid(pid, 0)
+    code = wait_child(pid)
     os.close(master)
-    assert os.waitstatus_to_exitcode(status) == 0 and b"exec-tty" in out
+    assert code == 0 and b"exec-tty" in out
     rade("rm", "-f", cid)
 
 

@@ -50,7 +50,8 @@ class BuildState:
 
 class Builder:
     def __init__(self, root: str, context: str, containerfile: str | None = None,
-                 build_args: dict[str, str] | None = None, out: Callable[[str], None] = print) -> None:
+                 build_args: dict[str, str] | None = None, out: Callable[[str], None] = print,
+                 use_cache: bool = True) -> None:
         from engine.images.store import ImageStore
 
         self.root = root
@@ -65,6 +66,7 @@ class Builder:
         self.build_args = dict(build_args or {})
         self.cache = BuildCache(root)
         self.out = out
+        self.use_cache = use_cache
 
     def _default_file(self) -> Path:
         for name in ("Containerfile", "Dockerfile"):
@@ -125,7 +127,7 @@ class Builder:
         # RUN sees the build args in its environment, so they are part of what the step is.
         used_args = json.dumps([sorted(state.args.items()), state.shell]) if ins.keyword == "RUN" else ""
         key = step_key(state.image_id, f"{ins.keyword} {text} {dict(ins.flags)} {used_args}", content)
-        cached = self.cache.get(key)
+        cached = self.cache.get(key) if self.use_cache else None
         if cached is not None:
             try:
                 image = self.images.get(cached)

@@ -22,7 +22,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     builder = Builder(args.root, args.context, args.file, build_args, out=out if not args.quiet else
-                      (lambda _line: None))
+                      (lambda _line: None), use_cache=not args.no_cache)
     image = builder.build(args.tag)
     if args.quiet:
         print(image.id)
@@ -36,5 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--file", help="the Containerfile (default: DIR/Containerfile or DIR/Dockerfile)")
     p.add_argument("--build-arg", action="append", default=[], metavar="K=V")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--no-cache", action="store_true", help="run every step again (the results are cached anew)")
     p.add_argument("context", metavar="DIR")
     p.set_defaults(func=cmd_build)

@@ -56,6 +56,9 @@ def test_build_runs_every_step_and_caches_them(rade, context):
         steps = changed.split("STEP ")
         assert "Using cache" in steps[5]  # COPY greeting.txt: unchanged
         assert "Using cache" not in steps[6] and "building hey" in changed  # COPY sub/ and all after it
+        fresh = rade("build", "--no-cache", "-t", "built-test:v2", "--build-arg", "GREETING=hey",
+                     str(context)).stdout.decode()
+        assert "Using cache" not in fresh and "building hey" in fresh
     finally:
         rade("rmi", "built-test:v1", check=False)
         rade("rmi", "built-test:v2", check=False)

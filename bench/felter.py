@@ -1,11 +1,12 @@
 """The Felter et al. (2014) compute table for rade: Linpack, STREAM, RandomAccess and xz, native vs containers.
 
 Workloads (every rate: higher is better):
-  hpl, stream, randomaccess   Debian's hpcc with 2 MPI ranks (`mpirun -np 2 hpcc`, the input written by
-                              hpcc_input()); HPL_Tflops in GFLOPS, SingleSTREAM_Triad in GB/s,
+  hpl, stream, randomaccess   Debian's hpcc with 2 MPI ranks (`mpirun -np 2 hpcc`, bench/hpccinf.txt with
+                              HPL's order N set); HPL_Tflops in GFLOPS, SingleSTREAM_Triad in GB/s,
                               SingleRandomAccess_GUPs in GUPS, read from hpcc's summary section
   xz                          `xz -T0 -6` over a generated file of mixed compressibility (a seeded PRNG, so
-                              every run compresses the same bytes), MB/s of input, timed inside the column
+                              every run compresses the same bytes), MB/s of input, timed inside the column;
+                              a small input gets smaller blocks so that every CPU still compresses one
 Columns, one round after another (native rade crun podman native rade crun podman ...) so a slow phase of
 the machine hits each column alike:
   native    the host's binaries
@@ -58,26 +59,14 @@ class BenchError(Exception):
 
 
 def hpcc_input(n: int, nb: int = 128, ranks: int = RANKS) -> str:
-    """hpccinf.txt for one HPL problem of order n on a 1 x ranks grid (hpcc sizes its other tests from it)."""
-    rows = [("HPL.out", "output file name (if any)"), ("8", "device out (6=stdout,7=stderr,file)"),
-            ("1", "# of problems sizes (N)"), (str(n), "Ns"), ("1", "# of NBs"), (str(nb), "NBs"),
-            ("0", "PMAP process mapping (0=Row-,1=Column-major)"), ("1", "# of process grids (P x Q)"),
-            ("1", "Ps"), (str(ranks), "Qs"), ("16.0", "threshold"), ("1", "# of panel fact"),
-            ("2", "PFACTs (0=left, 1=Crout, 2=Right)"), ("1", "# of recursive stopping criterium"),
-            ("4", "NBMINs (>= 1)"), ("1", "# of panels in recursion"), ("2", "NDIVs"),
-            ("1", "# of recursive panel fact."), ("1", "RFACTs (0=left, 1=Crout, 2=Right)"),
-            ("1", "# of broadcast"), ("1", "BCASTs (0=1rg,1=1rM,2=2rg,3=2rM,4=Lng,5=LnM)"),
-            ("1", "# of lookahead depth"), ("1", "DEPTHs (>=0)"), ("2", "SWAP (0=bin-exch,1=long,2=mix)"),
-            ("64", "swapping threshold"), ("0", "L1 in (0=transposed,1=no-transposed) form"),
-            ("0", "U  in (0=transposed,1=no-transposed) form"), ("1", "Equilibration (0=no,1=yes)"),
-            ("8", "memory alignment in double (> 0)")]
-    lines = ["HPLinpack benchmark input file", "Innovative Computing Laboratory, University of Tennessee"]
-    lines += [f"{value:<13s}{what}" for value, what in rows]
-    lines += ["##### This line (no. 32) is ignored (it serves as a separator). ######",
-              "0                        Number of additional problem sizes for PTRANS",
-              f"{n // 2}                     values of N",
-              "0                        number of additional blocking sizes for PTRANS",
-              f"{nb}                      values of NB"]
+    """bench/hpccinf.txt with one HPL problem of order n, blocks of nb, on a 1 x ranks grid (hpcc sizes its
+    other tests, STREAM and RandomAccess among them, from HPL's memory)."""
+    with open(os.path.join(HERE, "hpccinf.txt"), encoding="ascii") as template:
+        lines = template.read().splitlines()
+    for index, value, what in ((5, n, "Ns"), (7, nb, "NBs"), (10, 1, "Ps"), (11, ranks, "Qs")):
+        if not lines[index].endswith(f" {what}"):
+            raise BenchError(f"bench/hpccinf.txt line {index + 1} is not the {what} line")
+        lines[index] = f"{value:<13d}{what}"
     return "\n".join(lines) + "\n"
 
 
@@ -244,11 +233,11 @@ def podman(base: str, layer: str, work: str, quota: Quota) -> Runner:
     return lambda argv, cwd: run_checked([*head, "-w", cwd, "felter/busybox", *argv])
 
 
-def cluster(root: str, base: str, work: str, quota: Quota) -> tuple[Runner, Callable[[], None]]:
+def cluster(root: str, base: str, work: str, quota: Quota, stops: list[Callable[[], object]]) -> Runner:
     """A one-node dev cluster on rade's root (its agent sees the image there); each run a one-task job."""
     run_checked([RADE, "--root", root, "cluster", "up", "--nodes", "1"], timeout=180)
-    stop = lambda: subprocess.run([RADE, "--root", root, "cluster", "down"], capture_output=True,  # noqa: E731
-                                  timeout=120, check=False)
+    stops.append(lambda: subprocess.run([RADE, "--root", root, "cluster", "down"], capture_output=True,
+                                        timeout=120, check=False))
     nodes = json.loads(run_checked([RADE, "--root", root, "nodes", "--json"]))
     memory = min(quota.memory_mib, int(nodes[0]["memory_total"]) >> 20)
     cpus = min(quota.cpus, int(nodes[0]["cpus_total"]))
@@ -264,7 +253,7 @@ def cluster(root: str, base: str, work: str, quota: Quota) -> tuple[Runner, Call
         run_checked([RADE, "--root", root, "submit", "--wait", f"{base}/job.yaml"])
         with open(out, encoding="utf-8") as text:
             return text.read()
-    return run, stop
+    return run
 
 
 # -- the benchmark -------------------------------------------------------------------------------------------
@@ -367,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = tempfile.mkdtemp(prefix="rade-bench-felter-")
     os.chmod(base, 0o755)
     podman_before = podman_cgroups()
-    stops: list[Callable[[], None]] = []
+    stops: list[Callable[[], object]] = []
     try:
         work = prepare(base, hpl_n, xz_mb)
         layer = busybox_layer(base)
@@ -375,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         makers: dict[str, Callable[[], Runner]] = {
             "native": native,
             "rade": lambda: rade(root, work.path, quota),
-            "cluster": lambda: cluster_column(root, base, work.path, quota, stops),
+            "cluster": lambda: cluster(root, base, work.path, quota, stops),
             "crun": lambda: crun(base, layer, work.path, quota),
             "podman": lambda: podman(base, layer, work.path, quota),
         }
@@ -388,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             try:
                 columns[name] = makers[name]()
-                measure_xz_only(columns[name], work)  # warm-up: page cache, image, a first start
+                # A first start (page cache, image, supervisor) outside the timing.
+                columns[name](["sh", "-c", 'xz -T0 -1 -c "$0" | wc -c', work.xz_input], work.path)
             except (BenchError, OSError, subprocess.TimeoutExpired, ValueError, KeyError) as err:
                 columns.pop(name, None)
                 skipped[name] = str(err).splitlines()[0][:240] if str(err) else type(err).__name__
@@ -414,16 +404,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(base, ignore_errors=True)
         remove_podman_cgroups(podman_before)
     return 0
-
-
-def cluster_column(root: str, base: str, work: str, quota: Quota, stops: list[Callable[[], None]]) -> Runner:
-    run, stop = cluster(root, base, work, quota)
-    stops.append(stop)
-    return run
-
-
-def measure_xz_only(run: Runner, work: Workdir) -> None:
-    run(["sh", "-c", 'xz -T0 -1 -c "$0" | wc -c', work.xz_input], work.path)
 
 
 def podman_cgroups() -> set[str]:

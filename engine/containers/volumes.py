@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import stat
 from collections.abc import Iterable, Sequence
@@ -112,7 +111,7 @@ def resolve(specs: Sequence[str], store: VolumeStore, cwd: str | None = None) ->
                 os.makedirs(source, mode=0o755)
             out.append((VolumeMount("bind", source, dest, read_only), False))
             continue
-        name = source or secrets.token_hex(32)
+        name = source or os.urandom(32).hex()
         data, made = store.create(name)
         out.append((VolumeMount("volume", str(data), dest, read_only, name=name), made))
     return out

@@ -1,10 +1,7 @@
 """The node's task runner: each task of a job as one container made and supervised by the engine.
 
-A task gets a cgroup slice of its own (`rade-agent/<node>-<root hash>.<job>.<task>.<attempt>`) with its allocation's
-cpuset and memory limit, and its container is made below it (under `<slice>/task`) with the same limits.
-The slice is there for the accounting: the engine removes the container's cgroup, and its parent
-`task` once empty, when the container exits; the slice, whose counters include its children's, still
-holds the task's CPU seconds and peak memory for the final report. Containers use the node's network (`host`) unless the job asks otherwise, the node
+Each task runs under a cgroup slice of its own with its allocation (`agent.slices`, which also gives its
+usage at the end). Containers use the node's network (`host`) unless the job asks otherwise, the node
 name as hostname, no capabilities, and the RADE_* variables the scheduler put in the order.
 
 Nothing here blocks on a container or polls: the engine's supervisor reports the start on a pipe, and
@@ -25,6 +22,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from agent import mpi
+from agent.slices import (
+    SLICE_PARENT,
+    container_parent,
+    make_slice,
+    node_slices,
+    open_slice,
+    remove_slice,
+    slice_prefix,
+    task_limits,
+)
 from agent.state import AgentState, TaskFile, task_log_path
 from jobs.errors import RadeError
 from jobs.messages import Kill, Launch
@@ -33,8 +40,9 @@ from jobs.units import parse_duration
 
 log = logging.getLogger(__name__)
 
-SLICE_PARENT = "rade-agent"
-INNER = "task"
+# SLICE_PARENT too: tools and tests find the task cgroups through this module.
+__all__ = ["SLICE_PARENT", "EngineRunner", "Task", "container_options", "stop_leftovers"]
+
 
 
 class Reporter(Protocol):
@@ -75,18 +83,6 @@ class Task:
         return self.file.key
 
 
-def task_limits(order: Launch) -> Any:
-    """The cgroup limits of a task: its cores as the cpuset, its memory, and a CPU quota when the job
-    asked for a fraction of a CPU (whole CPUs get exclusive cores, so no quota)."""
-    from engine.cgroups.driver import Limits
-
-    cpus = (order.spec.get("resources") or {}).get("cpus")
-    fractional = isinstance(cpus, int | float) and not float(cpus).is_integer()
-    return Limits(cpus=float(cpus) if fractional else None,
-                  cpuset_cpus=",".join(map(str, order.cpus)) if order.cpus else None,
-                  memory=order.memory or None)
-
-
 def container_options(order: Launch, node: str, slice_name: str) -> Any:
     """What the engine is asked to create for a task."""
     from engine.containers.lifecycle import CreateOptions
@@ -102,42 +98,10 @@ def container_options(order: Launch, node: str, slice_name: str) -> Any:
         name=f"{node}.{order.job_id}.{order.task_id}.{order.attempt}", env=tuple(f"{k}={v}" for k, v in env.items()),
         volumes=volumes, network=str(spec.get("network") or "host"), workdir=spec.get("workdir"), hostname=node,
         resources=Resources(cpus=limits.cpus, memory=limits.memory, cpuset_cpus=limits.cpuset_cpus,
-                            cgroup_parent=f"{SLICE_PARENT}/{slice_name}/{INNER}"),
+                            cgroup_parent=container_parent(slice_name)),
         default_capabilities=False,
         labels=(("rade.node", node), ("rade.job", str(order.job_id)), ("rade.task", str(order.task_id)),
                 ("rade.attempt", str(order.attempt))))
-
-
-def open_slice(slice_name: str) -> Any:
-    from engine.cgroups import open_cgroup
-
-    return open_cgroup(slice_name, SLICE_PARENT)
-
-
-def make_slice(slice_name: str, limits: Any) -> Any:
-    """Create the task's slice and the `task` cgroup in it, both with the task's limits, so the container's
-    cgroup finds every hierarchy it joins already made above it (and on cgroup v2, the controllers it
-    needs delegated to it); the slice's driver."""
-    from engine.cgroups import files, open_cgroup
-
-    driver = open_slice(slice_name)
-    for level in (driver, open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}")):
-        level.create()
-        level.apply(limits)
-        if level.version == 2:
-            offered = files.read(f"{level.path}/cgroup.controllers", "").split()
-            wanted = [c for c in ("cpu", "cpuset", "memory", "pids") if c in offered]
-            if wanted:
-                files.write(f"{level.path}/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
-    return driver
-
-
-def remove_slice(slice_name: str) -> None:
-    """Remove what is left of the task's cgroups (the `task` level if the engine left it, then the slice)."""
-    from engine.cgroups import open_cgroup
-
-    open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}").remove()
-    open_slice(slice_name).remove()
 
 
 class EngineRunner:
@@ -448,23 +412,3 @@ def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
         with contextlib.suppress(RadeError, OSError):
             remove_slice(slice_name)
     return len(by_container)
-
-
-def slice_prefix(root: str, node: str) -> str:
-    """What the names of a node's task slices start with: the node, and its state root's hash, since nodes
-    of two clusters on one machine (dev clusters, tests) may have the same name."""
-    import hashlib
-
-    digest = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:8]
-    return f"{node}-{digest}"
-
-
-def node_slices(root: str, node: str) -> list[str]:
-    """The task slices of `node` on `root` present in the cgroup tree."""
-    prefix = slice_prefix(root, node) + "."
-    names = set()
-    for path in open_slice(f"{prefix}0.0.0").paths():
-        parent = os.path.dirname(path)
-        with contextlib.suppress(OSError):
-            names.update(e.name for e in os.scandir(parent) if e.is_dir() and e.name.startswith(prefix))
-    return sorted(names)

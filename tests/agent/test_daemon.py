@@ -19,8 +19,9 @@ import zmq
 from agent.config import AgentConfig
 from agent.daemon import AgentDaemon
 from agent.node import discover
+from agent.slices import node_slices
 from agent.state import AgentState, task_log_path
-from agent.tasks import node_slices, stop_leftovers
+from agent.tasks import stop_leftovers
 from jobs.messages import Heartbeat, Kill, Launch, Register, Registered, Submit, TaskUpdate, decode, encode
 from jobs.spec import JobSpec
 from jobs.states import TaskState, is_terminal

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.slices import node_slices
 from agent.state import AgentState
-from agent.tasks import node_slices
 from rade import devcluster
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,88 @@
+"""A task's cgroup slice: `rade-agent/<node>-<root hash>.<job>.<task>.<attempt>`, with `task` inside it
+where the engine makes the container's own cgroup.
+
+The slice holds the task's allocation (its cores as the cpuset, a CPU quota for a fraction of a CPU) and
+outlives the container's cgroup, which the engine removes when the container exits (and `task` with it
+once empty): the slice's counters, which include its children's, then still give the task's CPU seconds
+and peak memory. The memory limit is the container's alone, so an OOM kill is counted where the engine
+looks. The node's name and its state root's hash keep two clusters' `node1` on one machine apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from typing import Any
+
+from jobs.messages import Launch
+
+SLICE_PARENT = "rade-agent"
+INNER = "task"
+
+
+def task_limits(order: Launch) -> Any:
+    """The cgroup limits of a task: its cores as the cpuset, its memory, and a CPU quota when the job
+    asked for a fraction of a CPU (whole CPUs get exclusive cores, so no quota)."""
+    from engine.cgroups.driver import Limits
+
+    cpus = (order.spec.get("resources") or {}).get("cpus")
+    fractional = isinstance(cpus, int | float) and not float(cpus).is_integer()
+    return Limits(cpus=float(cpus) if fractional else None,
+                  cpuset_cpus=",".join(map(str, order.cpus)) if order.cpus else None,
+                  memory=order.memory or None)
+
+
+def container_parent(slice_name: str) -> str:
+    """The cgroup parent the engine makes the task's container under."""
+    return f"{SLICE_PARENT}/{slice_name}/{INNER}"
+
+
+def open_slice(slice_name: str) -> Any:
+    from engine.cgroups import open_cgroup
+
+    return open_cgroup(slice_name, SLICE_PARENT)
+
+
+def make_slice(slice_name: str, limits: Any) -> Any:
+    """Create the task's slice and the `task` cgroup in it, both with the task's limits, so the container's
+    cgroup finds every hierarchy it joins already made above it (and on cgroup v2, the controllers it
+    needs delegated to it); the slice's driver."""
+    from engine.cgroups import files, open_cgroup
+
+    driver = open_slice(slice_name)
+    for level in (driver, open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}")):
+        level.create()
+        level.apply(limits)
+        if level.version == 2:
+            offered = files.read(f"{level.path}/cgroup.controllers", "").split()
+            wanted = [c for c in ("cpu", "cpuset", "memory", "pids") if c in offered]
+            if wanted:
+                files.write(f"{level.path}/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+    return driver
+
+
+def remove_slice(slice_name: str) -> None:
+    """Remove what is left of the task's cgroups (the `task` level if the engine left it, then the slice)."""
+    from engine.cgroups import open_cgroup
+
+    open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}").remove()
+    open_slice(slice_name).remove()
+
+
+def slice_prefix(root: str, node: str) -> str:
+    """What the names of a node's task slices start with: the node, and its state root's hash, since nodes
+    of two clusters on one machine (dev clusters, tests) may have the same name."""
+    digest = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:8]
+    return f"{node}-{digest}"
+
+
+def node_slices(root: str, node: str) -> list[str]:
+    """The task slices of `node` on `root` present in the cgroup tree."""
+    prefix = slice_prefix(root, node) + "."
+    names = set()
+    for path in open_slice(f"{prefix}0.0.0").paths():
+        parent = os.path.dirname(path)
+        with contextlib.suppress(OSError):
+            names.update(e.name for e in os.scandir(parent) if e.is_dir() and e.name.startswith(prefix))
+    return sorted(names)

@@ -285,7 +285,26 @@ def remove(store: ContainerStore, record: ContainerRecord, force: bool = False, 
         record = stop(store, record, timeout=0, signum=signal.SIGKILL)
         if record.status is not ContainerStatus.EXITED:
             return  # removed by its own --rm
+    elif is_being_started(store, record):
+        raise ContainerError(f"container {record.name} is being started", "try again in a moment")
     remove_stopped(store, record, volumes)
+
+
+def is_being_started(store: ContainerStore, record: ContainerRecord) -> bool:
+    """Whether a supervisor holds the container's lock although the record does not say running yet."""
+    import fcntl
+
+    try:
+        fd = os.open(store.dir(record.id).path / "supervisor.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def remove_stopped(store: ContainerStore, record: ContainerRecord, volumes: bool) -> None:

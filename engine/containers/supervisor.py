@@ -342,6 +342,12 @@ class Supervisor:
         self.lock_fd = fd
         return True
 
+    def release(self) -> None:
+        """Let go of the lock before hanging up on clients: a client told "it is over" may act at once."""
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
     def run(self) -> int:
         if not self.claim():
             self.ready.send(state="error", message=f"container {self.cid[:12]} is already running",
@@ -392,6 +398,7 @@ class Supervisor:
             from engine.containers.lifecycle import remove_stopped
 
             remove_stopped(self.store, record, volumes=True)
+        self.release()
         self.flush_clients(close=True)
         return code
 
@@ -413,4 +420,5 @@ class Supervisor:
             from engine.containers.lifecycle import remove_stopped
 
             remove_stopped(self.store, record, volumes=True)
+        self.release()
         self.flush_clients(close=True)

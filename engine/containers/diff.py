@@ -104,6 +104,8 @@ def changes(upper: Path, layers: Sequence[Path], mountpoints: frozenset[str] = f
             out.append(Change(ChangeKind.DELETED, path))
             continue
         below = exists_below(layers, rel)
+        if below and stat.S_ISDIR(st.st_mode) and _holds_only_mountpoints(upper / rel, path, mountpoints):
+            continue
         out.append(Change(ChangeKind.CHANGED if below else ChangeKind.ADDED, path))
         if below and stat.S_ISDIR(st.st_mode) and is_opaque(upper / rel):
             for layer in layers:
@@ -147,3 +149,15 @@ def write_layer(upper: Path, out_path: Path, mountpoints: frozenset[str] = froze
                 tar.addfile(marker)
                 count += 1
     return count
+
+
+def _holds_only_mountpoints(directory: Path, path: str, mountpoints: frozenset[str]) -> bool:
+    """Whether an upper-dir directory holds nothing but the bare mount points the launch made in it
+    (the /etc of an image without /etc/hosts): then the directory is no change of the user's."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    return bool(names) and all(f"{path}/{name}" in mountpoints
+                               and _is_bare_mountpoint(directory / name, os.lstat(directory / name))
+                               for name in names)

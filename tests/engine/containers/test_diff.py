@@ -34,3 +34,14 @@ def test_commit_layer_has_whiteouts(tmp_path):
     with tarfile.open(out) as tar:
         names = sorted(tar.getnames())
     assert names == ["etc", "etc/.wh.old", "etc/passwd", "new", "new/file"]
+
+
+def test_a_directory_holding_only_a_launch_mountpoint_is_no_change(tmp_path):
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc" / "os-release").write_text("x")
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "hosts").write_text("")  # the image had no /etc/hosts: the launch made one to bind on
+    assert changes(upper, [lower], frozenset({"/etc/hosts"})) == []
+    (upper / "etc" / "motd").write_text("hi")
+    assert [str(c) for c in changes(upper, [lower], frozenset({"/etc/hosts"}))] == ["C /etc", "A /etc/motd"]

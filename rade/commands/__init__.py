@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from rade.commands import build, cluster, container_views, containers, devcluster, images, job_logs, registry, spec
+from rade.commands import (
+    build,
+    cluster,
+    container_views,
+    containers,
+    devcluster,
+    images,
+    job_logs,
+    keys,
+    registry,
+    spec,
+)
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (spec, registry, containers, container_views, build, cluster, images, devcluster,
-                                           job_logs)
+                                           job_logs, keys)

@@ -132,6 +132,9 @@ class Launch:
     gpus: tuple[int, ...] = ()
     ranks: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    uid: int = -1  # who the task runs as: the job owner's ids (-1: as the image says)
+    gid: int = -1
+    pids_limit: int = 0  # processes per task (0: no limit)
 
 
 @_message("kill")

@@ -7,10 +7,16 @@
     state: /var/lib/rade/scheduler/state.db
     synchronous: normal               # normal: a commit survives any crash of the scheduler process
                                       # (SIGKILL included), not a power cut; full: fsync every commit
+    auth: curve                       # curve: every agent and user proves its key (see scheduler.auth);
+                                      # none: anyone who reaches the sockets is believed (a test network)
+    keys: /var/lib/rade/keys          # the key directory `rade keys init` made
+    admins: [root]                    # users who see and cancel every job, drain and resume nodes
+    users: {alice: "1001:1001"}       # uid:gid jobs run as; users not here come from the system passwd
+    allowed_volumes: [/home, /scratch]  # host paths job volumes may come from (and below them)
+    pids_limit: 4096                  # processes (and threads) per task: a fork bomb stops there
 
-A port of `*` lets the system choose (tests); the daemon writes the addresses it got to
-`<root>/scheduler/endpoints.json`, which local clients and agents read when given no address. Both
-sockets will take ZeroMQ CURVE keys; until then, bind the client socket only where users are trusted.
+A port of `*` lets the system choose (tests); the daemon writes the addresses it got (and its public
+key) to `<root>/scheduler/endpoints.json`, which local clients and agents read when given no address.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ from jobs.units import parse_duration
 
 AGENT_PORT = 7410
 CLIENT_PORT = 7411
-_KEYS = {"agents", "clients", "heartbeat_interval", "misses", "state", "synchronous"}
+_KEYS = {"agents", "clients", "heartbeat_interval", "misses", "state", "synchronous", "auth", "keys", "admins",
+         "users", "allowed_volumes", "pids_limit"}
+DEFAULT_ALLOWED_VOLUMES = ("/home", "/scratch")
+DEFAULT_PIDS_LIMIT = 4096
 
 
 class ConfigError(RadeError):
@@ -39,6 +48,12 @@ class SchedulerConfig:
     misses: int = 3
     synchronous: str = "normal"
     root: str = ""
+    auth: str = "none"
+    keys: str = ""
+    admins: tuple[str, ...] = ("root",)
+    users: tuple[tuple[str, int, int], ...] = ()  # (name, uid, gid)
+    allowed_volumes: tuple[str, ...] = DEFAULT_ALLOWED_VOLUMES
+    pids_limit: int = DEFAULT_PIDS_LIMIT
 
     @property
     def endpoints_file(self) -> str:
@@ -75,11 +90,14 @@ def load_config(path: str | None, root: str) -> SchedulerConfig:
     synchronous = str(data.get("synchronous", "normal")).lower()
     if synchronous not in ("full", "normal"):
         raise ConfigError(f"{path}: synchronous: {synchronous!r} is neither full nor normal")
+    from scheduler.access import access_settings
+
     return SchedulerConfig(
         agents=endpoint(str(data.get("agents", f"tcp://127.0.0.1:{AGENT_PORT}")), AGENT_PORT),
         clients=endpoint(str(data.get("clients", f"tcp://127.0.0.1:{CLIENT_PORT}")), CLIENT_PORT),
         state=str(data.get("state", os.path.join(root, "scheduler", "state.db"))),
-        heartbeat_interval=interval, misses=misses, synchronous=synchronous, root=root)
+        heartbeat_interval=interval, misses=misses, synchronous=synchronous, root=root,
+        **access_settings(data, str(path), root))
 
 
 def endpoint(address: str, default_port: int) -> str:

@@ -10,6 +10,11 @@ frame. A client sends pairs of frames: a request id it chose and the message; th
 id, so a client may keep many requests in flight. Either way the daemon may put several in one ZeroMQ
 message (several frames) to the same peer. A frame that does not decode is logged and dropped (a client still gets an error
 reply when its request id was readable): the daemon keeps serving whatever arrives.
+
+With `auth: curve` both sockets are CURVE servers and a ZAP handler (`scheduler.auth`) polled in this
+same loop decides who connects; a client request is then made by the user its connection's key
+belongs to (the message's User-Id), whatever the request claims, and `scheduler.access` decides what
+that user may do. Launch orders carry the uid and gid the owner's tasks run as and the pids limit.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from jobs.messages import (
     Drain,
     ErrorReply,
     Heartbeat,
+    Launch,
     Message,
     Query,
     Register,
@@ -41,7 +47,9 @@ from jobs.messages import (
     encode,
 )
 from scheduler import views
+from scheduler.access import Access
 from scheduler.agents import AgentDesk
+from scheduler.auth import AGENTS_DOMAIN, CLIENTS_DOMAIN, ZAP_ENDPOINT, Gatekeeper
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import SchedulerConfig
 from scheduler.drain import next_deadline
@@ -52,6 +60,7 @@ from scheduler.store import Store
 log = logging.getLogger(__name__)
 
 BATCH = 2000
+NOBODY = 65534
 PLACEMENTS_PER_PASS = 5000
 MAX_WAIT = 60.0
 
@@ -69,18 +78,52 @@ class SchedulerDaemon:
         self._stopping = threading.Event()
         self._waiters: dict[int, list[tuple[bytes, bytes, float]]] = {}
         self._replies: list[tuple[bytes, bytes, Message]] = []
+        root = config.root or os.path.dirname(os.path.dirname(config.state))
+        protected = [os.path.dirname(config.state), config.keys] + [
+            os.path.join(root, d) for d in ("scheduler", "keys", "agent", "containers", "images", "logs", "cluster",
+                                            "volumes")]
+        self.access = Access(config.admins, config.users, config.allowed_volumes, protected)
         self.context = zmq.Context()
-        self.agents = self._bind(config.agents)
-        self.clients = self._bind(config.clients)
+        self.gate: Gatekeeper | None = None
+        self.zap: zmq.Socket | None = None
+        self._curve: tuple[bytes, str] | None = None
+        if config.auth == "curve":
+            self._start_zap()
+        self.agents = self._bind(config.agents, AGENTS_DOMAIN)
+        self.clients = self._bind(config.clients, CLIENTS_DOMAIN)
         self.endpoints = {"agents": self.agents.getsockopt_string(zmq.LAST_ENDPOINT),
                           "clients": self.clients.getsockopt_string(zmq.LAST_ENDPOINT)}
+        if self._curve is not None:
+            self.endpoints["server_key"] = self._curve[1]
+        else:
+            log.warning("auth: none: anyone who reaches %s and %s is believed; use 'auth: curve' outside a test "
+                        "network", config.agents, config.clients)
         self._write_endpoints()
         log.info("scheduler %s: agents on %s, clients on %s, state in %s", self.instance,
                  self.endpoints["agents"], self.endpoints["clients"], config.state)
 
-    def _bind(self, address: str) -> zmq.Socket:
+    def _start_zap(self) -> None:
+        """The ZAP handler's socket, bound before any CURVE socket so no handshake finds it missing."""
+        from jobs.keyfiles import KeyDir, read_key_file
+
+        keys = KeyDir(_as_path(self.config.keys))
+        pair = read_key_file(keys.scheduler_secret, secret=True)
+        assert pair.secret is not None
+        self._curve = (pair.secret.encode(), pair.public)
+        self.gate = Gatekeeper(keys, self.clock.monotonic)
+        self.zap = self.context.socket(zmq.REP)
+        self.zap.setsockopt(zmq.LINGER, 0)
+        self.zap.bind(ZAP_ENDPOINT)
+        log.info("auth: curve: %d agent keys and %d user keys known (%s)", len(self.gate.agents),
+                 len(self.gate.users), self.config.keys)
+
+    def _bind(self, address: str, domain: str) -> zmq.Socket:
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self._curve is not None:
+            sock.setsockopt(zmq.CURVE_SERVER, 1)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self._curve[0])
+            sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
         # An order to a node that is not connected must fail loudly here, not vanish in ZeroMQ.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.SNDHWM, 0)
@@ -116,6 +159,8 @@ class SchedulerDaemon:
         poller = zmq.Poller()
         poller.register(self.agents, zmq.POLLIN)
         poller.register(self.clients, zmq.POLLIN)
+        if self.zap is not None:
+            poller.register(self.zap, zmq.POLLIN)
         next_tick = self.clock.monotonic()
         try:
             while not self._stopping.is_set():
@@ -123,6 +168,8 @@ class SchedulerDaemon:
                 if self.state.dirty:
                     timeout = 0.0
                 ready = dict(poller.poll(timeout * 1000))
+                if self.zap is not None and self.zap in ready:
+                    self._answer_zap()
                 if self.agents in ready:
                     self._read_agents()
                 if self.clients in ready:
@@ -146,7 +193,23 @@ class SchedulerDaemon:
         self.store.close()
         self.agents.close(0)
         self.clients.close(0)
+        if self.zap is not None:
+            self.zap.close(0)
         self.context.term()
+
+    def _answer_zap(self) -> None:
+        assert self.zap is not None and self.gate is not None
+        for _ in range(BATCH):
+            try:
+                frames = self.zap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                reply = self.gate.answer(frames)
+            except Exception:  # a handshake refused, the loop keeps serving
+                log.exception("ZAP request failed")
+                reply = [b"1.0", frames[1] if len(frames) > 1 else b"", b"500", b"internal error", b"", b""]
+            self.zap.send_multipart(reply)
 
     # -- agents ---------------------------------------------------------------------------------------------
 
@@ -186,17 +249,20 @@ class SchedulerDaemon:
     def _read_clients(self) -> None:
         for _ in range(BATCH):
             try:
-                frames = self.clients.recv_multipart(zmq.NOBLOCK)
+                parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            frames = [part.bytes for part in parts]
             if len(frames) < 3 or len(frames) % 2 == 0:
                 log.warning("client socket: a message of %d frames dropped (expected id, message pairs)",
                             len(frames))
                 continue
+            # Who asks: the key's owner as the ZAP handler said, never the user a request names.
+            user = parts[1].get("User-Id") if self._curve is not None else None
             peer = frames[0]
             for request, frame in zip(frames[1::2], frames[2::2]):
                 try:
-                    reply = self._on_client(peer, request, decode(frame))
+                    reply = self._on_client(peer, request, decode(frame), user)
                 except RadeError as err:
                     reply = ErrorReply(message=err.message, hint=err.hint)
                 except Exception as err:
@@ -205,35 +271,50 @@ class SchedulerDaemon:
                 if reply is not None:
                     self._replies.append((peer, request, reply))
 
-    def _on_client(self, peer: bytes, request: bytes, msg: Message) -> Message | None:
-        state = self.state
+    def _on_client(self, peer: bytes, request: bytes, msg: Message, user: str | None = None) -> Message | None:
+        state, access = self.state, self.access
+        known = user is not None
+        if user is None:
+            # auth: none: the request's word is all there is, and requests that name no one go unchecked.
+            user = getattr(msg, "user", "") or "nobody"
         if isinstance(msg, Submit):
-            return Reply(data={"jobs": state.submit(msg.spec, msg.user or "nobody")})
+            if known:
+                access.ids(user)  # a user with no uid here is refused now, not when the job starts
+            access.check_volumes(msg.spec)
+            return Reply(data={"jobs": state.submit(msg.spec, user)})
         if isinstance(msg, Cancel):
-            admin = msg.user == "root"
-            return Reply(data={"results": {str(j): state.cancel(j, msg.user, admin) for j in msg.job_ids}})
+            admin = access.is_admin(user)
+            return Reply(data={"results": {str(j): state.cancel(j, user, admin) for j in msg.job_ids}})
         if isinstance(msg, Drain):
+            if known:
+                access.require_admin(user, "drain nodes")
             return Reply(data={"results": {n: state.drain(n, msg.reason, msg.deadline) for n in msg.nodes}})
         if isinstance(msg, Resume):
+            if known:
+                access.require_admin(user, "resume nodes")
             return Reply(data={"results": {n: state.resume(n) for n in msg.nodes}})
         if isinstance(msg, Query):
-            return self._query(peer, request, msg.what, msg.filters)
+            return self._query(peer, request, msg.what, msg.filters, user if known else None)
         raise ProtocolError(f"a {type(msg).__name__} is not a client request")
 
-    def _query(self, peer: bytes, request: bytes, what: str, filters: dict[str, Any]) -> Message | None:
+    def _query(self, peer: bytes, request: bytes, what: str, filters: dict[str, Any],
+               user: str | None = None) -> Message | None:
         state = self.state
+        if what in ("show", "wait"):
+            job_id = _job_id(filters)
+            detail = views.job_detail(state, job_id)  # NotFound for a job that never was
+            if user is not None:
+                self.access.require_owner(user, detail["user"], job_id)
         if what == "queue":
             user = filters.get("user")
             return Reply(data=views.queue_rows(state, str(user) if user else None, bool(filters.get("all"))))
         if what == "show":
-            return Reply(data=views.job_detail(state, _job_id(filters)))
+            return Reply(data=detail)
         if what == "nodes":
             return Reply(data=views.node_rows(state))
         if what == "stats":
             return Reply(data=views.stats(state))
         if what == "wait":
-            job_id = _job_id(filters)
-            views.job_detail(state, job_id)  # NotFound for a job that never was
             timeout = min(float(filters.get("timeout") or MAX_WAIT), MAX_WAIT)
             self._waiters.setdefault(job_id, []).append((peer, request, self.clock.monotonic() + timeout))
             return None
@@ -273,10 +354,26 @@ class SchedulerDaemon:
             self._send(self.clients, [peer, *frames], peer)
         orders: dict[str, list[bytes]] = {}
         for node, msg in self.state.outbox:
+            if isinstance(msg, Launch):
+                msg = self._as_owner(msg)
             orders.setdefault(node, []).append(encode(msg))
         self.state.outbox.clear()
         for node, frames in orders.items():
             self._send(self.agents, [node.encode(), *frames], node)
+
+    def _as_owner(self, order: Launch) -> Launch:
+        """The order with the uid and gid of the job's owner, and the site's pids limit."""
+        from dataclasses import replace
+
+        job = self.state.jobs.get(order.job_id)
+        try:
+            uid, gid = self.access.ids(job.user) if job is not None else (-1, -1)
+        except RadeError as err:
+            # Never root by default: an owner without a uid (gone from the passwd since, or named by an
+            # unauthenticated request) runs as nobody.
+            log.warning("job %d: %s: running as nobody", order.job_id, err.message)
+            uid, gid = NOBODY, NOBODY
+        return replace(order, uid=uid, gid=gid, pids_limit=self.config.pids_limit)
 
     def _send(self, sock: zmq.Socket, frames: list[bytes], peer: Any) -> None:
         try:
@@ -291,3 +388,9 @@ def _job_id(filters: dict[str, Any]) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
         raise ProtocolError(f"a job id is a number, not {value!r}")
     return int(value)
+
+
+def _as_path(text: str):
+    from pathlib import Path
+
+    return Path(text)

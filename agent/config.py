@@ -4,6 +4,7 @@
     name: node17                     # the node's name (default: the first label of the hostname)
     labels: {rack: r3, ib: "true"}   # matched by jobs' placement.constraints
     kill_grace: 10s                  # SIGTERM to SIGKILL when a task outlives its time limit
+    keys: /var/lib/rade/keys         # where agent.key_secret is (default ROOT/keys); none there: no CURVE
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from jobs.errors import RadeError
 from jobs.units import parse_duration
 
-_KEYS = {"scheduler", "name", "labels", "kill_grace"}
+_KEYS = {"scheduler", "name", "labels", "kill_grace", "keys"}
 DEFAULT_KILL_GRACE = 10.0
 
 
@@ -27,6 +28,7 @@ class AgentConfig:
     name: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     kill_grace: float = DEFAULT_KILL_GRACE
+    keys: str | None = None
 
 
 def load_agent_config(path: str | None) -> AgentConfig:
@@ -58,4 +60,5 @@ def load_agent_config(path: str | None) -> AgentConfig:
     name = data.get("name")
     scheduler = data.get("scheduler")
     return AgentConfig(scheduler=None if scheduler is None else str(scheduler), name=None if name is None else str(name),
-                       labels={k: str(v) for k, v in labels.items()}, kill_grace=grace)
+                       labels={k: str(v) for k, v in labels.items()}, kill_grace=grace,
+                       keys=None if data.get("keys") is None else str(data["keys"]))

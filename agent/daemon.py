@@ -66,7 +66,8 @@ class AgentDaemon:
         address = local_address(endpoint)
         self.launcher = launcher
         self.runner = EngineRunner(root, node.name, self.state, self, self.clock, config.kill_grace, launcher)
-        self.link = AgentLink(self.context, endpoint, lambda: node.register(address), self.runner, self.clock)
+        self.link = AgentLink(self.context, endpoint, lambda: node.register(address), self.runner, self.clock,
+                              curve=agent_keys(config.keys or os.path.join(root, "keys")))
         self.runner.link = self.link
 
     # -- the Watcher the runner uses ------------------------------------------------------------------------
@@ -155,6 +156,23 @@ class AgentDaemon:
 
 
 AGENT_PORT = 7410
+
+
+def agent_keys(directory: str):
+    """The agent's CURVE keys from a key directory; None (no CURVE, logged) when it holds no agent key."""
+    from pathlib import Path
+
+    from agent.link import CurveKeys
+    from jobs.keyfiles import KeyDir, read_key_file
+
+    keys = KeyDir(Path(directory))
+    if not keys.agent_secret.exists():
+        log.warning("no agent key in %s: connecting without CURVE (a CURVE scheduler refuses this agent)", directory)
+        return None
+    pair = read_key_file(keys.agent_secret, secret=True)
+    server = pair.metadata.get("scheduler-key") or read_key_file(keys.scheduler_public).public
+    assert pair.secret is not None
+    return CurveKeys(pair.public, pair.secret, server)
 
 
 def scheduler_endpoint(explicit: str | None, root: str) -> str:

@@ -11,6 +11,9 @@ Orders are idempotent by (job, task, attempt): a second `Launch` of a task alrea
 a `Kill` of a task this node never started is answered CANCELLED so the scheduler stops waiting for it.
 The link does no I/O loop of its own: the caller polls `socket` (it changes on reconnect, see
 `generation`) and calls `on_readable()` and `on_timer()`; `next_due()` says when the timer is next due.
+
+Given `CurveKeys`, the socket is a CURVE client: the scheduler checks the agent key against the keys it
+knows, and the link checks that it talks to the scheduler whose public key it was given.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import zmq
@@ -44,6 +47,15 @@ log = logging.getLogger(__name__)
 RECENT_LIMIT = 100_000
 
 
+@dataclass(frozen=True, slots=True)
+class CurveKeys:
+    """The agent's key pair and the scheduler's public key, Z85."""
+
+    public: str
+    secret: str
+    server: str
+
+
 class Clock(Protocol):
     def monotonic(self) -> float: ...
 
@@ -62,7 +74,7 @@ class AgentLink:
     """One node's link to the scheduler."""
 
     def __init__(self, context: zmq.Context, endpoint: str, describe: Callable[[], Register], runner: TaskRunner,
-                 clock: Clock, interval: float = 2.0, misses: int = 3) -> None:
+                 clock: Clock, interval: float = 2.0, misses: int = 3, curve: CurveKeys | None = None) -> None:
         self.context = context
         self.endpoint = endpoint
         self.describe = describe
@@ -70,6 +82,7 @@ class AgentLink:
         self.clock = clock
         self.interval = interval
         self.misses = misses
+        self.curve = curve
         self.node = describe().node
         self.socket: zmq.Socket | None = None
         self.generation = 0
@@ -100,6 +113,10 @@ class AgentLink:
         sock.setsockopt(zmq.RCVHWM, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        if self.curve is not None:
+            sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server.encode())
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public.encode())
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret.encode())
         sock.connect(self.endpoint)
         self.socket = sock
         self.generation += 1
@@ -216,8 +233,10 @@ class AgentLink:
         if now < self._next_beat:
             return
         if now - self._last_echo >= self.interval * self.misses:
-            log.warning("node %s: no answer from the scheduler for %.1fs: reconnecting", self.node,
-                        now - self._last_echo)
+            log.warning("node %s: no answer from the scheduler for %.1fs: reconnecting%s", self.node,
+                        now - self._last_echo, " (if it never answers: is this node's agent key among the "
+                        "scheduler's, and its scheduler key the scheduler's?)" if self.curve and not self.registered
+                        else "")
             self.registered = False
             self._connect()
             return

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from agent.link import AgentLink, Clock
+from agent.link import AgentLink, Clock, CurveKeys
 from jobs.messages import Kill, Launch, Register
 from jobs.states import TaskState
 from jobs.units import parse_duration
@@ -86,7 +86,8 @@ class SimulatedCluster:
     """K simulated nodes sharing one thread and one poller."""
 
     def __init__(self, endpoint: str, cpus: int, memory: int, count: int, clock: Clock, prefix: str = "sim",
-                 labels: dict[str, str] | None = None, interval: float = 2.0, misses: int = 3) -> None:
+                 labels: dict[str, str] | None = None, interval: float = 2.0, misses: int = 3,
+                 curve: CurveKeys | None = None) -> None:
         self.clock = clock
         self.context = zmq.Context()
         self.context.setsockopt(zmq.MAX_SOCKETS, max(1024, count * 2 + 16))
@@ -98,7 +99,7 @@ class SimulatedCluster:
         for i in range(1, count + 1):
             node = SimulatedNode(self, f"{prefix}{i:0{width}d}")
             node.link = AgentLink(self.context, endpoint, _describer(node.name, cpus, memory, labels or {}), node,
-                                  clock, interval, misses)
+                                  clock, interval, misses, curve=curve)
             self.nodes.append(node)
 
     def schedule_end(self, when: float, node: SimulatedNode, key: tuple[int, int, int]) -> None:

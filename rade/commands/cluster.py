@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _client(args: argparse.Namespace):
     from rade.client import SchedulerClient, find_scheduler
 
-    return SchedulerClient(find_scheduler(args.scheduler, args.root))
+    return SchedulerClient(find_scheduler(args.scheduler, args.root), root=args.root)
 
 
 def _print_json(data: Any) -> None:
@@ -250,8 +250,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if not args.simulate:
         _daemon_logging(args.debug)
         return run_agent(args.scheduler, args.name, args.config, args.root)
+    import os
     import signal
 
+    from agent.daemon import agent_keys
     from agent.simulate import SimulatedCluster
     from jobs.units import parse_size
     from scheduler.clock import SystemClock
@@ -266,7 +268,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         labels[key] = value
     _daemon_logging(args.debug)
     cluster = SimulatedCluster(scheduler_endpoint(args.scheduler, args.root), args.cpus, parse_size(args.memory),
-                               args.count, SystemClock(), prefix=args.prefix, labels=labels)
+                               args.count, SystemClock(), prefix=args.prefix, labels=labels,
+                               curve=agent_keys(os.path.join(args.root, "keys")))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: cluster.stop())
     cluster.run()

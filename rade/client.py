@@ -4,6 +4,12 @@ The address comes from `--scheduler`, else `RADE_SCHEDULER`, else the endpoints 
 local dev cluster) wrote under the state root, else the default port on this machine. Every request
 carries an id that its reply echoes, over a DEALER socket, so `submit_many` can keep a window of requests
 in flight. A scheduler that does not answer within the timeout is one clear error, never a hang.
+
+CURVE: the client's key pair comes from `RADE_KEY` (a key file), else the dev cluster's key for this user
+under the state root, else `~/.rade/key` (what `rade keys user NAME` gives a user); the scheduler's public
+key from `RADE_SCHEDULER_KEY`, else the key file's `scheduler-key`, else the endpoints file. A refused
+handshake is silent in ZeroMQ (the messages just wait), so a monitor on the socket watches for it and
+turns it into one clear error at once.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import json
 import os
 import pwd
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 import zmq
@@ -30,6 +38,47 @@ class SchedulerUnreachable(RadeError):
 
 class SchedulerRefused(RadeError):
     """The scheduler answered with an error (a bad request, an unknown job, not allowed...)."""
+
+
+class AuthenticationFailed(RadeError):
+    """The CURVE handshake with the scheduler failed: an unknown key, a wrong scheduler key, no key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A client's CURVE key pair and the scheduler's public key, Z85; `source` names the key file."""
+
+    public: str
+    secret: str
+    server: str
+    source: str
+
+
+def find_credentials(root: str) -> Credentials | None:
+    """This user's key and the scheduler's public key, from where the module docstring says; None when
+    this user has no key (the client then connects without CURVE, which a CURVE scheduler refuses)."""
+    from jobs.keyfiles import KeyDir, read_key_file
+
+    candidates = [os.environ.get("RADE_KEY", ""), str(KeyDir(Path(root, "cluster", "keys")).user_secret(current_user())),
+                  os.path.expanduser("~/.rade/key")]
+    path = next((c for c in candidates if c and os.path.exists(c)), None)
+    if path is None:
+        if os.environ.get("RADE_KEY"):
+            read_key_file(os.environ["RADE_KEY"], secret=True)  # raises: no such key file
+        return None
+    key = read_key_file(path, secret=True)
+    server = os.environ.get("RADE_SCHEDULER_KEY") or key.metadata.get("scheduler-key", "")
+    if not server:
+        try:
+            with open(endpoints_file(root), encoding="utf-8") as handle:
+                server = str(json.load(handle).get("server_key") or "")
+        except (OSError, ValueError, AttributeError):
+            server = ""
+    if not server:
+        raise AuthenticationFailed(f"{path}: no scheduler key to check the scheduler with",
+                                   "set RADE_SCHEDULER_KEY to the scheduler's public key (its scheduler.key)")
+    assert key.secret is not None
+    return Credentials(key.public, key.secret, server, path)
 
 
 def endpoints_file(root: str) -> str:
@@ -67,25 +116,64 @@ def current_user() -> str:
 class SchedulerClient:
     """A connection to the scheduler's client socket. Not thread-safe: one per thread."""
 
-    def __init__(self, endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, endpoint: str, timeout: float = DEFAULT_TIMEOUT, credentials: Credentials | None = None,
+                 root: str | None = None) -> None:
+        """`credentials` (or those `find_credentials(root)` finds when `root` is given) make it a CURVE client."""
         self.endpoint = endpoint
         self.timeout = timeout
+        self.credentials = credentials if credentials is not None or root is None else find_credentials(root)
         self._context = zmq.Context.instance()
         self._ids = itertools.count(1)
         self._socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
 
     def _sock(self) -> zmq.Socket:
         if self._socket is None:
             sock = self._context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            if self.credentials is not None:
+                sock.setsockopt(zmq.CURVE_SERVERKEY, self.credentials.server.encode())
+                sock.setsockopt(zmq.CURVE_PUBLICKEY, self.credentials.public.encode())
+                sock.setsockopt(zmq.CURVE_SECRETKEY, self.credentials.secret.encode())
+            self._monitor = sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
             sock.connect(self.endpoint)
             self._socket = sock
         return self._socket
 
     def close(self) -> None:
         if self._socket is not None:
+            if self._monitor is not None:
+                self._socket.disable_monitor()
+                self._monitor.close(0)
+                self._monitor = None
             self._socket.close(0)
             self._socket = None
+
+    def _handshake_failure(self) -> None:
+        """Raise AuthenticationFailed if the monitor saw the handshake fail."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        assert self._monitor is not None
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)
+            code = event["event"]
+            if code not in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+                continue
+            self.close()
+            creds = self.credentials
+            if creds is None:
+                raise AuthenticationFailed(f"the scheduler at {self.endpoint} refused this client: it has no key",
+                                           "ask an admin for one ('rade keys user NAME'), or set RADE_KEY")
+            if code == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                raise AuthenticationFailed(f"the scheduler at {self.endpoint} refused the key in {creds.source}",
+                                           "this key is not (or no longer) registered: ask an admin for one")
+            raise AuthenticationFailed(f"the secure handshake with {self.endpoint} failed",
+                                       "the scheduler's key is not the one this client expects "
+                                       "(RADE_SCHEDULER_KEY or the key file's scheduler-key), or it does not "
+                                       "use CURVE")
 
     def __enter__(self) -> Self:
         return self
@@ -122,7 +210,15 @@ class SchedulerClient:
                 count += 1
             if not pending:
                 break
-            if not sock.poll(limit * 1000):
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(self._monitor, zmq.POLLIN)
+            ready = dict(poller.poll(limit * 1000))
+            if self._monitor in ready:
+                self._handshake_failure()
+            if sock not in ready:
+                if self._monitor in ready:
+                    continue
                 self.close()  # a late reply must not be taken for the answer to a later request
                 raise SchedulerUnreachable(
                     f"no answer from the scheduler at {self.endpoint} within {limit:g}s",

@@ -12,6 +12,10 @@ What `up` made is written to ROOT/cluster/cluster.json as it is made (under ROOT
 (checked against the process's start time, so a reused PID is never hit), the containers left on the
 nodes, and removes every namespace, link and the bridge. Processes are started detached (their own
 session, stdio to log files in ROOT/cluster) and are not daemons themselves.
+
+The cluster authenticates as a real one does: `up` makes its keys in ROOT/cluster/keys (the scheduler's
+pair, the agent key, and a key for the user who ran `up`, which the client finds there), and the
+scheduler runs with `auth: curve`, that user as admin, and volumes allowed from /home, /scratch and /tmp.
 """
 
 from __future__ import annotations
@@ -273,9 +277,12 @@ def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, h
             ensure_bridge(bridge)
             _save(state)
         net = gateway(state.slot)
-        (cdir / "scheduler.yaml").write_text(
-            f"agents: tcp://{net.ip}:{AGENT_PORT}\nclients: tcp://{net.ip}:{CLIENT_PORT}\n"
-            f"heartbeat_interval: {heartbeat}\nmisses: 3\n")
+        keys = make_keys(root)
+        # JSON is YAML: the file the scheduler reads, every value quoted as it must be.
+        (cdir / "scheduler.yaml").write_text(json.dumps({
+            "agents": f"tcp://{net.ip}:{AGENT_PORT}", "clients": f"tcp://{net.ip}:{CLIENT_PORT}",
+            "heartbeat_interval": heartbeat, "misses": 3, "auth": "curve", "keys": str(keys.path),
+            "admins": sorted({"root", _user()}), "allowed_volumes": list(ALLOWED_VOLUMES)}, indent=1) + "\n")
         state.scheduler = start_scheduler(state)
         _save(state)
         for index in range(1, nodes + 1):
@@ -285,11 +292,40 @@ def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, h
             entry = NodeEntry(name, host.name, str(address), host.host_link)
             state.nodes.append(entry)
             _save(state)
-            (cdir / f"{name}.yaml").write_text(json.dumps({"labels": (labels or {}).get(name, {})}))
+            (cdir / f"{name}.yaml").write_text(json.dumps({"labels": (labels or {}).get(name, {}),
+                                                            "keys": str(keys.path)}))
             state.nodes[-1] = replace(entry, agent=start_agent(state, entry))
             _save(state)
     wait_for_nodes(root, state, timeout)
     return state
+
+
+ALLOWED_VOLUMES = ("/home", "/scratch", "/tmp")
+
+
+def _user() -> str:
+    from rade.client import current_user
+
+    return current_user()
+
+
+def key_dir(root: str):
+    from jobs.keyfiles import KeyDir
+
+    return KeyDir(cluster_dir(root) / "keys")
+
+
+def make_keys(root: str):
+    """The cluster's keys (made once; kept across `down` and `up` so issued user keys stay valid)."""
+    from rade.commands.keys import init_keys, issue_user_key
+
+    keys = key_dir(root)
+    if not keys.has_scheduler_key():
+        init_keys(keys)
+    user = _user()
+    if not keys.user_secret(user).exists():
+        issue_user_key(keys, user, str(keys.user_secret(user)))
+    return keys
 
 
 def wait_for_nodes(root: str, state: ClusterState, timeout: float) -> None:
@@ -299,7 +335,8 @@ def wait_for_nodes(root: str, state: ClusterState, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     wanted = {n.name for n in state.nodes}
     missing = wanted
-    with SchedulerClient(find_scheduler(f"tcp://{state.gateway_ip}:{CLIENT_PORT}", root), timeout=2.0) as client:
+    with SchedulerClient(find_scheduler(f"tcp://{state.gateway_ip}:{CLIENT_PORT}", root), timeout=2.0,
+                         root=root) as client:
         while time.monotonic() < deadline:
             dead = [n.name for n in state.nodes if not is_alive(n.agent)]
             if not is_alive(state.scheduler) or dead:

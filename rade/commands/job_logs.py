@@ -72,7 +72,7 @@ def cmd_job_logs(args: argparse.Namespace, job_id: int) -> int:
     from jobs.states import JobState, is_terminal
     from rade.client import SchedulerClient, find_scheduler
 
-    with SchedulerClient(find_scheduler(args.scheduler, args.root)) as client:
+    with SchedulerClient(find_scheduler(args.scheduler, args.root), root=args.root) as client:
         job = client.show(job_id)
         tasks = [t for t in job["tasks"] if args.task is None or t["task"] == args.task]
         if args.task is not None and not tasks and job["state"] != "PENDING":

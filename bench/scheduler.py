@@ -88,7 +88,7 @@ class Cluster:
         self.agents_port, self.clients_port = free_port(), free_port()
         config = root / "scheduler.yaml"
         config.write_text(f"agents: tcp://127.0.0.1:{self.agents_port}\nclients: tcp://127.0.0.1:{self.clients_port}\n"
-                          f"heartbeat_interval: 5s\nmisses: 6\nsynchronous: {synchronous}\n")
+                          f"heartbeat_interval: 5s\nmisses: 6\nsynchronous: {synchronous}\nauth: none\n")
         self.endpoint = f"tcp://127.0.0.1:{self.clients_port}"
         self.procs: list[subprocess.Popen] = []
         self._spawn("scheduler", "scheduler", "--config", str(config))

@@ -45,7 +45,7 @@ class Daemons:
         self.config = root / "scheduler.yaml"
         self.config.write_text(f"agents: tcp://127.0.0.1:{self.agents_port}\n"
                                f"clients: tcp://127.0.0.1:{self.clients_port}\n"
-                               f"heartbeat_interval: {interval}\nmisses: {misses}\n")
+                               f"heartbeat_interval: {interval}\nmisses: {misses}\nauth: none\n")
         self.procs: list[subprocess.Popen] = []
         self.scheduler: subprocess.Popen | None = None
         self.logs: dict[str, Path] = {}

@@ -89,7 +89,7 @@ def main() -> int:
                        check=True, capture_output=True, cwd=TOP)
         try:
             devcluster.up(root, args.nodes)
-            with SchedulerClient(find_scheduler(None, root), timeout=60) as client:
+            with SchedulerClient(find_scheduler(None, root), timeout=60, root=root) as client:
                 lat = latency(client, args.samples)
                 rate, submit_rate = throughput(client, args.jobs)
         finally:

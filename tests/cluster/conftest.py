@@ -69,7 +69,7 @@ class Cluster:
 
         full = [JobSpec.from_dict({"image": "busybox", "resources": {"cpus": 1, "memory": "64M"}, **spec}).to_dict()
                 for spec in specs]
-        with SchedulerClient(find_scheduler(None, str(self.root))) as client:
+        with SchedulerClient(find_scheduler(None, str(self.root)), root=str(self.root)) as client:
             return client.submit_many(full)
 
     def show(self, job: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def run_in_container(root: str, image: Any, argv: tuple[str, ...], env: tuple[st
         try:
             sys.stdout.flush()
             outcome = client.relay(None, 1, 2)
-            client.wait()  # the supervisor hangs up once the container is cleaned up
+            client.wait_closed()  # the supervisor hangs up once the container is cleaned up
         finally:
             client.close()
         if outcome.error is not None:

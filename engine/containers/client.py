@@ -130,6 +130,19 @@ class AttachClient:
                 if outcome is not None:
                     return outcome
 
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Read until the supervisor hangs up, which it does once the container has exited and been
+        cleaned up; False if `timeout` passed first."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0:
+                return False
+            if self.receive(remaining) is None:
+                return True
+
     def relay(self, stdin_fd: int | None, stdout_fd: int, stderr_fd: int,
               on_started: Callable[[int], None] | None = None, detach_keys: bytes | None = None) -> Outcome:
         """Copy `stdin_fd` to the container and its output to `stdout_fd`/`stderr_fd` until it exits

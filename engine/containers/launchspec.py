@@ -125,6 +125,7 @@ def build(record: ContainerRecord, cdir: ContainerDir, layers: Sequence[Path], n
         mounts=mounts,
         read_only=host.read_only,
         capabilities="default" if host.default_capabilities else frozenset(),
+        nosuid=host.nosuid,
         limits=limits,
         cgroup_parent=res.cgroup_parent or DEFAULT_PARENT,
         stdin=stdio[0],

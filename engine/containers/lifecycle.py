@@ -59,6 +59,7 @@ class CreateOptions:
     interactive: bool = False
     auto_remove: bool = False
     default_capabilities: bool = True
+    nosuid: bool = False
     labels: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None  # where relative bind sources are resolved
 
@@ -131,7 +132,7 @@ def create(store: ContainerStore, opts: CreateOptions) -> ContainerRecord:
     host = HostConfig(
         network=opts.network, volumes=tuple(mounts), volumes_from=opts.volumes_from, ports=ports,
         publish_all=opts.publish_all, resources=opts.resources, read_only=opts.read_only,
-        auto_remove=opts.auto_remove, default_capabilities=opts.default_capabilities)
+        auto_remove=opts.auto_remove, default_capabilities=opts.default_capabilities, nosuid=opts.nosuid)
     try:
         return store.create(lambda cid, name: ContainerRecord(
             id=cid, name=name, created=now_rfc3339(), config=config, host_config=host), opts.name)
@@ -243,7 +244,7 @@ def wait(store: ContainerStore, record: ContainerRecord, timeout: float | None =
         except ContainerError:
             return refresh(store, store.get(record.id))
         try:
-            client.wait(timeout)
+            client.wait_closed(timeout)
         finally:
             client.close()
     try:
@@ -264,9 +265,9 @@ def stop(store: ContainerStore, record: ContainerRecord, timeout: float = 10.0,
         return refresh(store, store.get(record.id))
     try:
         client.signal(signum)
-        if client.wait(timeout) is None:
+        if not client.wait_closed(timeout):
             client.signal(signal.SIGKILL)
-            client.wait()
+            client.wait_closed()
     finally:
         client.close()
     try:

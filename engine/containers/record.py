@@ -95,6 +95,7 @@ class HostConfig:
     auto_remove: bool = False
     # Capabilities: Docker's default set for `rade run`; the node agent asks for none.
     default_capabilities: bool = True
+    nosuid: bool = False  # nosuid and nodev on the root and the volumes: the node agent asks for it
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,7 @@ def _attach_and_relay(store, record, interactive: bool, reader=None) -> int:
         if outcome.detached:
             return 0
         if record.host_config.auto_remove:
-            client.wait()  # until the supervisor hangs up: the container is gone then
+            client.wait_closed()  # until the supervisor hangs up: the container is gone then
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

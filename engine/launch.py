@@ -119,7 +119,7 @@ def _etc(p: Plan) -> None:
 
 def _volumes(p: Plan) -> None:
     # After /dev and /etc, so a volume may cover them (as Docker lets -v /dev/shm:... win).
-    rootfs.mount_volumes(p.sys, p.config.rootfs_dir, p.config.mounts)
+    rootfs.mount_volumes(p.sys, p.config.rootfs_dir, p.config.mounts, p.config.nosuid)
 
 
 def _hostname(p: Plan) -> None:

@@ -64,6 +64,7 @@ class LaunchConfig:
     read_only: bool = False
     capabilities: str | frozenset[str] = DEFAULT_CAPABILITIES
     no_new_privs: bool = True
+    nosuid: bool = False  # nosuid and nodev on the root and every bind volume (cluster jobs)
     seccomp: bool = True
     limits: Limits = NO_LIMITS
     cgroup_parent: str = DEFAULT_PARENT

@@ -103,8 +103,10 @@ def mount_overlay(sys: Syscalls, config: LaunchConfig, rootless: bool = False) -
     if len(data) >= 4096:
         raise LaunchError("mount overlay root", f"{len(config.lower_dirs)} layers make overlay options longer "
                           "than the kernel's page (4096 bytes)", "keep the image store under a shorter path")
+    # nosuid, nodev: a setuid binary or a device node in an image must not be a way back to privileges.
+    flags = MS_NOSUID | MS_NODEV if config.nosuid else 0
     try:
-        sys.mount("overlay", config.rootfs_dir, "overlay", 0, data)
+        sys.mount("overlay", config.rootfs_dir, "overlay", flags, data)
     except OSError:
         # Only now look for the cause, so a good launch pays nothing for the diagnosis.
         missing = [layer for layer in config.lower_dirs if not os.path.isdir(layer)]
@@ -204,7 +206,10 @@ def bind_etc_files(sys: Syscalls, root: str, files: dict[str, str]) -> None:
         os.unlink(source)
 
 
-def mount_volumes(sys: Syscalls, root: str, mounts: tuple[Mount, ...]) -> None:
+def mount_volumes(sys: Syscalls, root: str, mounts: tuple[Mount, ...], nosuid: bool = False) -> None:
+    """Each volume at its target; `nosuid` makes bind volumes nosuid and nodev too (a bind takes flags
+    only on a remount, which must repeat the ones it has)."""
+    extra = MS_NOSUID | MS_NODEV if nosuid else 0
     for m in mounts:
         target = resolve_in_root(root, m.target)
         if m.kind == "tmpfs":
@@ -224,7 +229,11 @@ def mount_volumes(sys: Syscalls, root: str, mounts: tuple[Mount, ...]) -> None:
         sys.mount(m.source, target, None, MS_BIND | MS_REC)
         if m.read_only:
             # A bind mount ignores MS_RDONLY on creation: only a remount makes it read-only.
-            remount_read_only(sys, target)
+            remount_read_only(sys, target, extra)
+        elif extra:
+            flags = os.statvfs(target).f_flag
+            kept = (flags & _KEPT_FLAGS) | (_MS_RELATIME if flags & os.ST_RELATIME else 0)
+            sys.mount(None, target, None, MS_BIND | MS_REMOUNT | kept | extra)
 
 
 def pivot(sys: Syscalls, root: str) -> None:
@@ -289,4 +298,5 @@ def mount_cgroup_view(sys: Syscalls, view: tuple[tuple[str, str], ...]) -> None:
 
 
 def read_only_root(sys: Syscalls) -> None:
-    sys.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    # Keeping the flags the root has (nosuid, nodev for cluster jobs): a remount sets them all anew.
+    remount_read_only(sys, "/")

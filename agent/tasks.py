@@ -2,7 +2,9 @@
 
 Each task runs under a cgroup slice of its own with its allocation (`agent.slices`, which also gives its
 usage at the end). Containers use the node's network (`host`) unless the job asks otherwise, the node
-name as hostname, no capabilities, and the RADE_* variables the scheduler put in the order.
+name as hostname, and the RADE_* variables the scheduler put in the order. They run hardened: as the
+uid and gid the order names (the job owner's), with no capabilities, no_new_privs, the seccomp filter,
+masked /proc paths, nosuid and nodev on the image and the volumes, and the order's pids limit.
 
 Nothing here blocks on a container or polls: the engine's supervisor reports the start on a pipe, and
 the end by closing the control connection the runner keeps to it; the daemon watches both descriptors
@@ -95,10 +97,11 @@ def container_options(order: Launch, node: str, slice_name: str) -> Any:
                     for v in spec.get("volumes") or ())
     return CreateOptions(
         image=str(spec["image"]), command=tuple(spec.get("command") or ()),
+        user=f"{order.uid}:{order.gid}" if order.uid >= 0 else None, nosuid=True,
         name=f"{node}.{order.job_id}.{order.task_id}.{order.attempt}", env=tuple(f"{k}={v}" for k, v in env.items()),
         volumes=volumes, network=str(spec.get("network") or "host"), workdir=spec.get("workdir"), hostname=node,
         resources=Resources(cpus=limits.cpus, memory=limits.memory, cpuset_cpus=limits.cpuset_cpus,
-                            cgroup_parent=container_parent(slice_name)),
+                            pids_limit=order.pids_limit or None, cgroup_parent=container_parent(slice_name)),
         default_capabilities=False,
         labels=(("rade.node", node), ("rade.job", str(order.job_id)), ("rade.task", str(order.task_id)),
                 ("rade.attempt", str(order.attempt))))

@@ -24,6 +24,7 @@ Prints the table (median and min-max per cell) and last `ratio A/B workload X.XX
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import random
@@ -34,6 +35,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RADE = os.path.join(os.path.dirname(HERE), ".venv", "bin", "rade")
@@ -235,9 +237,14 @@ def podman(base: str, layer: str, work: str, quota: Quota) -> Runner:
 
 def cluster(root: str, base: str, work: str, quota: Quota, stops: list[Callable[[], object]]) -> Runner:
     """A one-node dev cluster on rade's root (its agent sees the image there); each run a one-task job."""
-    run_checked([RADE, "--root", root, "cluster", "up", "--nodes", "1"], timeout=180)
     stops.append(lambda: subprocess.run([RADE, "--root", root, "cluster", "down"], capture_output=True,
                                         timeout=120, check=False))
+    try:
+        run_checked([RADE, "--root", root, "cluster", "up", "--nodes", "1"], timeout=180)
+    except BenchError as err:
+        last = [Path(log).read_text(errors="replace").strip().splitlines()[-1:]
+                for log in sorted(glob.glob(f"{root}/cluster/*.log"))]
+        raise BenchError(f"{err}; last log lines: {[line for lines in last for line in lines]}") from None
     nodes = json.loads(run_checked([RADE, "--root", root, "nodes", "--json"]))
     memory = min(quota.memory_mib, int(nodes[0]["memory_total"]) >> 20)
     cpus = min(quota.cpus, int(nodes[0]["cpus_total"]))

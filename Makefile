@@ -42,7 +42,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,mpi]'
+	$(PY) -m pip install -q -e '.[test,mpi]' --config-settings editable_mode=compat
 	touch $@
 
 lint: venv

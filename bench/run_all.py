@@ -3,6 +3,9 @@
 Each benchmark is a script that prints its table and ends with `ratio A/B name X.XX` lines. This runner adds
 what a reader needs to trust the figures: the date, the machine's CPU model and core count, the kernel, and
 the versions of the peer tools, and it keeps going when one benchmark fails (its error goes in the file).
+By default each benchmark runs with fewer rounds (QUICK_ARGS, QUICK_ENV) so that the whole set takes under
+15 minutes on 2 cores; `--full` runs each with its own defaults. The command of each is written with its
+table.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ PEER_VERSIONS = {
     "hpcc": ["dpkg-query", "-W", "-f=${Version}", "hpcc"],
 }
 BENCH_TIMEOUT = 15 * 60
+# The quick set `make bench` runs: fewer alternating rounds, the same measurements.
+QUICK_ARGS = {
+    "felter.py": ["--quick"],
+    "images.py": ["--rounds", "3"],
+    "mpi.py": ["--runs", "3"],
+    "mpi_native.py": ["--runs", "3"],
+    "start.py": ["--rounds", "20"],
+}
+QUICK_ENV = {"registry.py": {"ROUNDS": "3"}}
 
 
 def cpu_model() -> str:
@@ -64,11 +76,19 @@ def machine_header() -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(script: Path) -> tuple[str, float, int]:
+def benchmark_command(script: Path, quick: bool) -> tuple[list[str], dict[str, str]]:
+    """The arguments and extra environment one benchmark runs with."""
+    if not quick:
+        return [], {}
+    return QUICK_ARGS.get(script.name, []), QUICK_ENV.get(script.name, {})
+
+
+def run_benchmark(script: Path, args: list[str], env: dict[str, str]) -> tuple[str, float, int]:
     """Run one benchmark script with this interpreter; return its output, seconds taken and exit code."""
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), *args],
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=BENCH_TIMEOUT,
@@ -83,21 +103,26 @@ def run_benchmark(script: Path) -> tuple[str, float, int]:
 
 def main() -> int:
     """Run every bench/*.py but this one; write bench/results.md; exit non-zero if any failed."""
+    quick = "--full" not in sys.argv[1:]
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_"))
     sections = [f"# rade benchmark results\n\n{machine_header()}\n"]
-    failed = 0
+    failed, started = 0, time.monotonic()
     for script in scripts:
-        print(f"== {script.name}", flush=True)
-        output, seconds, code = run_benchmark(script)
+        args, env = benchmark_command(script, quick)
+        command = " ".join([*(f"{k}={v}" for k, v in env.items()), "python", f"bench/{script.name}", *args])
+        print(f"== {script.name}: {command}", flush=True)
+        output, seconds, code = run_benchmark(script, args, env)
         print(output, flush=True)
         failed += code != 0
-        sections.append(f"## {script.name} ({seconds:.0f} s)\n\nCommand: `python bench/{script.name}`\n\n"
+        sections.append(f"## {script.name} ({seconds:.0f} s)\n\nCommand: `{command}`\n\n"
                         f"```\n{output.strip()}\n```\n")
+    total = time.monotonic() - started
+    sections[0] += f"- all benchmarks: {total:.0f} s ({'quick' if quick else 'full'} set)\n"
     results = HERE / "results.md"
     tmp = results.with_suffix(".md.tmp")
     tmp.write_text("\n".join(sections), encoding="utf-8")
     tmp.replace(results)
-    print(f"wrote {results}")
+    print(f"wrote {results} ({total:.0f} s in all)")
     return 1 if failed else 0
 
 

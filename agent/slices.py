@@ -28,9 +28,11 @@ def task_limits(order: Launch) -> Any:
 
     cpus = (order.spec.get("resources") or {}).get("cpus")
     fractional = isinstance(cpus, int | float) and not float(cpus).is_integer()
+    # Every limit the container gets is set on the slice too: the engine's cgroup for it joins exactly
+    # the hierarchies its limits need, and each of them must find the slice made above it.
     return Limits(cpus=float(cpus) if fractional else None,
                   cpuset_cpus=",".join(map(str, order.cpus)) if order.cpus else None,
-                  memory=order.memory or None)
+                  memory=order.memory or None, pids=order.pids_limit or None)
 
 
 def container_parent(slice_name: str) -> str:

@@ -68,6 +68,13 @@ def remove_slice(slice_name: str) -> None:
     """Remove what is left of the task's cgroups (the `task` level if the engine left it, then the slice)."""
     from engine.cgroups import open_cgroup
 
+    # A container whose start failed half-way can leave its own cgroup below `task`, empty of processes
+    # but in the way of removing its parents: empty cgroups go first, deepest first.
+    for path in open_slice(slice_name).paths():
+        for parent, children, _ in os.walk(path, topdown=False):
+            for child in children:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(parent, child))
     open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}").remove()
     open_slice(slice_name).remove()
 

@@ -89,9 +89,13 @@ def layout_of(order: Launch) -> MpiLayout:
 
 
 def hostfile_text(layout: MpiLayout) -> str:
-    """The hostfile in the implementation's own format: Open MPI's `NODE slots=N`, MPICH's `NODE:N`."""
+    """The hostfile in the implementation's own format: Open MPI's `NODE slots=N`, MPICH's `ADDRESS:N`.
+
+    MPICH gets addresses where they are known: Hydra hands each proxy its hostfile name as the name its
+    ranks publish to each other, and node names need not resolve inside the containers."""
     if layout.implementation == "mpich":
-        return "".join(f"{node}:{count}\n" for node, count in zip(layout.nodes, layout.ranks, strict=True))
+        return "".join(f"{address or node}:{count}\n"
+                       for node, address, count in zip(layout.nodes, layout.addresses, layout.ranks, strict=True))
     return "".join(f"{node} slots={count}\n" for node, count in zip(layout.nodes, layout.ranks, strict=True))
 
 
@@ -117,7 +121,9 @@ def wrap_command(layout: MpiLayout, node: str, command: Sequence[str]) -> tuple[
     if node != layout.nodes[0]:
         return (RSH_AGENT, "--hold")
     if layout.implementation == "mpich":
-        return ("mpiexec", "-f", HOSTFILE, "-n", str(layout.total), *command)
+        # Hydra's proxies call back to `mpiexec` by this name: the first node's address when known.
+        local = ("-localhost", layout.addresses[0]) if layout.addresses[0] else ()
+        return ("mpiexec", "-f", HOSTFILE, *local, "-n", str(layout.total), *command)
     return ("mpirun", "--hostfile", HOSTFILE, "-np", str(layout.total), *command)
 
 

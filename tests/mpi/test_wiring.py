@@ -48,6 +48,8 @@ def test_hostfile_lists_every_node_with_its_slots_in_each_implementations_format
     assert mpi.hostfile_text(layout) == "n1 slots=2\nn2 slots=2\nn3 slots=1\n"
     mpich = mpi.MpiLayout(1, 0, ("n1", "n2"), (2, 1), ("", ""), "mpich")
     assert mpi.hostfile_text(mpich) == "n1:2\nn2:1\n"
+    addressed = mpi.MpiLayout(1, 0, ("n1", "n2"), (2, 1), ("198.18.0.11", "198.18.0.12"), "mpich")
+    assert mpi.hostfile_text(addressed) == "198.18.0.11:2\n198.18.0.12:1\n"
 
 
 def test_running_as_root_is_allowed_only_for_root_jobs():
@@ -68,6 +70,9 @@ def test_first_node_runs_mpirun_around_the_command_and_the_others_hold():
     assert mpi.wrap_command(layout, "n2", ("python3", "heat.py")) == (mpi.RSH_AGENT, "--hold")
     mpich = mpi.MpiLayout(1, 0, ("n1", "n2"), (1, 1), ("", ""), "mpich")
     assert mpi.wrap_command(mpich, "n1", ("./ring",)) == ("mpiexec", "-f", mpi.HOSTFILE, "-n", "2", "./ring")
+    addressed = mpi.MpiLayout(1, 0, ("n1", "n2"), (1, 1), ("198.18.0.11", "198.18.0.12"), "mpich")
+    assert mpi.wrap_command(addressed, "n1", ("./ring",)) == (
+        "mpiexec", "-f", mpi.HOSTFILE, "-localhost", "198.18.0.11", "-n", "2", "./ring")
 
 
 def test_wire_writes_the_files_and_mounts_them_read_only(tmp_path: Path):

@@ -15,7 +15,8 @@ session, stdio to log files in ROOT/cluster) and are not daemons themselves.
 
 The cluster authenticates as a real one does: `up` makes its keys in ROOT/cluster/keys (the scheduler's
 pair, the agent key, and a key for the user who ran `up`, which the client finds there), and the
-scheduler runs with `auth: curve`, that user as admin, and volumes allowed from /home, /scratch and /tmp.
+scheduler runs with `auth: curve`, that user as admin, volumes allowed from /home, /scratch and /tmp, and
+512 processes a task.
 """
 
 from __future__ import annotations
@@ -282,7 +283,8 @@ def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, h
         (cdir / "scheduler.yaml").write_text(json.dumps({
             "agents": f"tcp://{net.ip}:{AGENT_PORT}", "clients": f"tcp://{net.ip}:{CLIENT_PORT}",
             "heartbeat_interval": heartbeat, "misses": 3, "auth": "curve", "keys": str(keys.path),
-            "admins": sorted({"root", _user()}), "allowed_volumes": list(ALLOWED_VOLUMES)}, indent=1) + "\n")
+            "admins": sorted({"root", _user()}), "allowed_volumes": list(ALLOWED_VOLUMES),
+            "pids_limit": PIDS_LIMIT}, indent=1) + "\n")
         state.scheduler = start_scheduler(state)
         _save(state)
         for index in range(1, nodes + 1):
@@ -301,6 +303,8 @@ def up(root: str, nodes: int, labels: dict[str, dict[str, str]] | None = None, h
 
 
 ALLOWED_VOLUMES = ("/home", "/scratch", "/tmp")
+# Every node of a dev cluster shares this machine's process table: a task's share is kept small.
+PIDS_LIMIT = 512
 
 
 def _user() -> str:

@@ -14,6 +14,7 @@ from rade.commands.keys import init_keys, issue_user_key
 from scheduler.config import load_config
 from scheduler.daemon import SchedulerDaemon
 
+from .cluster import TrustCluster, trust_cluster
 from .secure import USERS, SecureScheduler, free_port
 
 
@@ -41,3 +42,18 @@ def secure_scheduler(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterat
         thread.join(timeout=20)
 
 
+
+
+@pytest.fixture(scope="module")
+def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustCluster]:
+    """A one-node dev cluster: every job of a module lands on the same node as its neighbours."""
+    with trust_cluster(tmp_path_factory.mktemp("trust"), 1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def node(one_node: TrustCluster) -> Iterator[TrustCluster]:
+    try:
+        yield one_node
+    finally:
+        one_node.cancel_all()

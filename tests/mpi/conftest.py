@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.tasks import SLICE_PARENT
+from agent.tasks import SLICE_PARENT, slice_prefix
 from rade import devcluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,11 +150,11 @@ def leftovers(state: devcluster.ClusterState | None, jobs: list[int]) -> list[st
     found = [f"netns {n.netns}" for n in state.nodes if Path("/run/netns", n.netns).exists()]
     links = [n.host_link for n in state.nodes] + [state.bridge]
     found += [f"link {name}" for name in links if Path("/sys/class/net", name).exists()]
-    ours = re.compile(rf"^({'|'.join(n.name for n in state.nodes)})(-[0-9a-f]+)?\.({'|'.join(map(str, jobs))})\.")
+    ours = tuple(f"{slice_prefix(state.root, n.name)}.{job}." for n in state.nodes for job in jobs)
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         slice_dir = hierarchy / SLICE_PARENT
         if slice_dir.is_dir() and jobs:
-            found += [f"cgroup {c}" for c in slice_dir.iterdir() if c.is_dir() and ours.match(c.name)]
+            found += [f"cgroup {c}" for c in slice_dir.iterdir() if c.is_dir() and c.name.startswith(ours)]
     return found
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.tasks import SLICE_PARENT
+from agent.tasks import SLICE_PARENT, slice_prefix
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -75,8 +75,9 @@ def test_four_ranks_over_two_nodes_are_one_world_each_in_its_nodes_container(mpi
         node = env["RADE_NODE"]
         task = tasks[node]
         # The rank runs in its own node's task: under that task's slice, in that node's container.
-        slice_name = rf"{node}(-[0-9a-f]+)?\.{job}\.{task['task']}\.{task['attempt']}"
-        assert re.search(rf"/{SLICE_PARENT}/{slice_name}/task/[0-9a-f]{{64}}$", host_cgroup(pid)), host_cgroup(pid)
+        slice_name = f"{slice_prefix(str(mpi_cluster.root), node)}.{job}.{task['task']}.{task['attempt']}"
+        assert re.search(rf"/{SLICE_PARENT}/{re.escape(slice_name)}/task/[0-9a-f]{{64}}$", host_cgroup(pid)), \
+            host_cgroup(pid)
     assert sorted(int(env["OMPI_COMM_WORLD_RANK"]) for env in ranks.values()) == [0, 1, 2, 3]
     go.touch()
     ended = mpi_cluster.wait_ended(job)

@@ -97,7 +97,7 @@ def build(record: ContainerRecord, cdir: ContainerDir, layers: Sequence[Path], n
           hosts: str | None, stdio: tuple[int, int, int]):
     """The LaunchConfig for this record; `network` is "host" or a namespace file to join."""
     from engine.cgroups.driver import DEFAULT_PARENT, Limits
-    from engine.launch_config import LaunchConfig, Mount
+    from engine.launch_config import DEFAULT_SHM_SIZE, LaunchConfig, Mount
 
     cfg, host = record.config, record.host_config
     res = host.resources
@@ -126,6 +126,7 @@ def build(record: ContainerRecord, cdir: ContainerDir, layers: Sequence[Path], n
         read_only=host.read_only,
         capabilities="default" if host.default_capabilities else frozenset(),
         nosuid=host.nosuid,
+        shm_size=host.shm_size or DEFAULT_SHM_SIZE,
         limits=limits,
         cgroup_parent=res.cgroup_parent or DEFAULT_PARENT,
         stdin=stdio[0],

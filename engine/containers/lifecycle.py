@@ -62,6 +62,7 @@ class CreateOptions:
     nosuid: bool = False
     labels: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None  # where relative bind sources are resolved
+    shm_size: int | None = None  # bytes of /dev/shm; None: the default (64 MiB, as Docker)
 
 
 def image_config(root: str | os.PathLike[str], ref: str) -> tuple[str, dict[str, Any]]:
@@ -132,7 +133,8 @@ def create(store: ContainerStore, opts: CreateOptions) -> ContainerRecord:
     host = HostConfig(
         network=opts.network, volumes=tuple(mounts), volumes_from=opts.volumes_from, ports=ports,
         publish_all=opts.publish_all, resources=opts.resources, read_only=opts.read_only,
-        auto_remove=opts.auto_remove, default_capabilities=opts.default_capabilities, nosuid=opts.nosuid)
+        auto_remove=opts.auto_remove, default_capabilities=opts.default_capabilities, nosuid=opts.nosuid,
+        shm_size=opts.shm_size)
     try:
         return store.create(lambda cid, name: ContainerRecord(
             id=cid, name=name, created=now_rfc3339(), config=config, host_config=host), opts.name)

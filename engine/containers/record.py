@@ -96,6 +96,7 @@ class HostConfig:
     # Capabilities: Docker's default set for `rade run`; the node agent asks for none.
     default_capabilities: bool = True
     nosuid: bool = False  # nosuid and nodev on the root and the volumes: the node agent asks for it
+    shm_size: int | None = None  # bytes of /dev/shm; None: the default
 
 
 @dataclass(frozen=True, slots=True)

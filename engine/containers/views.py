@@ -135,6 +135,7 @@ def inspect(record: ContainerRecord, cdir: ContainerDir) -> dict[str, Any]:
             "AutoRemove": host.auto_remove,
             "VolumesFrom": list(host.volumes_from),
             "ReadonlyRootfs": host.read_only,
+            "ShmSize": host.shm_size or 0,
             "NanoCpus": int((res.cpus or 0) * 1e9),
             "CpuShares": res.cpu_shares or 0,
             "CpusetCpus": res.cpuset_cpus or "",

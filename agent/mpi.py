@@ -12,7 +12,8 @@ and sets the environment Open MPI and MPICH read (their rsh agent, the hostfile,
 running as root allowed only when the job's user is root). The first node's container runs `mpirun`
 with the hostfile and the rank count around the job's command; the others run `rade-rsh --hold`, which
 ends once `mpirun`'s daemons there are done. The ranks of a node are in one container, so they share its
-PID namespace and its /dev/shm, as Open MPI's shared-memory transport needs.
+PID namespace and its /dev/shm (sized from the task's memory), as Open MPI's shared-memory transport
+needs.
 
 Nothing here starts a process: it computes the wiring (testable without root) and writes the files.
 """
@@ -35,6 +36,7 @@ HOSTFILE = f"{rsh.MOUNT_POINT}/hostfile"
 RSH_AGENT = f"{rsh.MOUNT_POINT}/rade-rsh"
 IMPLEMENTATIONS = ("openmpi", "mpich")
 _RSH_SOURCE = Path(__file__).with_name("rsh.py")
+MIN_SHM = 64 << 20
 
 
 class MpiWiringError(RadeError):
@@ -127,6 +129,13 @@ def wrap_command(layout: MpiLayout, node: str, command: Sequence[str]) -> tuple[
     return ("mpirun", "--hostfile", HOSTFILE, "-np", str(layout.total), *command)
 
 
+def shm_size(memory: int) -> int:
+    """/dev/shm for a node's ranks: half the task's memory, at least the 64 MiB default. Open MPI's and
+    MPICH's shared-memory transports keep their buffers there, and its pages count against the task's
+    memory limit like any other, so the size is only a ceiling."""
+    return max(MIN_SHM, memory // 2)
+
+
 def job_file(layout: MpiLayout, node: str, port: int = rsh.RSH_PORT) -> dict[str, Any]:
     addresses = {n: a for n, a in zip(layout.nodes, layout.addresses, strict=True) if a}
     return {"job": layout.job_id, "attempt": layout.attempt, "node": node, "port": port, "addresses": addresses}
@@ -190,6 +199,7 @@ def wire(root: str, node: str, order: Launch, options: Any, cluster_key: bytes,
     env = tuple(f"{k}={v}" for k, v in mpi_env(is_root_user(user)).items())
     # The job's own variables come last, so a job may override the wiring's (e.g. its own PMIx store).
     return replace(options, entrypoint=(), command=wrap_command(layout, node, command),
+                   shm_size=shm_size(order.memory) if order.memory else None,
                    env=(*env, *options.env), volumes=(*options.volumes, f"{directory}:{rsh.MOUNT_POINT}:ro"))
 
 

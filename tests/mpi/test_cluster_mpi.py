@@ -19,8 +19,11 @@ PROBE = """
 import json, os, socket, sys, time
 from mpi4py import MPI
 world = MPI.COMM_WORLD
+shm = os.statvfs("/dev/shm")
 print(json.dumps({"rank": world.rank, "size": world.size, "host": socket.gethostname(),
-                  "sum": world.allreduce(world.rank + 1), "cgroup": open("/proc/self/cgroup").read()}), flush=True)
+                  "sum": world.allreduce(world.rank + 1), "cgroup": open("/proc/self/cgroup").read(),
+                  "shm_size": shm.f_blocks * shm.f_frsize, "shm_dev": os.stat("/dev/shm").st_dev,
+                  "pidns": os.readlink("/proc/self/ns/pid")}), flush=True)
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.1)
 world.Barrier()
@@ -90,6 +93,11 @@ def test_four_ranks_over_two_nodes_are_one_world_each_in_its_nodes_container(mpi
     assert {r["rank"]: r["host"] for r in reports} == {0: "node1", 1: "node1", 2: "node2", 3: "node2"}
     # Inside, every rank is at the root of its container's cgroup namespace: the container's own cgroup.
     assert all(line.endswith(":/") for r in reports for line in r["cgroup"].splitlines()), reports
+    # A node's ranks share one PID namespace and one /dev/shm, sized from the task's memory (2 x 256M) / 2.
+    for node in ("node1", "node2"):
+        here = [r for r in reports if r["host"] == node]
+        assert len({r["pidns"] for r in here}) == 1 and len({r["shm_dev"] for r in here}) == 1
+    assert {r["shm_size"] for r in reports} == {256 << 20}
 
 
 def test_heat_solver_over_four_ranks_matches_the_serial_run(mpi_cluster):

@@ -83,6 +83,8 @@ def test_wire_writes_the_files_and_mounts_them_read_only(tmp_path: Path):
     directory = mpi.files_dir(tmp_path, "n1", (12, 0, 1))
     assert wired.command == ("mpirun", "--hostfile", mpi.HOSTFILE, "-np", "4", "/init", "python3", "heat.py")
     assert wired.entrypoint == ()
+    assert wired.shm_size == 512 << 20  # half of the task's 1 GiB
+    assert mpi.shm_size(64 << 20) == mpi.MIN_SHM
     assert f"{directory}:{rsh.MOUNT_POINT}:ro" in wired.volumes
     assert "OMPI_ALLOW_RUN_AS_ROOT=1" in wired.env
     assert wired.env[-1] == "PMIX_MCA_gds=ds12"  # the job's own value comes last, so it wins

@@ -202,6 +202,56 @@ def stop_process(proc: Process | None, timeout: float = 10.0) -> None:
         pass
 
 
+def netns_inode(netns: str) -> tuple[int, int] | None:
+    """The identity (device, inode) of a named network namespace; None when it does not exist."""
+    try:
+        st = os.stat(f"/run/netns/{netns}")
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def processes_in(namespace: tuple[int, int] | None) -> list[int]:
+    """The PIDs of every process in a network namespace (by its identity from `netns_inode`)."""
+    if namespace is None:
+        return []
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                st = os.stat(f"/proc/{entry.name}/ns/net")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == namespace:
+                found.append(int(entry.name))
+    return found
+
+
+def kill_processes_in(namespace: tuple[int, int] | None, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process in the namespace (through pidfds: a reused PID is never hit) and wait for
+    them; the PIDs killed."""
+    killed = []
+    for pid in processes_in(namespace):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            st = os.stat(f"/proc/{pid}/ns/net")
+            if (st.st_dev, st.st_ino) != namespace:
+                continue  # gone and reused between the scan and the pidfd
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            select.select([pidfd], [], [], timeout)
+            killed.append(pid)
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+        finally:
+            os.close(pidfd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    return killed
+
+
 def _rade(root: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "rade", "--root", root, *args]
 
@@ -381,6 +431,11 @@ def down(root: str) -> list[str]:
         if is_alive(state.scheduler):
             stop_process(state.scheduler)
             done.append(f"scheduler (pid {state.scheduler.pid})")
+        for node in state.nodes:
+            # What an agent forked and left behind when it was killed (its helpers) lives on in the test
+            # host's namespace; nothing else can be in there.
+            for pid in kill_processes_in(netns_inode(node.netns)):
+                done.append(f"process {pid} left in {node.netns}")
         for node in state.nodes:
             remove_test_host(node.netns, node.host_link)
             done.append(f"test host {node.netns} ({node.address})")

@@ -156,9 +156,11 @@ def live_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         procs = [p for p in ([state.scheduler] + [n.agent for n in state.nodes]) if p] if state else []
         netns = [n.netns for n in state.nodes] if state else []
         links = [n.host_link for n in state.nodes] + [state.bridge] if state else []
+        namespaces = [devcluster.netns_inode(n) for n in netns]
         devcluster.down(str(root))
         names = [n.name for n in state.nodes] if state else []
         left = leftovers(str(root), names, netns, links) + [f"process {p.pid}" for p in procs if devcluster.is_alive(p)]
+        left += [f"process {pid} in a node's namespace" for ns in namespaces for pid in devcluster.processes_in(ns)]
         left += [f"container {c}" for c in cluster.containers()]
         assert not left, f"the cluster left {left}"
 

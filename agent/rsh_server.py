@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 KEY_NAME = "rsh.key"
 KILL_GRACE = 5.0
 HANDSHAKE_TIMEOUT = 30.0
+START_WAIT = 120.0  # how long a start waits for the job's container on this node to run
+START_POLL = 0.2
 
 
 class RshServerError(RadeError):
@@ -86,6 +88,20 @@ def find_container(root: str, node: str, job_id: int, attempt: int) -> str | Non
     return None
 
 
+def is_running(root: str, container_id: str) -> bool:
+    from engine.containers import status
+    from engine.containers.lifecycle import refresh
+    from engine.containers.store import ContainerStore
+    from engine.errors import ContainerError
+
+    store = ContainerStore(root)
+    try:
+        record = refresh(store, store.get(container_id))
+    except ContainerError:
+        return False
+    return status.can_signal(record.status) and bool(record.pid)
+
+
 def start_in_container(root: str, container_id: str, argv: tuple[str, ...], stdin: int, stdout: int,
                        stderr: int) -> Any:
     """Start `argv` in the running container as `rade exec` would, with the given descriptors."""
@@ -124,6 +140,8 @@ class Session:
     outputs: dict[int, int] = field(default_factory=dict)  # pipe read end -> frame type
     status: int | None = None
     kill_at: float | None = None
+    command: str = ""
+    start_by: float | None = None  # while waiting for the job's container to run here
 
 
 class RshService:
@@ -160,6 +178,7 @@ class RshService:
     def _timeout(self) -> float | None:
         dues = [s.kill_at for s in self.sessions if s.kill_at is not None]
         dues += [s.opened + HANDSHAKE_TIMEOUT for s in self.sessions if s.job is None]
+        dues += [time.monotonic() + START_POLL for s in self.sessions if s.start_by is not None]
         return max(0.0, min(dues) - time.monotonic()) if dues else None
 
     def _accept(self) -> None:
@@ -222,15 +241,29 @@ class RshService:
             self._refuse(session, f"not authenticated for job {job[0]}")
             return
         session.job, session.op = job, request["op"]
-        container = find_container(self.root, self.node, *job)
-        if container is None:
-            self._refuse(session, f"job {job[0]} runs nothing on node {self.node}")
-            return
         if session.op == "hold":
+            if find_container(self.root, self.node, *job) is None:
+                self._refuse(session, f"job {job[0]} runs nothing on node {self.node}")
+                return
             self.holds.setdefault(job, []).append(session)
             self._answer_holds(job)
             return
-        self._start(session, container, request["argv"][0])
+        session.command = request["argv"][0]
+        session.start_by = time.monotonic() + START_WAIT
+        self._try_start(session)
+
+    def _try_start(self, session: Session) -> None:
+        """Start the session's command once the job's container here runs: the orders of a job's nodes
+        arrive independently, so `mpirun` may call before this node's container is up. Waits (checked
+        again at each turn of the loop) until `start_by`, then refuses."""
+        container = find_container(self.root, self.node, *session.job)
+        if container is not None and is_running(self.root, container):
+            session.start_by = None
+            self._start(session, container, session.command)
+        elif time.monotonic() >= session.start_by:
+            session.start_by = None
+            what = "runs nothing" if container is None else "has no running container"
+            self._refuse(session, f"job {session.job[0]} {what} on node {self.node}")
 
     def _start(self, session: Session, container: str, command: str) -> None:
         from engine.errors import ContainerError, LaunchError
@@ -314,6 +347,8 @@ class RshService:
             elif session.kill_at is not None and now >= session.kill_at:
                 session.kill_at = None
                 session.process.kill(signal.SIGKILL)
+            elif session.start_by is not None:
+                self._try_start(session)
 
     def _drop(self, session: Session) -> None:
         """The peer went away: a running process is stopped (its end is still awaited), the rest closed."""

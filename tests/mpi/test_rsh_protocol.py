@@ -143,7 +143,9 @@ def service(root: Path) -> Iterator[int]:
         listener.close()
 
 
-def test_server_refuses_another_jobs_secret_and_jobs_it_does_not_run(job_dir: Path, tmp_path: Path):
+def test_server_refuses_another_jobs_secret_and_jobs_it_does_not_run(job_dir: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(rsh_server, "START_WAIT", 0.5)  # how long a start waits for the container
     root = tmp_path / "root"
     AgentState(root, "n2").tasks.mkdir(parents=True)
     AgentState(root, "n2").save(TaskFile(5, 1, 2, container_id="c" * 64, cgroup_slice="s"))
@@ -154,6 +156,8 @@ def test_server_refuses_another_jobs_secret_and_jobs_it_does_not_run(job_dir: Pa
         (forged / rsh.JOB_FILE).write_text(json.dumps({"job": 5, "attempt": 2, "addresses": {"n2": "127.0.0.1"}}))
         refused = run_client(forged, port, "n2", "id")
         assert refused.returncode == rsh.FAILED and "not authenticated for job 5" in refused.stderr
+        stopped = run_client(job_dir, port, "n2", "id")  # job 5 attempt 2 has a task here, not running
+        assert stopped.returncode == rsh.FAILED and "job 5 has no running container on node n2" in stopped.stderr
         (job_dir / rsh.KEY_FILE).write_text(rsh.job_secret(KEY, 5, 3).hex())
         job = json.loads((job_dir / rsh.JOB_FILE).read_text())
         (job_dir / rsh.JOB_FILE).write_text(json.dumps({**job, "attempt": 3}))

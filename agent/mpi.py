@@ -187,6 +187,9 @@ def wire(root: str, node: str, order: Launch, options: Any, cluster_key: bytes,
     """The task's CreateOptions with its MPI wiring, its files written. `image` (entrypoint, cmd, user)
     is read from the image store when not given."""
     layout = layout_of(order)
+    if options.network != "host" and len(layout.nodes) > 1:
+        raise MpiWiringError(f"job {order.job_id}: an MPI job over several nodes needs the host network, "
+                             f"not {options.network}", "remove `network:` from the job, or set it to host")
     entrypoint, cmd, image_user = image_command(root, options.image) if image is None else (
         tuple(image.get("entrypoint", ())), tuple(image.get("cmd", ())), str(image.get("user", "")))
     command = (*(entrypoint if options.entrypoint is None else options.entrypoint), *(options.command or cmd))

@@ -77,7 +77,8 @@ def test_first_node_runs_mpirun_around_the_command_and_the_others_hold():
 
 def test_wire_writes_the_files_and_mounts_them_read_only(tmp_path: Path):
     launch = order(env={"RADE_NODE_ADDRESSES": "198.18.0.11,198.18.0.12"})
-    options = CreateOptions(image="mpi:bookworm", command=("python3", "heat.py"), env=("PMIX_MCA_gds=ds12",))
+    options = CreateOptions(image="mpi:bookworm", command=("python3", "heat.py"), env=("PMIX_MCA_gds=ds12",),
+                            network="host")
     key = b"k" * 32
     wired = mpi.wire(str(tmp_path), "n1", launch, options, key, image={"entrypoint": ("/init",), "user": ""})
     directory = mpi.files_dir(tmp_path, "n1", (12, 0, 1))
@@ -100,8 +101,14 @@ def test_wire_writes_the_files_and_mounts_them_read_only(tmp_path: Path):
 
 
 def test_wire_refuses_a_job_with_no_command(tmp_path: Path):
-    options = CreateOptions(image="mpi:bookworm", command=())
+    options = CreateOptions(image="mpi:bookworm", command=(), network="host")
     with pytest.raises(mpi.MpiWiringError, match="no command"):
+        mpi.wire(str(tmp_path), "n1", order(), options, b"k", image={})
+
+
+def test_ranks_on_several_nodes_need_the_host_network(tmp_path: Path):
+    options = CreateOptions(image="mpi:bookworm", command=("true",), network="bridge")
+    with pytest.raises(mpi.MpiWiringError, match="needs the host network"):
         mpi.wire(str(tmp_path), "n1", order(), options, b"k", image={})
 
 

@@ -333,7 +333,7 @@ class EngineRunner:
         self._report(task.key, state, code, reason, cpu_seconds, peak)
         if record is not None:
             try:
-                lifecycle.remove_stopped(self.store, record, volumes=True)
+                lifecycle.remove_stopped(self.store, reclaim(self.store, record), volumes=True)
             except RadeError as err:
                 log.warning("job %d task %d attempt %d: removing container: %s", *task.key, err.message)
         elif task.file.container_id:
@@ -383,6 +383,19 @@ class EngineRunner:
                 task.control.close()
 
 
+def reclaim(store: Any, record: Any) -> Any:
+    """The record, taken back from a removal that an agent killed half-way left marked `removing` (which
+    the engine would otherwise refuse to remove again, leaving the container forever): only this node's
+    one agent (or, with none running, `stop_leftovers`) removes its task containers, so no one else is
+    removing it now."""
+    from engine.containers.status import ContainerStatus
+
+    if record.status is not ContainerStatus.REMOVING:
+        return record
+    log.info("container %s: finishing a removal a stopped agent left half-way", record.id[:12])
+    return store.update(record.id, lambda r: r.moved(ContainerStatus.EXITED))
+
+
 def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
     """With no agent running for `node`: stop every container it left (SIGTERM, `grace`, SIGKILL), keep
     their logs, remove them, their cgroup slices and task files. For taking a node out for good (the
@@ -399,7 +412,7 @@ def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
             by_container.setdefault(record.id, None)  # made, but the agent stopped before its task file
     for container_id, file in by_container.items():
         try:
-            record = lifecycle.stop(store, store.get(container_id), timeout=grace)
+            record = lifecycle.stop(store, reclaim(store, store.get(container_id)), timeout=grace)
             if file is not None:
                 target = task_log_path(root, *file.key)
                 target.parent.mkdir(parents=True, exist_ok=True)

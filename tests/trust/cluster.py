@@ -98,6 +98,11 @@ class TrustCluster:
         result = self.rade("logs", str(job))
         return result.stdout + result.stderr
 
+    def state(self) -> devcluster.ClusterState:
+        state = devcluster.load_state(str(self.root))
+        assert state is not None
+        return state
+
     def cancel_all(self) -> None:
         with self.client(as_user=False) as client:
             alive = [j["id"] for j in client.queue(include_ended=True) if j["state"] not in TERMINAL]

@@ -15,10 +15,14 @@ PYTEST_ARGS ?=
 APT_PACKAGES := busybox-static debootstrap skopeo podman umoci docker-registry crun runc \
 	openmpi-bin libopenmpi-dev libseccomp2 zstd iproute2 tar gzip python3-mpi4py python3-numpy openssl hpcc
 
-.PHONY: test demo deps sysdeps venv lint bench clean
+.PHONY: test demo deps sysdeps venv lint bench clean soak
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fault-injection soak alone (also part of `make test`): 500 jobs through crashes and a network cut.
+soak: deps
+	$(PY) -m pytest tests/soak -s $(PYTEST_ARGS)
 
 demo: deps
 	bash examples/demo.sh $(RADE)

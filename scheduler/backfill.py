@@ -1,0 +1,198 @@
+"""Backfill: a scheduling pass that lets small jobs start in the holes ahead of a big job without delaying it.
+
+EASY backfill (Lifka's, as Slurm's sched/backfill does it): walk the queue in priority order; the first job
+that cannot start now gets a reservation at the earliest time it can start, found by releasing the running
+work in the order of its estimated ends (start plus time limit: the agents stop a task at its limit, so
+the estimate is an upper bound). A job further down starts now only if it fits on what is free and does
+not delay the reservation: it avoids the reserved nodes, or it ends (by its own limit) before the
+reservation starts. With `depth` K the first K blocked jobs each get a reservation (conservative backfill
+for them), each avoiding the ones before it.
+
+`mode="fifo"` is the strict baseline: the pass stops at the first job that cannot start. A job without a
+time limit is taken to run forever: it never ends before a reservation, and what it holds is never freed
+in the estimate. Pure like the rest of the queue: views and times in, plans and reasons out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from scheduler.placement import PendingReason, Plan, Rejection, place, try_place
+from scheduler.queue import QueuedJob, queue_order
+from scheduler.resources import Grant, JobDemand, NodeView
+
+# A placement of one job on nodes given in order, honouring a node -> holder map; None when it does not fit.
+Placer = Callable[[JobDemand, Sequence[NodeView], Mapping[str, int]], "Plan | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """Work in progress as backfill sees it: what it holds, and when it will have ended at the latest."""
+
+    end: float
+    grant: Grant
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A blocked job's promise: these nodes from `start` until `end` (start plus its limit)."""
+
+    job_id: int
+    start: float
+    end: float
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillResult:
+    """What one pass decided: plans in the order made, why each other job waits, the reservations."""
+
+    plans: tuple[Plan, ...]
+    waiting: Mapping[int, Rejection] = field(default_factory=dict)
+    reservations: tuple[Reservation, ...] = ()
+    backfilled: frozenset[int] = frozenset()
+
+    @property
+    def expected_start(self) -> dict[int, float]:
+        return {r.job_id: r.start for r in self.reservations}
+
+    @property
+    def reservation(self) -> dict[str, int]:
+        """Node -> the job holding it (the first reservation wins), for callers that know only names."""
+        held: dict[str, int] = {}
+        for r in self.reservations:
+            for node in r.nodes:
+                held.setdefault(node, r.job_id)
+        return held
+
+
+def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView], running: Sequence[Running],
+                  limits: Mapping[int, float | None], now: float, depth: int = 1, mode: str = "easy",
+                  placer: Placer | None = None, limit: int | None = None) -> BackfillResult:
+    """Place what may start now; reserve for the first `depth` blocked jobs (see the module's docstring).
+
+    `views` maps node names to views (placement tries nodes in name order); `running` lists what holds
+    resources now; `limits` maps a job to its time limit in seconds (absent or None: unlimited).
+    """
+    placer = placer or _plain_placer
+    names = sorted(views)
+    work = dict(views)
+    ends = sorted(running, key=lambda r: r.end)
+    plans: list[Plan] = []
+    waiting: dict[int, Rejection] = {}
+    reservations: list[Reservation] = []
+    backfilled: set[int] = set()
+    # Work only lands during a pass, never leaves: a shape that did not fit behind a fence never will.
+    unfit: set[tuple] = set()
+    explained: dict[tuple, Rejection] = {}
+    free_milli = sum(_free_milli(v) for v in work.values())
+    blocked_head = False
+    for job in queue_order(jobs):
+        if job.held is not None:
+            waiting[job.job_id] = Rejection(job.job_id, job.held, job.held_detail)
+            continue
+        if (mode == "fifo" and blocked_head) or (limit is not None and len(plans) >= limit):
+            waiting[job.job_id] = Rejection(job.job_id, PendingReason.PRIORITY, "jobs ahead in the queue wait")
+            continue
+        runtime = _seconds(limits.get(job.job_id))
+        fence = _fence(reservations, now, now + runtime, job.job_id)
+        shape = job.demand.shape
+        key = (shape, tuple(sorted(fence)))
+        plan = None
+        if key not in unfit and _total_milli(job.demand) <= free_milli:
+            usable = [work[n] for n in names if work[n].blocked is None and not work[n].is_full]
+            plan = placer(job.demand, usable, fence)
+        if plan is not None:
+            plans.append(plan)
+            if reservations:
+                backfilled.add(job.job_id)
+            for grant in plan.grants:
+                before = work[grant.node]
+                work[grant.node] = before.with_grant(grant)
+                free_milli -= _free_milli(before) - _free_milli(work[grant.node])
+                _insert(ends, Running(now + runtime, grant))
+            continue
+        unfit.add(key)
+        blocked_head = True
+        outcome = explained.get(key)
+        if outcome is None:
+            found = place(job.demand, [work[n] for n in names], fence)
+            if isinstance(found, Plan):  # fits but for the fence: a reservation ahead holds it back
+                holders = sorted(set(fence.values()))
+                found = Rejection(job.job_id, PendingReason.PRIORITY,
+                                  f"nodes are reserved for job {', '.join(map(str, holders))}, ahead in the queue")
+            outcome = explained[key] = found
+        waiting[job.job_id] = Rejection(job.job_id, outcome.reason, outcome.detail, outcome.nodes)
+        if mode != "fifo" and len(reservations) < depth and outcome.reason in (PendingReason.RESOURCES,
+                                                                                PendingReason.PRIORITY):
+            found_at = earliest_start(job.demand, runtime, work, ends, reservations, now, placer)
+            if found_at is not None:
+                reservations.append(found_at)
+    return BackfillResult(tuple(plans), waiting, tuple(reservations), frozenset(backfilled))
+
+
+def earliest_start(demand: JobDemand, runtime: float, views: Mapping[str, NodeView], ends: Sequence[Running],
+                   reservations: Sequence[Reservation], now: float, placer: Placer | None = None
+                   ) -> Reservation | None:
+    """When and where the job could start at the earliest: release the work in `ends` (all of what holds
+    `views`' resources) in the order of its ends until the job fits, on nodes no earlier reservation holds
+    over the job's window; None if it never does."""
+    placer = placer or _plain_placer
+    names = sorted(views)
+    future = dict(views)
+    free = sum(_free_milli(v) for v in future.values())
+    need = _total_milli(demand)
+    index = 0
+    moments = sorted({now, *(r.end for r in ends if r.end >= now and math.isfinite(r.end))})
+    for moment in moments:
+        while index < len(ends) and ends[index].end <= moment:
+            grant = ends[index].grant
+            if grant.node in future:
+                before = future[grant.node]
+                future[grant.node] = before.give_back(grant)
+                free += _free_milli(future[grant.node]) - _free_milli(before)
+            index += 1
+        if need > free:
+            continue
+        fence = _fence(reservations, moment, moment + runtime, demand.job_id)
+        plan = placer(demand, [future[n] for n in names if future[n].blocked is None], fence)
+        if plan is not None:
+            return Reservation(demand.job_id, moment, moment + runtime, plan.nodes)
+    return None
+
+
+def _fence(reservations: Sequence[Reservation], start: float, end: float, job_id: int) -> dict[str, int]:
+    """Nodes a job running from `start` to `end` may not touch: those of reservations it would overlap."""
+    fence: dict[str, int] = {}
+    for r in reservations:
+        if r.job_id != job_id and start < r.end and r.start < end:
+            for node in r.nodes:
+                fence.setdefault(node, r.job_id)
+    return fence
+
+
+def _plain_placer(demand: JobDemand, nodes: Sequence[NodeView], fence: Mapping[str, int]) -> Plan | None:
+    return try_place(demand, nodes, fence)
+
+
+def _seconds(limit: float | None) -> float:
+    return math.inf if limit is None or limit <= 0 else float(limit)
+
+
+def _free_milli(view: NodeView) -> int:
+    if view.blocked is not None:
+        return 0
+    return len(view.core_load) * 1000 - view.cpus_used_milli
+
+
+def _total_milli(demand: JobDemand) -> int:
+    count = demand.ranks if demand.ranks is not None else demand.tasks
+    return demand.per_task.cpus_milli * count
+
+
+def _insert(ends: list[Running], item: Running) -> None:
+    import bisect
+
+    bisect.insort(ends, item, key=lambda r: r.end)

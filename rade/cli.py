@@ -2,7 +2,10 @@
 
 Each group of subcommands lives in a module of `rade.commands` with a `register(subparsers)` function that
 adds its parsers and sets `func` (args -> exit code). Command modules import the packages they drive
-inside their functions, so `rade run --rm` does not pay for importing the scheduler's dependencies.
+inside their functions, so `rade run --rm` does not pay for importing the scheduler's dependencies; and
+only the modules that register the command word given are imported and registered (about fifty commands'
+parsers cost a start more than the command itself), the whole table only for `rade --help` or a word
+the table does not know.
 
 Errors: a `RadeError` prints one line, `rade: error: ...`, and exits with its code (125, or 2 for usage);
 anything else is a bug and says so in one line; `--debug` shows the traceback either way.
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 
 from jobs.errors import EXIT_RADE, EXIT_USAGE, RadeError
 from rade import __version__
-from rade.commands import COMMAND_MODULES
+from rade.commands import modules_for
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,22 +42,39 @@ def default_root() -> str:
     return os.path.join(os.path.expanduser("~"), ".local", "share", "rade")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: global options, then one subparser per registered command."""
+def command_word(argv: Sequence[str]) -> str | None:
+    """The command word of a command line: the first argument that is neither a global option nor the
+    value of `--root`; None when there is none or help/version is asked for before it."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-h", "--help", "--version"):
+            return None
+        if len(arg) > 2 and "--root".startswith(arg):  # `--root X`, or an abbreviation argparse accepts
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line: global options, then the subparsers of the modules that register `command`
+    (every module's when None or a word no module claims)."""
     parser = _Parser(prog="rade", description="HPC cluster containers: jobs, nodes, images and containers.")
     parser.add_argument("--version", action="version", version=f"rade {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--root", default=None, help="where state lives (default: $RADE_ROOT or /var/lib/rade)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in COMMAND_MODULES:
+    for module in modules_for(command):
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (the console script exits with it)."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(command_word(argv))
     args = parser.parse_args(argv)
     if args.root is None:
         args.root = default_root()

@@ -28,6 +28,7 @@ from rade import devcluster
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "mpi:bookworm"
+MPICH_IMAGE = "mpi:bookworm-mpich"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OOM", "NODE_FAIL"}
 BUILD_TIMEOUT = 1800
 
@@ -61,6 +62,18 @@ def mpi_image_root() -> Path:
             if result.returncode != 0:
                 pytest.fail(f"rade {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return root
+
+
+@pytest.fixture(scope="session")
+def mpich_image(mpi_image_root: Path) -> str:
+    """The MPICH variant, built into the same cached root (on top of the same Debian base)."""
+    with open(mpi_image_root / ".build-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        args = ("build", "-t", MPICH_IMAGE, "-f", "examples/mpi/Containerfile.mpich", "examples/mpi")
+        result = rade(mpi_image_root, *args, timeout=BUILD_TIMEOUT)
+        if result.returncode != 0:
+            pytest.fail(f"rade {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return MPICH_IMAGE
 
 
 class MpiCluster:

@@ -128,3 +128,14 @@ def test_a_rank_calling_mpi_abort_3_fails_the_job_with_code_3(mpi_cluster, job_p
     assert (ended["state"], ended["exit_code"]) == ("FAILED", 3), ended
     mpi_cluster.wait_for("no process of the job left on the host", lambda: not job_processes(job), timeout=60)
 
+
+
+def test_mpich_ranks_on_two_nodes_start_through_hydra_and_rade_rsh(mpi_cluster, mpich_image):
+    """MPICH's Hydra reaches the other node through `rade-rsh` too (its ssh launcher, by address)."""
+    job = mpi_cluster.submit(["/opt/examples/ring", "10"], image=mpich_image, time_limit="2m",
+                             mpi={"ranks": 2, "ranks_per_node": 1, "implementation": "mpich"})
+    ended = mpi_cluster.wait_ended(job)
+    out = mpi_cluster.logs(job)
+    assert (ended["state"], ended["exit_code"]) == ("COMPLETED", 0), out
+    assert "rank 0 on node1: 10 hops" in out and "rank 1 on node2: 10 hops" in out
+    assert "token 20 after 20 hops (expected 20): OK" in out

@@ -97,7 +97,8 @@ def hostfile_text(layout: MpiLayout) -> str:
     ranks publish to each other, and node names need not resolve inside the containers."""
     if layout.implementation == "mpich":
         return "".join(f"{address or node}:{count}\n"
-                       for node, address, count in zip(layout.nodes, layout.addresses, layout.ranks, strict=True))
+                       for node, address, count in zip(layout.nodes, layout.addresses, layout.ranks,
+                                                       strict=True))
     return "".join(f"{node} slots={count}\n" for node, count in zip(layout.nodes, layout.ranks, strict=True))
 
 
@@ -138,7 +139,8 @@ def shm_size(memory: int) -> int:
 
 def job_file(layout: MpiLayout, node: str, port: int = rsh.RSH_PORT) -> dict[str, Any]:
     addresses = {n: a for n, a in zip(layout.nodes, layout.addresses, strict=True) if a}
-    return {"job": layout.job_id, "attempt": layout.attempt, "node": node, "port": port, "addresses": addresses}
+    return {"job": layout.job_id, "attempt": layout.attempt, "node": node, "port": port,
+            "addresses": addresses}
 
 
 def is_root_user(user: str | None) -> bool:
@@ -151,7 +153,8 @@ def files_dir(root: str | os.PathLike[str], node: str, key: tuple[int, int, int]
     return Path(root, "agent", node, "mpi", "{}.{}.{}".format(*key))
 
 
-def write_files(directory: Path, layout: MpiLayout, node: str, secret: bytes, port: int = rsh.RSH_PORT) -> None:
+def write_files(directory: Path, layout: MpiLayout, node: str, secret: bytes,
+                port: int = rsh.RSH_PORT) -> None:
     """Write the task's MPI directory whole (made beside it, then renamed into place)."""
     directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = directory.with_name(f".{directory.name}.tmp")
@@ -179,7 +182,8 @@ def image_command(root: str, image: str) -> tuple[tuple[str, ...], tuple[str, ..
     from engine.containers.lifecycle import image_config
 
     _, config = image_config(root, image)
-    return (tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()), str(config.get("User") or ""))
+    return (tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()),
+            str(config.get("User") or ""))
 
 
 def wire(root: str, node: str, order: Launch, options: Any, cluster_key: bytes,

@@ -53,7 +53,7 @@ class RshProtocolError(Exception):
     """A peer broke the protocol (bad frame, bad handshake)."""
 
 
-# -- frames (no I/O) ------------------------------------------------------------------------------------------
+# -- frames (no I/O) -----------------------------------------------------------------------------------------
 
 def encode_frame(kind: int, payload: bytes = b"") -> bytes:
     if kind not in FRAME_TYPES:
@@ -100,7 +100,7 @@ def decode_exit(payload: bytes) -> int:
     return struct.unpack(">i", payload)[0]
 
 
-# -- the handshake (no I/O) -----------------------------------------------------------------------------------
+# -- the handshake (no I/O) ----------------------------------------------------------------------------------
 
 def job_secret(cluster_key: bytes, job_id: int, attempt: int) -> bytes:
     """The secret of one attempt of one job: what its containers hold, derived from the agents' key."""
@@ -141,7 +141,7 @@ def is_authentic(secret: bytes, nonce: bytes, body: bytes, mac: bytes) -> bool:
     return hmac.compare_digest(hmac.new(secret, nonce + body, hashlib.sha256).digest(), mac)
 
 
-# -- the command line (no I/O) --------------------------------------------------------------------------------
+# -- the command line (no I/O) -------------------------------------------------------------------------------
 
 # ssh options that take a value: `rade-rsh` accepts and ignores them, as launchers add some (`-x`, `-l`).
 _OPTIONS_WITH_VALUE = frozenset("bcDEeFIiJLlmOopQRSWw")
@@ -165,7 +165,7 @@ def parse_rsh_args(args: list) -> tuple:
     return host, words
 
 
-# -- the client: `rade-rsh` inside the container --------------------------------------------------------------
+# -- the client: `rade-rsh` inside the container -------------------------------------------------------------
 
 def _read_files(base: str) -> tuple:
     with open(os.path.join(base, KEY_FILE), "rb") as handle:

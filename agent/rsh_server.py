@@ -272,7 +272,8 @@ class RshService:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
-            process = start_in_container(self.root, container, ("/bin/sh", "-c", command), stdin_r, out_w, err_w)
+            process = start_in_container(self.root, container, ("/bin/sh", "-c", command), stdin_r, out_w,
+                                         err_w)
         except (ContainerError, LaunchError, RadeError) as err:
             for fd in (stdin_r, stdin_w, out_r, out_w, err_r, err_w):
                 os.close(fd)
@@ -354,7 +355,8 @@ class RshService:
         """The peer went away: a running process is stopped (its end is still awaited), the rest closed."""
         if session.process is not None and session.status is None:
             if session.kill_at is None:
-                log.info("rsh: job %d: connection dropped, stopping pid %d", session.job[0], session.process.pid)
+                log.info("rsh: job %d: connection dropped, stopping pid %d", session.job[0],
+                         session.process.pid)
                 session.process.kill(signal.SIGTERM)
                 session.kill_at = time.monotonic() + KILL_GRACE
             with contextlib.suppress(KeyError, ValueError):

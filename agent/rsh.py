@@ -4,7 +4,7 @@
 `mpirun` (Open MPI's `plm_rsh_agent`, MPICH's `HYDRA_LAUNCHER_EXEC`) starts its daemon on another node as
 `rade-rsh HOST COMMAND...`, as it would with ssh. `rade-rsh` connects to the rade agent of HOST (its rsh
 port, on the node's own network), proves it belongs to the job, and the agent starts `sh -c COMMAND` in
-that job's container on its node (`agent.rsh_server`): stdin, stdout and stderr are carried both ways,
+that job's container on its node (`agent.rsh_service`): stdin, stdout and stderr are carried both ways,
 the exit status comes back, and a dropped connection kills the remote process. The other nodes'
 containers run `rade-rsh --hold`, which waits at its own node's agent until the daemons started there
 have come and gone, then exits 0: their task ends when the job's `mpirun` is done.

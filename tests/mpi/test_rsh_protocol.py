@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import rsh, rsh_server
+from agent import rsh, rsh_server, rsh_service
 from agent.state import AgentState, TaskFile
 
 KEY = bytes(range(32))
@@ -131,7 +131,7 @@ def test_client_carries_stdio_both_ways_and_exits_with_the_remote_status(job_dir
 def service(root: Path) -> Iterator[int]:
     listener = socket.create_server(("127.0.0.1", 0))
     stop_r, stop_w = os.pipe()
-    server = rsh_server.RshService(str(root), "n2", listener, KEY)
+    server = rsh_service.RshService(str(root), "n2", listener, KEY)
     thread = threading.Thread(target=server.serve_forever, args=(stop_r,), daemon=True)
     thread.start()
     try:
@@ -145,7 +145,7 @@ def service(root: Path) -> Iterator[int]:
 
 def test_server_refuses_another_jobs_secret_and_jobs_it_does_not_run(job_dir: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(rsh_server, "START_WAIT", 0.5)  # how long a start waits for the container
+    monkeypatch.setattr(rsh_service, "START_WAIT", 0.5)  # how long a start waits for the container
     root = tmp_path / "root"
     AgentState(root, "n2").tasks.mkdir(parents=True)
     AgentState(root, "n2").save(TaskFile(5, 1, 2, container_id="c" * 64, cgroup_slice="s"))

@@ -48,6 +48,7 @@ def find_container(root: str, node: str, job_id: int, attempt: int) -> str | Non
 
 
 def is_running(root: str, container_id: str) -> bool:
+    """Whether the container exists and its process runs (so it can be entered)."""
     from engine.containers import status
     from engine.containers.lifecycle import refresh
     from engine.containers.store import ContainerStore
@@ -84,8 +85,6 @@ def start_in_container(root: str, container_id: str, argv: tuple[str, ...], stdi
 
 
 @dataclass(eq=False)
-
-
 class Session:
     """One connection: its handshake, then the process it started (or the hold it waits on)."""
 
@@ -147,6 +146,7 @@ class RshService:
             sock, _ = self.listener.accept()
         except OSError:
             return
+        self._forget_ended_jobs()
         session = Session(sock, secrets.token_bytes(32), time.monotonic())
         sock.settimeout(30.0)  # writes block at most this long on a stuck peer
         try:
@@ -351,6 +351,13 @@ class RshService:
         if session.op == "run" and session.process is not None and session.job is not None:
             self.running[session.job] -= 1
             self._answer_holds(session.job)
+
+    def _forget_ended_jobs(self) -> None:
+        """Drop the counts of jobs with nothing running here and no task left on this node."""
+        for job in [j for j, n in self.running.items() if n == 0 and j not in self.holds]:
+            if find_container(self.root, self.node, *job) is None:
+                self.running.pop(job, None)
+                self.started.pop(job, None)
 
     def _answer_holds(self, job: tuple[int, int]) -> None:
         if self.started.get(job, 0) == 0 or self.running.get(job, 0) > 0:

@@ -1,10 +1,16 @@
 """Starting a supervisor detached from its caller, and hearing back whether the container started.
 
-Two ways, one result: `spawn()` double-forks the calling process (fast, for the `rade` command, which
-has no threads), and `spawn_exec()` runs `python -m engine.containers.spawn`, which double-forks itself
-(for callers with threads, such as the node agent, that must not fork their own image). Either way the
-supervisor ends up in its own session, a child of init, with stdio on /dev/null, and writes JSON lines
-on the ready pipe: `listening`, then `started` or `error`.
+Two ways, one result: `spawn()` forks the calling process (fast, for the `rade` command, which has no
+threads), and `spawn_exec()` runs `python -m engine.containers.spawn`, which double-forks itself (for
+callers with threads, such as the node agent, that must not fork their own image). Either way the
+supervisor ends up in its own session with stdio on /dev/null, and writes JSON lines on the ready pipe:
+`listening`, then `started` or `error`.
+
+`spawn()` double-forks, so the supervisor is init's child at once, unless the caller says `fork_once`:
+then the supervisor stays its child, which is right for a caller that exits soon (the `rade` command;
+init inherits the supervisor then) or reaps its children itself (the agent's launcher, SIGCHLD ignored),
+and spares the caller waiting for an intermediate process to be scheduled, fork and exit, which on a
+loaded machine is a good part of a start.
 """
 
 from __future__ import annotations
@@ -13,9 +19,8 @@ import argparse
 import json
 import logging
 import os
-import subprocess
+import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from engine.containers.store import ContainerStore
@@ -59,15 +64,18 @@ def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach:
     os.closerange(ready_fd + 1, 1 << 16)
     logging.basicConfig(filename=str(store.dir(container_id).supervisor_log), level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import signal
-
+    # A launcher that reaps its children by ignoring SIGCHLD must not pass that on: the supervisor waits
+    # for its container.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
     return Supervisor(store, container_id, Ready(ready_fd), wait_attach).run()
 
 
-def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False) -> ReadyReader:
-    """Double-fork a supervisor for the container; read its reports from the returned reader.
+def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False,
+          fork_once: bool = False) -> ReadyReader:
+    """Fork a supervisor for the container (twice, unless `fork_once`: see above); read its reports from
+    the returned reader.
 
     Only from a process without threads: the child runs Python code before anything is exec'd.
     """
@@ -80,7 +88,7 @@ def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = F
         try:
             os.close(read_fd)
             os.setsid()
-            if os.fork() != 0:
+            if not fork_once and os.fork() != 0:
                 os._exit(0)
             code = _become_supervisor(str(root), container_id, write_fd, wait_attach)
         except BaseException:
@@ -88,12 +96,16 @@ def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = F
         finally:
             os._exit(code)
     os.close(write_fd)
-    os.waitpid(pid, 0)
+    if not fork_once:
+        os.waitpid(pid, 0)
     return ReadyReader(read_fd)
 
 
 def spawn_exec(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False) -> ReadyReader:
     """As `spawn`, through a fresh interpreter: safe from a process with threads."""
+    import subprocess
+    from pathlib import Path
+
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     argv = [sys.executable, "-m", "engine.containers.spawn", "--root", str(root), "--id", container_id,
             "--ready-fd", str(write_fd)] + (["--wait-attach"] if wait_attach else [])

@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     store = _store(args)
     record = lifecycle.create(store, create_options(args))
-    reader = lifecycle.start(store, record, attach=not args.detach)
+    reader = lifecycle.start(store, record, attach=not args.detach, fork_once=True)
     if args.detach:
         try:
             message = reader.until_started()
@@ -172,7 +172,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         if record.status.value == "running":
             print(ref)
             continue
-        reader = lifecycle.start(store, record, attach=args.attach)
+        reader = lifecycle.start(store, record, attach=args.attach, fork_once=True)
         if args.attach:
             reader.next()
             return _attach_and_relay(store, record, args.interactive, reader)
@@ -202,7 +202,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     store = _store(args)
     for ref in args.containers:
         record = lifecycle.stop(store, store.find(ref), timeout=float(args.time))
-        reader = lifecycle.start(store, store.get(record.id))
+        reader = lifecycle.start(store, store.get(record.id), fork_once=True)
         try:
             message = reader.until_started()
         finally:

@@ -314,11 +314,14 @@ def is_being_started(store: ContainerStore, record: ContainerRecord) -> bool:
     return False
 
 
-def remove_stopped(store: ContainerStore, record: ContainerRecord, volumes: bool) -> None:
-    """Delete a stopped container's directory, and with `volumes` its anonymous volumes."""
+def remove_stopped(store: ContainerStore, record: ContainerRecord, volumes: bool,
+                   purge: bool = True) -> Path | None:
+    """Delete a stopped container's directory, and with `volumes` its anonymous volumes. Without `purge`
+    the container is only taken out of the store (gone, its name free); the caller deletes its files
+    later with `store.purge(path)`, `path` being what this returns."""
     store.update(record.id, lambda r: r.moved(ContainerStatus.REMOVING))
     try:
-        store.delete(record.id)
+        retired = store.retire(record.id)
     except ContainerError:
         store.update(record.id, lambda r: r.moved(ContainerStatus.EXITED))
         raise
@@ -328,6 +331,10 @@ def remove_stopped(store: ContainerStore, record: ContainerRecord, volumes: bool
             anonymous = mount.kind == "volume" and len(mount.name) == 64
             if anonymous and vstore.exists(mount.name) and not volume_users(store, mount.name):
                 vstore.remove(mount.name)
+    if not purge:
+        return retired
+    store.purge(retired)
+    return None
 
 
 def volume_users(store: ContainerStore, name: str) -> list[str]:

@@ -1,6 +1,9 @@
 """The on-disk layout of containers: ROOT/containers/<64-hex id>/ holding `state.json` (versioned, written
 temp-then-rename under a lock), the log, the attach socket and the overlay dirs.
 
+A removed container's directory is first renamed to ROOT/containers/.removed-<id> (gone from the store at
+once), then deleted; a `create` deletes what a killed remover left so.
+
 This module is the only writer of `state.json`. Creation takes the store lock so that two `rade run
 --name x` at once cannot both get `x`; every update takes the container's own lock, reads, applies a pure
 change and renames the new file into place, so a reader never sees half a record.
@@ -21,6 +24,7 @@ from engine.containers.record import ContainerRecord, from_json, to_json
 from engine.errors import ContainerError
 
 STATE_VERSION = 1
+RETIRED = ".removed-"  # the name prefix of a removed container's directory until its files are deleted
 
 
 @contextlib.contextmanager
@@ -77,6 +81,7 @@ class ContainerStore:
         """Make a container: a new id and a unique name, passed to `make(id, name)` for the record."""
         self._ensure()
         with file_lock(self.base / ".lock"):
+            self._purge_leftovers()
             taken = {r.name for r in self.all()}
             if name is not None:
                 check_name(name)
@@ -157,10 +162,47 @@ class ContainerStore:
         return record
 
     def delete(self, container_id: str) -> None:
-        """Remove the container's directory; refused while its root is still mounted, since removing
-        through a mount would delete what volumes bind into it."""
+        """Remove the container's directory (`retire`, then `purge`)."""
+        self.purge(self.retire(container_id))
+
+    def retire(self, container_id: str) -> Path:
+        """Take the container out of the store in one rename, to ROOT/containers/.removed-<id>: from then
+        on it is not listed or found and its name is free, so a remover can report the removal done before
+        deleting the files (`purge`), which takes a while. Refused while its root is still mounted, since
+        removing through a mount would delete what volumes bind into it."""
         cdir = self.dir(container_id)
         if os.path.ismount(cdir.rootfs):
             raise ContainerError(f"container {container_id[:12]}: its root is still mounted at {cdir.rootfs}",
                                  "stop it first, or unmount the path")
-        shutil.rmtree(cdir.path, ignore_errors=True)
+        retired = self.base / f"{RETIRED}{container_id}"
+        try:
+            os.rename(cdir.path, retired)
+        except FileNotFoundError:
+            pass  # removed already
+        return retired
+
+    def purge(self, retired: Path) -> None:
+        """Delete a retired container's files."""
+        shutil.rmtree(retired, ignore_errors=True)
+
+    def _purge_leftovers(self) -> None:
+        """Delete what removers killed between `retire` and `purge` left: retired directories whose
+        supervisor lock nobody holds (a supervisor purging its own `--rm` container holds it)."""
+        for entry in os.scandir(self.base):
+            if not entry.name.startswith(RETIRED):
+                continue
+            try:
+                fd = os.open(os.path.join(entry.path, "supervisor.lock"), os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = None
+            except OSError:
+                continue
+            try:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            shutil.rmtree(entry.path, ignore_errors=True)

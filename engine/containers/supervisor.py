@@ -394,13 +394,24 @@ class Supervisor:
         self.teardown()
         log.info("container %s: cleaned up", self.cid[:12])
         self.log_writer.close()
+        self._hang_up(record)
+        return code
+
+    def _hang_up(self, record: ContainerRecord) -> None:
+        """The end: with `--rm` the container taken out of the store, then everyone hung up on, then (for
+        `--rm`) its files deleted, which the client waiting for the hang-up need not wait for. The lock is
+        held until the files are gone, so that a `create` meanwhile leaves them to this process."""
+        retired = None
         if record.host_config.auto_remove:
             from engine.containers.lifecycle import remove_stopped
 
-            remove_stopped(self.store, record, volumes=True)
-        self.release()
+            retired = remove_stopped(self.store, record, volumes=True, purge=False)
+        else:
+            self.release()
         self.flush_clients(close=True)
-        return code
+        if retired is not None:
+            self.store.purge(retired)
+            self.release()
 
     def _start_failed(self, err: Exception) -> None:
         code = getattr(err, "exit_code", 125)
@@ -416,9 +427,4 @@ class Supervisor:
         self.broadcast(Frame.ERROR, {"message": message, "hint": hint, "exit_code": code})
         if self.log_writer is not None:
             self.log_writer.close()
-        if record.host_config.auto_remove:
-            from engine.containers.lifecycle import remove_stopped
-
-            remove_stopped(self.store, record, volumes=True)
-        self.release()
-        self.flush_clients(close=True)
+        self._hang_up(record)

@@ -4,7 +4,7 @@ supervisors by forking itself, with the engine already imported.
 The agent has threads (ZeroMQ's), so it must not fork and run Python code in the child; the engine's
 threaded path (`spawn_exec`) starts a fresh interpreter per container instead, which costs a few hundred
 milliseconds a task. The launcher has no threads: asked over a socket pair with a container id, it
-calls the engine's `lifecycle.start`, which double-forks a supervisor from the launcher's warm image,
+calls the engine's `lifecycle.start`, which forks a supervisor from the launcher's warm image,
 and passes back the end of the supervisor's ready pipe (SCM_RIGHTS). The agent reads the start report
 from that pipe in its poller as before. The launcher exits when the agent's end of the socket closes.
 """
@@ -35,6 +35,7 @@ class Launcher:
         # Imported here, before the fork, so every supervisor forked later has them loaded already.
         import engine.containers.lifecycle
         import engine.containers.supervisor
+        import engine.images.store  # the supervisor finds the image's layers through it
         import engine.launch  # noqa: F401
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -92,13 +93,15 @@ def _serve(sock: socket.socket, root: str) -> None:
     # Signals meant for the agent (a terminal's Ctrl-C) are not the launcher's: it ends with the agent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Supervisors stay the launcher's children (forked once, not waited for): the kernel reaps them.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     store = ContainerStore(root)
     while True:
         request = sock.recv(256)
         if not request:
             return
         try:
-            reader = lifecycle.start(store, store.get(request.decode()))
+            reader = lifecycle.start(store, store.get(request.decode()), fork_once=True)
         except RadeError as err:
             sock.send(f"{err.message}\n{err.hint or ''}".encode())
             continue

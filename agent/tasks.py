@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from agent import mpi
+from agent.purge import Purger
 from agent.slices import (
     SLICE_PARENT,
     container_parent,
@@ -122,6 +123,7 @@ class EngineRunner:
         self.kill_grace = kill_grace
         self.launcher = launcher  # an agent.launcher.Launcher, or None to start through a fresh interpreter
         self.store = ContainerStore(root)
+        self.purger = Purger(self.store)
         self.link: Reporter | None = None
         self.tasks: dict[tuple[int, int, int], Task] = {}
 
@@ -333,7 +335,8 @@ class EngineRunner:
         self._report(task.key, state, code, reason, cpu_seconds, peak)
         if record is not None:
             try:
-                lifecycle.remove_stopped(self.store, reclaim(self.store, record), volumes=True)
+                self.purger.put(lifecycle.remove_stopped(self.store, reclaim(self.store, record), volumes=True,
+                                                         purge=False))
             except RadeError as err:
                 log.warning("job %d task %d attempt %d: removing container: %s", *task.key, err.message)
         elif task.file.container_id:
@@ -381,6 +384,7 @@ class EngineRunner:
             if task.control is not None:
                 self.watcher.unwatch(task.control.sock.fileno())
                 task.control.close()
+        self.purger.close()
 
 
 def reclaim(store: Any, record: Any) -> Any:

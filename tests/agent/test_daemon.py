@@ -119,6 +119,7 @@ def env(tmp_path) -> Iterator[tuple[Path, Scheduler, list[Agent]]]:
         context.term()
         containers = list((root / "containers").iterdir()) if (root / "containers").exists() else []
         assert not [c for c in containers if len(c.name) == 64], "containers left"
+        assert not [c for c in containers if c.name.startswith(".removed-")], "removed containers' files left"
         slices = node_slices(str(root), NODE)
         assert not slices, f"cgroups left: {slices}"
 

@@ -88,12 +88,13 @@ class AgentState:
         return self.tasks / "{}.{}.{}.json".format(*key)
 
     def save(self, task: TaskFile) -> None:
+        # Temp then rename, so a killed agent leaves the old file or the new one. No fsync: the file is for
+        # an agent restarted on a running machine (the page cache has it), and what a power cut loses
+        # describes containers that died with the machine; an fsync per task costs more than its start.
         path = self._path(task.key)
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump({"version": STATE_VERSION, **asdict(task)}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, path)
 
     def forget(self, key: tuple[int, int, int]) -> None:

@@ -8,7 +8,8 @@ not delay the reservation: it avoids the reserved nodes, or it ends (by its own 
 reservation starts. With `depth` K the first K blocked jobs each get a reservation (conservative backfill
 for them), each avoiding the ones before it.
 
-`mode="fifo"` is the strict baseline: the pass stops at the first job that cannot start. A job without a
+`mode="fifo"` is the strict baseline: the pass stops at the first job that cannot start (the jobs behind it
+are not looked at and get no reason). A job without a
 time limit is taken to run forever: it never ends before a reservation, and what it holds is never freed
 in the estimate. Pure like the rest of the queue: views and times in, plans and reasons out.
 """
@@ -22,6 +23,10 @@ from dataclasses import dataclass, field
 from scheduler.placement import PendingReason, Plan, Rejection, place, try_place
 from scheduler.queue import QueuedJob, queue_order
 from scheduler.resources import Grant, JobDemand, NodeView
+
+# How many distinct job shapes a pass explains node by node (see `_explain`): each costs a placement
+# over every node, twice, so only the head of the queue gets it.
+EXPLAINED_SHAPES = 2
 
 # A placement of one job on nodes given in order, honouring a node -> holder map; None when it does not fit.
 Placer = Callable[[JobDemand, Sequence[NodeView], Mapping[str, int]], "Plan | None"]
@@ -70,15 +75,21 @@ class BackfillResult:
 
 def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView], running: Sequence[Running],
                   limits: Mapping[int, float | None], now: float, depth: int = 1, mode: str = "easy",
-                  placer: Placer | None = None, limit: int | None = None) -> BackfillResult:
+                  placer: Placer | None = None, limit: int | None = None,
+                  max_tested: int | None = None, explain: int = EXPLAINED_SHAPES) -> BackfillResult:
     """Place what may start now; reserve for the first `depth` blocked jobs (see the module's docstring).
 
     `views` maps node names to views (placement tries nodes in name order); `running` lists what holds
-    resources now; `limits` maps a job to its time limit in seconds (absent or None: unlimited).
+    resources now; `limits` maps a job to its time limit in seconds (absent or None: unlimited). With
+    `max_tested` (Slurm's bf_max_job_test) the pass stops after trying that many jobs; the rest keep the
+    reason an earlier pass gave them. The first `explain` shapes that wait get every node's refusal.
     """
     placer = placer or _plain_placer
     names = sorted(views)
     work = dict(views)
+    # The nodes that take work and have room, in name order; a node leaves the list when it fills up.
+    opened = [n for n in names if work[n].blocked is None and not work[n].is_full]
+    capacity = sum(len(v.cores) * 1000 for v in work.values() if v.blocked is None)
     ends = sorted(running, key=lambda r: r.end)
     plans: list[Plan] = []
     waiting: dict[int, Rejection] = {}
@@ -89,41 +100,49 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView], runn
     explained: dict[tuple, Rejection] = {}
     free_milli = sum(_free_milli(v) for v in work.values())
     blocked_head = False
+    tested = 0
+    # The most idle cores and free memory on one open node: work only lands during a pass, so the first
+    # figures stay an upper bound and a task larger than them need not be tried.
+    roomiest: tuple[int, int] | None = None
     for job in queue_order(jobs):
+        if max_tested is not None and tested >= max_tested:
+            break
         if job.held is not None:
             waiting[job.job_id] = Rejection(job.job_id, job.held, job.held_detail)
             continue
-        if (mode == "fifo" and blocked_head) or (limit is not None and len(plans) >= limit):
+        if mode == "fifo" and blocked_head:
+            break  # strict order: nothing behind a blocked job is looked at
+        if limit is not None and len(plans) >= limit:
             waiting[job.job_id] = Rejection(job.job_id, PendingReason.PRIORITY, "jobs ahead in the queue wait")
             continue
+        tested += 1
         runtime = _seconds(limits.get(job.job_id))
         fence = _fence(reservations, now, now + runtime, job.job_id)
-        shape = job.demand.shape
-        key = (shape, tuple(sorted(fence)))
+        key = (job.demand.shape, tuple(sorted(fence)))
         plan = None
         if key not in unfit and _total_milli(job.demand) <= free_milli:
-            usable = [work[n] for n in names if work[n].blocked is None and not work[n].is_full]
-            plan = placer(job.demand, usable, fence)
+            if roomiest is None:
+                roomiest = _roomiest(work[n] for n in opened)
+            if _may_fit(job.demand, roomiest):
+                plan = placer(job.demand, [work[n] for n in opened], fence)
         if plan is not None:
             plans.append(plan)
             if reservations:
                 backfilled.add(job.job_id)
             for grant in plan.grants:
                 before = work[grant.node]
-                work[grant.node] = before.with_grant(grant)
-                free_milli -= _free_milli(before) - _free_milli(work[grant.node])
+                after = work[grant.node] = before.with_grant(grant)
+                free_milli -= _free_milli(before) - _free_milli(after)
+                if after.is_full:
+                    opened.remove(grant.node)
                 _insert(ends, Running(now + runtime, grant))
             continue
         unfit.add(key)
         blocked_head = True
         outcome = explained.get(key)
         if outcome is None:
-            found = place(job.demand, [work[n] for n in names], fence)
-            if isinstance(found, Plan):  # fits but for the fence: a reservation ahead holds it back
-                holders = sorted(set(fence.values()))
-                found = Rejection(job.job_id, PendingReason.PRIORITY,
-                                  f"nodes are reserved for job {', '.join(map(str, holders))}, ahead in the queue")
-            outcome = explained[key] = found
+            outcome = explained[key] = _explain(job.demand, work, names, fence, capacity,
+                                                full=len(explained) < explain)
         waiting[job.job_id] = Rejection(job.job_id, outcome.reason, outcome.detail, outcome.nodes)
         if mode != "fifo" and len(reservations) < depth and outcome.reason in (PendingReason.RESOURCES,
                                                                                 PendingReason.PRIORITY):
@@ -138,29 +157,94 @@ def earliest_start(demand: JobDemand, runtime: float, views: Mapping[str, NodeVi
                    ) -> Reservation | None:
     """When and where the job could start at the earliest: release the work in `ends` (all of what holds
     `views`' resources) in the order of its ends until the job fits, on nodes no earlier reservation holds
-    over the job's window; None if it never does."""
+    over the job's window; None if it never does.
+
+    Releasing work only adds room, so whether the job fits grows with time: the moments work ends are
+    probed at doubling strides (releasing as time goes), then bisected between the last miss and the
+    first fit, each probe one placement. (Earlier reservations' fences can make a later moment the
+    first that fits; the stride may then find a later one than the earliest: never an earlier one.)"""
     placer = placer or _plain_placer
     names = sorted(views)
-    future = dict(views)
-    free = sum(_free_milli(v) for v in future.values())
+    ends = [r for r in ends if math.isfinite(r.end)]
+    moments = sorted({now, *(r.end for r in ends if r.end >= now)})
     need = _total_milli(demand)
-    index = 0
-    moments = sorted({now, *(r.end for r in ends if r.end >= now and math.isfinite(r.end))})
-    for moment in moments:
-        while index < len(ends) and ends[index].end <= moment:
-            grant = ends[index].grant
+
+    def release(future: dict[str, NodeView], done: int, moment: float) -> int:
+        while done < len(ends) and ends[done].end <= moment:
+            grant = ends[done].grant
             if grant.node in future:
-                before = future[grant.node]
-                future[grant.node] = before.give_back(grant)
-                free += _free_milli(future[grant.node]) - _free_milli(before)
-            index += 1
-        if need > free:
-            continue
+                future[grant.node] = future[grant.node].give_back(grant)
+            done += 1
+        return done
+
+    def fits(future: dict[str, NodeView], moment: float) -> Plan | None:
+        if need > sum(_free_milli(v) for v in future.values()):
+            return None
         fence = _fence(reservations, moment, moment + runtime, demand.job_id)
-        plan = placer(demand, [future[n] for n in names if future[n].blocked is None], fence)
+        return placer(demand, [future[n] for n in names if future[n].blocked is None], fence)
+
+    future, done = dict(views), 0
+    missed: tuple[int, dict[str, NodeView], int] | None = None  # the last moment probed that did not fit
+    k, stride, hit = 0, 1, None
+    while k < len(moments):
+        done = release(future, done, moments[k])
+        plan = fits(future, moments[k])
         if plan is not None:
-            return Reservation(demand.job_id, moment, moment + runtime, plan.nodes)
-    return None
+            hit = (k, plan)
+            break
+        missed = (k, dict(future), done)
+        k, stride = k + stride, stride * 2
+        if k >= len(moments) and missed[0] < len(moments) - 1:
+            k = len(moments) - 1
+    if hit is None:
+        return None
+    k, plan = hit
+    if missed is not None:
+        low, high = missed[0] + 1, k
+        while low < high:
+            middle = (low + high) // 2
+            trial = dict(missed[1])
+            trial_done = release(trial, missed[2], moments[middle])
+            found = fits(trial, moments[middle])
+            if found is not None:
+                high, plan = middle, found
+            else:
+                low, missed = middle + 1, (middle, trial, trial_done)
+        k = high
+    return Reservation(demand.job_id, moments[k], moments[k] + runtime, plan.nodes)
+
+
+def _explain(demand: JobDemand, work: Mapping[str, NodeView], names: Sequence[str], fence: Mapping[str, int],
+             capacity: int, full: bool) -> Rejection:
+    """Why a job does not start now. In full (every node's refusal) for the first shapes of the queue, the
+    ones users look at; further down, where a long queue would pay for it on every pass, only the job's
+    reason, unless its constraints make that reason depend on which nodes match."""
+    if not full and not demand.constraints and not demand.exclude:
+        if _total_milli(demand) > capacity:
+            return Rejection(demand.job_id, PendingReason.RESOURCES, "the job is larger than all nodes together")
+        return Rejection(demand.job_id, PendingReason.RESOURCES, "waiting for running work to free resources")
+    found = place(demand, [work[n] for n in names], fence)
+    if isinstance(found, Plan):  # fits but for the fence: a reservation ahead holds it back
+        holders = sorted(set(fence.values()))
+        return Rejection(demand.job_id, PendingReason.PRIORITY,
+                         f"nodes are reserved for job {', '.join(map(str, holders))}, ahead in the queue")
+    return found
+
+
+def _roomiest(views: Iterable[NodeView]) -> tuple[int, int]:
+    idle = memory = 0
+    for view in views:
+        idle = max(idle, view.idle_cores)
+        memory = max(memory, view.memory_free)
+    return idle, memory
+
+
+def _may_fit(demand: JobDemand, roomiest: tuple[int, int]) -> bool:
+    """False when not even one task (or one rank) fits on the roomiest node: no need to try placing."""
+    one = demand.per_task
+    if one.memory > roomiest[1]:
+        return False
+    return not (one.is_exclusive and one.core_count > roomiest[0])
 
 
 def _fence(reservations: Sequence[Reservation], start: float, end: float, job_id: int) -> dict[str, int]:

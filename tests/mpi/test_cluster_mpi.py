@@ -122,6 +122,14 @@ def test_cancel_mid_run_leaves_no_rank_on_any_node(mpi_cluster, job_processes):
     mpi_cluster.wait_for("no process of the job left on the host", lambda: not job_processes(job), timeout=60)
 
 
+def test_time_limit_stops_every_rank_on_every_node(mpi_cluster, job_processes):
+    job = mpi_cluster.submit(["python3", script(mpi_cluster, "sleeper.py", SLEEPER)], time_limit="15s")
+    mpi_cluster.wait_for("the ranks to be up", lambda: "ranks up" in mpi_cluster.logs(job))
+    assert {env["RADE_NODE"] for env in rank_processes(job_processes, job).values()} == {"node1", "node2"}
+    assert mpi_cluster.wait_ended(job)["state"] == "TIMEOUT"
+    mpi_cluster.wait_for("no process of the job left on the host", lambda: not job_processes(job), timeout=60)
+
+
 def test_a_rank_calling_mpi_abort_3_fails_the_job_with_code_3(mpi_cluster, job_processes):
     job = mpi_cluster.submit(["python3", script(mpi_cluster, "abort.py", ABORT)])
     ended = mpi_cluster.wait_ended(job)

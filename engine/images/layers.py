@@ -21,7 +21,9 @@ from engine.errors import ImageError
 from engine.images.atomic import file_lock, read_json, write_json_atomic
 from engine.images.content import digest_hex
 from engine.images.tarsplit import SplitRecorder, rebuild, split_size
-from engine.images.unpack import unpack_layer, unpack_region
+
+# engine.images.unpack (tarfile, the decompressors) is imported where a layer is unpacked: a container's
+# start only looks layers up.
 
 LAYER_FORMAT = 1
 
@@ -66,6 +68,8 @@ class LayerStore:
             found = self.get(diff_id)
             if found is not None:
                 return found
+            from engine.images.unpack import unpack_layer
+
             work = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
             try:
                 diff = os.path.join(work, "diff")
@@ -100,6 +104,8 @@ class LayerStore:
         with file_lock(os.path.join(self.locks, f"layer-{digest_hex(diff_id)}.lock")):
             if self.get(diff_id) is not None:
                 return self.is_rebuildable(diff_id)
+            from engine.images.unpack import unpack_region
+
             work = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
             try:
                 diff = os.path.join(work, "diff")

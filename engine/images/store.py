@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -168,6 +167,8 @@ class ImageStore:
                              f"{len(config.diff_ids)} diff ids")
         image_id = parsed.config.digest
         jobs = {}
+        from concurrent.futures import ThreadPoolExecutor  # only here: a lookup does not pay for it
+
         with ThreadPoolExecutor(max_workers=_UNPACK_WORKERS) as pool:
             for i, (desc, diff_id) in enumerate(zip(parsed.layers, config.diff_ids)):
                 if diff_id not in jobs and self.layers.get(diff_id) is not None:

@@ -73,12 +73,17 @@ class AttachClient:
     """One connection to a supervisor."""
 
     def __init__(self, cdir: ContainerDir, stdin: bool = False, stdout: bool = False, stderr: bool = False,
-                 size: tuple[int, int] | None = None) -> None:
-        try:
-            self.sock = connect(cdir)
-        except ConnectionError:
-            raise ContainerError(f"container {cdir.path.name[:12]} has no supervisor to attach to",
-                                 "it is not running") from None
+                 size: tuple[int, int] | None = None, sock: socket.socket | None = None) -> None:
+        """Connect to the supervisor's socket, or use `sock`, a connection it already counts (`spawn`'s
+        preconnect), and say what this client wants."""
+        if sock is not None:
+            self.sock = sock
+        else:
+            try:
+                self.sock = connect(cdir)
+            except ConnectionError:
+                raise ContainerError(f"container {cdir.path.name[:12]} has no supervisor to attach to",
+                                     "it is not running") from None
         self.decoder = FrameDecoder()
         hello = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         if size:

@@ -168,20 +168,21 @@ def _volumes_from(store: ContainerStore, refs: tuple[str, ...], taken: set[str])
 
 
 def start(store: ContainerStore, record: ContainerRecord, attach: bool = False,
-          threaded_caller: bool = False, fork_once: bool = False) -> ReadyReader:
+          threaded_caller: bool = False, fork_once: bool = False, preconnect: bool = False) -> ReadyReader:
     """Start the container's supervisor; read `listening`/`started`/`error` from the returned reader.
 
     With `attach`, the supervisor waits for the first attach client before it launches, so no output is
     missed. `threaded_caller` spawns through a fresh interpreter instead of forking the caller;
     `fork_once` leaves the supervisor the caller's child (for a caller that exits soon or reaps its
-    children: `engine.containers.spawn`).
+    children), `preconnect` makes the attach connection before the fork (the reader's `attach`): see
+    `engine.containers.spawn`; neither applies to a `threaded_caller`.
     """
     record = refresh(store, record)
     if not st.can_start(record.status):
         raise ContainerError(f"container {record.name} is {record.status.value}", "it cannot be started now")
     if threaded_caller:
         return spawn_exec(store.root, record.id, wait_attach=attach)
-    return spawn(store.root, record.id, wait_attach=attach, fork_once=fork_once)
+    return spawn(store.root, record.id, wait_attach=attach, fork_once=fork_once, preconnect=preconnect)
 
 
 def is_supervised(store: ContainerStore, record: ContainerRecord) -> bool:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -28,10 +29,12 @@ from engine.errors import ContainerError
 
 
 class ReadyReader:
-    """The caller's end of the ready pipe."""
+    """The caller's end of the ready pipe, and with `spawn(preconnect=True)` its end of an attach
+    connection made before the fork (`attach`: take it, or `close` closes it)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, attach: socket.socket | None = None) -> None:
         self.file = os.fdopen(fd, "rb")
+        self.attach = attach
 
     def next(self) -> dict[str, Any]:
         line = self.file.readline()
@@ -49,9 +52,13 @@ class ReadyReader:
 
     def close(self) -> None:
         self.file.close()
+        if self.attach is not None:
+            self.attach.close()
+            self.attach = None
 
 
-def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach: bool) -> int:
+def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach: bool,
+                       client_fd: int | None = None) -> int:
     """In the grandchild: detach stdio, log to the container's dir, run the supervisor."""
     from engine.containers.supervisor import Ready, Supervisor
 
@@ -60,8 +67,11 @@ def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    os.closerange(3, ready_fd)
-    os.closerange(ready_fd + 1, 1 << 16)
+    low = 3
+    for keep in sorted({ready_fd} | ({client_fd} if client_fd is not None else set())):
+        os.closerange(low, keep)
+        low = keep + 1
+    os.closerange(low, 1 << 16)
     logging.basicConfig(filename=str(store.dir(container_id).supervisor_log), level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # A launcher that reaps its children by ignoring SIGCHLD must not pass that on: the supervisor waits
@@ -69,16 +79,20 @@ def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
-    return Supervisor(store, container_id, Ready(ready_fd), wait_attach).run()
+    first = socket.socket(fileno=client_fd) if client_fd is not None else None
+    return Supervisor(store, container_id, Ready(ready_fd), wait_attach, first_client=first).run()
 
 
 def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False,
-          fork_once: bool = False) -> ReadyReader:
+          fork_once: bool = False, preconnect: bool = False) -> ReadyReader:
     """Fork a supervisor for the container (twice, unless `fork_once`: see above); read its reports from
-    the returned reader.
+    the returned reader. With `preconnect`, the reader's `attach` is a connection the supervisor takes
+    as its first attach client from the start: the caller sends its hello there at once instead of
+    waiting for `listening` and connecting to the socket.
 
     Only from a process without threads: the child runs Python code before anything is exec'd.
     """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if preconnect else (None, None)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -87,18 +101,23 @@ def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = F
         code = 125
         try:
             os.close(read_fd)
+            if ours is not None:
+                ours.close()
             os.setsid()
             if not fork_once and os.fork() != 0:
                 os._exit(0)
-            code = _become_supervisor(str(root), container_id, write_fd, wait_attach)
+            code = _become_supervisor(str(root), container_id, write_fd, wait_attach,
+                                      theirs.detach() if theirs is not None else None)
         except BaseException:
             logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
         finally:
             os._exit(code)
     os.close(write_fd)
+    if theirs is not None:
+        theirs.close()
     if not fork_once:
         os.waitpid(pid, 0)
-    return ReadyReader(read_fd)
+    return ReadyReader(read_fd, ours)
 
 
 def spawn_exec(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False) -> ReadyReader:

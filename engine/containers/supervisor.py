@@ -74,7 +74,7 @@ class Supervisor:
     """One container's supervisor: `run()` is its whole life, from listening to the final cleanup."""
 
     def __init__(self, store: ContainerStore, container_id: str, ready: Ready, wait_attach: bool,
-                 launcher: Callable[[Any], Any] | None = None) -> None:
+                 launcher: Callable[[Any], Any] | None = None, first_client: socket.socket | None = None) -> None:
         self.store = store
         self.cid = container_id
         self.cdir = store.dir(container_id)
@@ -94,6 +94,7 @@ class Supervisor:
         self.early_eof = False
         self.record_network = "bridge"
         self.lock_fd: int | None = None
+        self.first_client = first_client  # connected by the starter before the fork (spawn's preconnect)
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -348,21 +349,30 @@ class Supervisor:
             os.close(self.lock_fd)
             self.lock_fd = None
 
+    def _refuse(self, message: str, hint: str) -> int:
+        """Decline to start (before listening): said on the ready pipe and to a preconnected client."""
+        self.ready.send(state="error", message=message, hint=hint, exit_code=125)
+        self.ready.close()
+        if self.first_client is not None:
+            try:
+                self.first_client.sendall(encode(Frame.ERROR, {"message": message, "hint": hint, "exit_code": 125}))
+            except OSError:
+                pass
+            self.first_client.close()
+        return 125
+
     def run(self) -> int:
         if not self.claim():
-            self.ready.send(state="error", message=f"container {self.cid[:12]} is already running",
-                            hint="it was started by another command at the same time", exit_code=125)
-            self.ready.close()
-            return 125
+            return self._refuse(f"container {self.cid[:12]} is already running",
+                                "it was started by another command at the same time")
         record = self.store.get(self.cid)
         if not can_start(record.status):
-            self.ready.send(state="error", message=f"container {record.name} is {record.status.value}",
-                            hint="it cannot be started now", exit_code=125)
-            self.ready.close()
-            return 125
+            return self._refuse(f"container {record.name} is {record.status.value}", "it cannot be started now")
         self.record_network = record.host_config.network
         self.log_writer = LogWriter(self.cdir.log)
         self.listen()
+        if self.first_client is not None:
+            self.on_client(self.first_client)
         log.info("container %s: supervisor listening", self.cid[:12])
         self.ready.send(state="listening")
         if self.launcher is None:

@@ -94,7 +94,10 @@ def _attach_and_relay(store, record, interactive: bool, reader=None) -> int:
 
     tty = record.config.tty
     size = window_size(0) if tty else None
-    client = AttachClient(store.dir(record.id), stdin=interactive, stdout=True, stderr=True, size=size)
+    sock = None
+    if reader is not None:
+        sock, reader.attach = reader.attach, None
+    client = AttachClient(store.dir(record.id), stdin=interactive, stdout=True, stderr=True, size=size, sock=sock)
     if reader is not None:
         reader.close()
     stdin_fd = 0 if interactive else None
@@ -139,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     store = _store(args)
     record = lifecycle.create(store, create_options(args))
-    reader = lifecycle.start(store, record, attach=not args.detach, fork_once=True)
+    reader = lifecycle.start(store, record, attach=not args.detach, fork_once=True, preconnect=not args.detach)
     if args.detach:
         try:
             message = reader.until_started()
@@ -149,7 +152,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise _failed(message)
         print(record.id)
         return 0
-    reader.next()  # listening: attach before it launches, so no output is missed
+    # Attached through the connection made before the fork: the supervisor launches once it has our
+    # hello, so no output is missed.
     return _attach_and_relay(store, record, args.interactive, reader)
 
 
@@ -172,9 +176,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         if record.status.value == "running":
             print(ref)
             continue
-        reader = lifecycle.start(store, record, attach=args.attach, fork_once=True)
+        reader = lifecycle.start(store, record, attach=args.attach, fork_once=True, preconnect=args.attach)
         if args.attach:
-            reader.next()
             return _attach_and_relay(store, record, args.interactive, reader)
         try:
             message = reader.until_started()

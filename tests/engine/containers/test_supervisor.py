@@ -146,3 +146,47 @@ def test_a_second_supervisor_for_the_same_container_refuses(store):
     assert Supervisor(store, record.id, Ready(None), False).claim() is False
     processes[0].kill(signal.SIGKILL)
     thread.join(20)
+
+
+def test_a_preconnected_client_is_the_first_attach_client_and_gets_output_and_exit(store):
+    import socket
+
+    record = make(store, ("sh", "-c", "echo out; exit 3"))
+    ours, theirs = socket.socketpair()
+
+    def launcher(config):
+        return PlainProcess(config)
+
+    client = AttachClient(store.dir(record.id), stdout=True, stderr=True, sock=ours)  # hello before the start
+    sup = Supervisor(store, record.id, Ready(None), True, launcher=launcher, first_client=theirs)
+    thread = threading.Thread(target=sup.run)
+    thread.start()
+    read, write = os.pipe()
+    try:
+        outcome = client.relay(None, write, write)
+        assert outcome.exit_code == 3
+        assert os.read(read, 100) == b"out\n"
+        assert client.wait_closed(20)
+    finally:
+        client.close()
+        thread.join(20)
+        os.close(read)
+        os.close(write)
+    assert store.get(record.id).exit_code == 3
+
+
+def test_a_refusing_supervisor_tells_its_preconnected_client(store):
+    import socket
+
+    record = make(store, ("sleep", "30"))
+    holder = Supervisor(store, record.id, Ready(None), False)
+    assert holder.claim()
+    ours, theirs = socket.socketpair()
+    client = AttachClient(store.dir(record.id), stdout=True, sock=ours)
+    try:
+        assert Supervisor(store, record.id, Ready(None), True, first_client=theirs).run() == 125
+        outcome = client.relay(None, 1, 2)
+        assert outcome.exit_code == 125 and "already running" in outcome.error["message"]
+    finally:
+        client.close()
+        holder.release()

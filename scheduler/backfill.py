@@ -169,30 +169,32 @@ def earliest_start(demand: JobDemand, runtime: float, views: Mapping[str, NodeVi
     moments = sorted({now, *(r.end for r in ends if r.end >= now)})
     need = _total_milli(demand)
 
-    def release(future: dict[str, NodeView], done: int, moment: float) -> int:
+    def release(future: dict[str, NodeView], done: int, free: int, moment: float) -> tuple[int, int]:
         while done < len(ends) and ends[done].end <= moment:
             grant = ends[done].grant
-            if grant.node in future:
-                future[grant.node] = future[grant.node].give_back(grant)
+            view = future.get(grant.node)
+            if view is not None:
+                after = future[grant.node] = view.give_back(grant)
+                free += _free_milli(after) - _free_milli(view)
             done += 1
-        return done
+        return done, free
 
-    def fits(future: dict[str, NodeView], moment: float) -> Plan | None:
-        if need > sum(_free_milli(v) for v in future.values()):
+    def fits(future: dict[str, NodeView], free: int, moment: float) -> Plan | None:
+        if need > free:
             return None
         fence = _fence(reservations, moment, moment + runtime, demand.job_id)
         return placer(demand, [future[n] for n in names if future[n].blocked is None], fence)
 
-    future, done = dict(views), 0
-    missed: tuple[int, dict[str, NodeView], int] | None = None  # the last moment probed that did not fit
+    future, done, free = dict(views), 0, sum(_free_milli(v) for v in views.values())
+    missed: tuple[int, dict[str, NodeView], int, int] | None = None  # the last moment that did not fit
     k, stride, hit = 0, 1, None
     while k < len(moments):
-        done = release(future, done, moments[k])
-        plan = fits(future, moments[k])
+        done, free = release(future, done, free, moments[k])
+        plan = fits(future, free, moments[k])
         if plan is not None:
             hit = (k, plan)
             break
-        missed = (k, dict(future), done)
+        missed = (k, dict(future), done, free)
         k, stride = k + stride, stride * 2
         if k >= len(moments) and missed[0] < len(moments) - 1:
             k = len(moments) - 1
@@ -204,12 +206,12 @@ def earliest_start(demand: JobDemand, runtime: float, views: Mapping[str, NodeVi
         while low < high:
             middle = (low + high) // 2
             trial = dict(missed[1])
-            trial_done = release(trial, missed[2], moments[middle])
-            found = fits(trial, moments[middle])
+            trial_done, trial_free = release(trial, missed[2], missed[3], moments[middle])
+            found = fits(trial, trial_free, moments[middle])
             if found is not None:
                 high, plan = middle, found
             else:
-                low, missed = middle + 1, (middle, trial, trial_done)
+                low, missed = middle + 1, (middle, trial, trial_done, trial_free)
         k = high
     return Reservation(demand.job_id, moments[k], moments[k] + runtime, plan.nodes)
 

@@ -62,6 +62,9 @@ def load_docker_archive(store: ImageStore, bundle: Bundle) -> list[Loaded]:
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) or \
                 not isinstance(entry.get("Layers"), list):
             raise ImageError(f"{bundle.path}: manifest.json entry {number} lacks Config or Layers")
+        if not all(isinstance(name, str) for name in entry["Layers"]) or \
+                not isinstance(entry.get("RepoTags") or [], list):
+            raise ImageError(f"{bundle.path}: manifest.json entry {number}: Layers and RepoTags are lists of names")
         loaded.append(_load_entry(store, bundle, entry))
     return loaded
 

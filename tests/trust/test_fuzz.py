@@ -226,3 +226,25 @@ def test_agent_survives_random_and_malformed_orders(tmp_path: Path) -> None:
 
         stop_leftovers(str(tmp_path), "fuzzed")
     assert json.dumps(agent.returncode) == "0"
+
+
+SPEC_KEYS = ["name", "image", "command", "workdir", "env", "resources", "mpi", "tasks", "network", "volumes",
+             "placement", "time_limit", "priority", "requeue", "depends_on", "array", "bogus"]
+BASE_SPEC = {"name": "fz", "image": "busybox", "command": ["true"], "resources": {"cpus": 1, "memory": "64M"}}
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from(SPEC_KEYS), VALUES, max_size=4),
+       dropped=st.lists(st.sampled_from(list(BASE_SPEC)), max_size=2))
+def test_random_job_specs_are_queued_or_refused_clearly(secure_scheduler, changes, dropped) -> None:
+    from rade.client import SchedulerRefused
+
+    spec = {k: v for k, v in {**BASE_SPEC, **changes}.items() if k not in dropped}
+    with secure_scheduler.client("alice", timeout=20) as client:
+        try:
+            ids = client.submit(spec)
+        except SchedulerRefused as refused:
+            assert refused.message and not refused.message.startswith("internal error"), refused.message
+        else:
+            assert ids and all(isinstance(i, int) for i in ids)
+    assert secure_scheduler.thread.is_alive()

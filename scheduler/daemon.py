@@ -284,6 +284,10 @@ class SchedulerDaemon:
             return Reply(data={"jobs": state.submit(msg.spec, user)})
         if isinstance(msg, Cancel):
             admin = access.is_admin(user)
+            for job_id in msg.job_ids:  # all or none: refused before anything is cancelled
+                job = state.jobs.get(job_id)
+                if job is not None and not admin:
+                    access.require_owner(user, job.user, job_id)
             return Reply(data={"results": {str(j): state.cancel(j, user, admin) for j in msg.job_ids}})
         if isinstance(msg, Drain):
             if known:

@@ -156,3 +156,20 @@ def test_memory_hog_is_oom_killed_and_reported_while_its_neighbour_is_untouched(
     assert node.wait_end(hog)["state"] == "OOM"
     shown = node.wait_end(neighbour)
     assert shown["state"] == "COMPLETED" and "neighbour-done" in node.log(neighbour)
+
+
+def test_another_users_job_logs_and_cancel_are_refused_by_the_command(node) -> None:
+    import subprocess
+    import sys
+
+    job = node.submit("echo secret-output; sleep 60", name="roots", as_user=False)
+    node.wait_state(job, {"RUNNING"})
+    env = {**os.environ, "RADE_KEY": node.user_credentials().source}
+    for args in (["logs", str(job)], ["cancel", str(job)], ["show", str(job)]):
+        result = subprocess.run([sys.executable, "-m", "rade", "--root", str(node.root), *args], env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 125
+        assert result.stderr.splitlines() == [
+            f"rade: error: job {job} belongs to root, not nobody (you may see and cancel only your own jobs)"]
+        assert "secret-output" not in result.stdout
+    assert node.show(job)["state"] == "RUNNING"

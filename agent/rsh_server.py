@@ -90,10 +90,12 @@ class RshServer:
 
         key = load_cluster_key(self.root)
         listener = listen(self.port)
+        agent = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
+                die_with(agent)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the agent's to handle
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 RshService(self.root, self.node, listener, key).serve_forever()
@@ -115,6 +117,19 @@ class RshServer:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self.pid = 0
+
+
+def die_with(parent: int) -> None:
+    """End this forked server when the agent that forked it dies, SIGKILL included: an orphan would keep
+    the rsh port, so the node's next agent could not listen on it (and nothing would ever stop it)."""
+    from engine.syscalls import LINUX
+
+    LINUX.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the prctl took effect
+        os._exit(0)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def start_rsh_server(root: str, node: str, port: int = rsh.RSH_PORT) -> RshServer | None:

@@ -97,7 +97,10 @@ def _serve(sock: socket.socket, root: str) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     store = ContainerStore(root)
     while True:
-        request = sock.recv(256)
+        try:
+            request = sock.recv(256)
+        except ConnectionResetError:
+            return  # the agent was killed: its end went without a goodbye, which is the same end
         if not request:
             return
         try:

@@ -73,14 +73,19 @@ class BackfillResult:
         return held
 
 
-def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView], running: Sequence[Running],
+def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
+                  running: Sequence[Running] | Callable[[], Iterable[Running]],
                   limits: Mapping[int, float | None], now: float, depth: int = 1, mode: str = "easy",
                   placer: Placer | None = None, limit: int | None = None,
-                  max_tested: int | None = None, explain: int = EXPLAINED_SHAPES) -> BackfillResult:
+                  max_tested: int | None = None, explain: int = EXPLAINED_SHAPES,
+                  carried: Sequence[Reservation] = ()) -> BackfillResult:
     """Place what may start now; reserve for the first `depth` blocked jobs (see the module's docstring).
 
     `views` maps node names to views (placement tries nodes in name order); `running` lists what holds
-    resources now; `limits` maps a job to its time limit in seconds (absent or None: unlimited). With
+    resources now, or a function that lists it, called only when a reservation must be worked out (the
+    common pass places everything and never needs it); `limits` maps a job to its time limit in seconds
+    (absent or None: unlimited). `carried` are reservations an earlier pass made, still valid when nothing
+    but new submissions changed since. With
     `max_tested` (Slurm's bf_max_job_test) the pass stops after trying that many jobs; the rest keep the
     reason an earlier pass gave them. The first `explain` shapes that wait get every node's refusal.
     """
@@ -90,10 +95,11 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView], runn
     # The nodes that take work and have room, in name order; a node leaves the list when it fills up.
     opened = [n for n in names if work[n].blocked is None and not work[n].is_full]
     capacity = sum(len(v.cores) * 1000 for v in work.values() if v.blocked is None)
-    ends = sorted(running, key=lambda r: r.end)
+    ends: list[Running] | None = None  # every running end, sorted; built on first need
+    planned: list[Running] = []
     plans: list[Plan] = []
     waiting: dict[int, Rejection] = {}
-    reservations: list[Reservation] = []
+    reservations: list[Reservation] = list(carried)
     backfilled: set[int] = set()
     # Work only lands during a pass, never leaves: a shape that did not fit behind a fence never will.
     unfit: set[tuple] = set()
@@ -135,7 +141,10 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView], runn
                 free_milli -= _free_milli(before) - _free_milli(after)
                 if after.is_full:
                     opened.remove(grant.node)
-                _insert(ends, Running(now + runtime, grant))
+                if ends is None:
+                    planned.append(Running(now + runtime, grant))
+                else:
+                    _insert(ends, Running(now + runtime, grant))
             continue
         unfit.add(key)
         blocked_head = True
@@ -146,6 +155,8 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView], runn
         waiting[job.job_id] = Rejection(job.job_id, outcome.reason, outcome.detail, outcome.nodes)
         if mode != "fifo" and len(reservations) < depth and outcome.reason in (PendingReason.RESOURCES,
                                                                                 PendingReason.PRIORITY):
+            if ends is None:
+                ends = sorted([*(running() if callable(running) else running), *planned], key=lambda r: r.end)
             found_at = earliest_start(job.demand, runtime, work, ends, reservations, now, placer)
             if found_at is not None:
                 reservations.append(found_at)

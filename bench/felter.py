@@ -15,9 +15,10 @@ the machine hits each column alike:
   crun      `crun run` of an OCI bundle with the same quota (in a private mount namespace without the hybrid
             host's cgroup2 mount, which crun refuses)
   podman    `podman run --rm --network host` with runc and the same quota, a private store
-Every container has the same busybox root with the host's /usr, /lib, /lib64, /etc/alternatives,
-/etc/openmpi and /etc/ld.so.cache bind-mounted read-only: the same binaries in every column. A column that
-cannot run is skipped with the reason. Run as root: `.venv/bin/python bench/felter.py [--quick]`.
+Every container runs the same root: the host's static busybox, and hpcc, mpirun, xz and date copied from
+the host with Open MPI's plugins and every library they load (host_root()), so every column runs the same
+binaries; the work directory is bind-mounted at its own path. A column that cannot run is skipped with the
+reason. Run as root: `.venv/bin/python bench/felter.py [--quick]`.
 Prints the table (median and min-max per cell) and last `ratio A/B workload X.XXX` lines (ratio of medians).
 """
 
@@ -45,9 +46,13 @@ UNITS = {"hpl": "GFLOPS", "stream": "GB/s", "randomaccess": "GUPS", "xz": "MB/s"
 # hpcc summary key and the factor to the unit above.
 HPCC_KEYS = {"hpl": ("HPL_Tflops", 1000.0), "stream": ("SingleSTREAM_Triad", 1.0),
              "randomaccess": ("SingleRandomAccess_GUPs", 1.0)}
-HOST_BINDS = ("/usr", "/lib", "/lib64", "/etc/alternatives", "/etc/openmpi", "/etc/ld.so.cache")
+# What the workloads run, copied from the host into the containers' root (with every library they load).
+HOST_PROGRAMS = ("/usr/bin/hpcc", "/usr/bin/mpirun", "/usr/bin/orted", "/usr/bin/xz", "/usr/bin/date")
+HOST_TREES = ("/usr/lib/x86_64-linux-gnu/openmpi", "/usr/lib/x86_64-linux-gnu/pmix2",
+              "/usr/lib/x86_64-linux-gnu/ucx", "/usr/lib/x86_64-linux-gnu/libibverbs", "/usr/share/openmpi",
+              "/etc/openmpi")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/root", "LANG": "C",
-       "PMIX_MCA_gds": "hash", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+       "PMIX_MCA_gds": "hash", "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_plm": "isolated"}
 RANKS = 2
 XZ_MARK = "xz_ns="
 PAIRS = (("rade", "native"), ("cluster", "native"), ("crun", "native"), ("podman", "native"), ("rade", "crun"))
@@ -160,23 +165,32 @@ def native() -> Runner:
     return lambda argv, cwd: run_checked(argv, cwd=cwd, env=ENV)
 
 
-def binds(work: str) -> list[str]:
-    return [f"{path}:{path}:ro" for path in HOST_BINDS if os.path.exists(path)] + [f"{work}:{work}"]
-
-
-def rade(root: str, work: str, quota: Quota) -> Runner:
-    run_checked([RADE, "--root", root, "image", "bootstrap", "busybox", IMAGE], timeout=120)
+def rade(root: str, tar: str, work: str, quota: Quota) -> Runner:
+    run_checked([RADE, "--root", root, "import", tar, IMAGE], timeout=300)
     head = [RADE, "--root", root, "run", "--rm", "--network", "host", "--cpus", str(quota.cpus),
             "--memory", f"{quota.memory_mib}M"]
-    head += [arg for bind in binds(work) for arg in ("-v", bind)]
+    head += ["-v", f"{work}:{work}"]
     head += [arg for key, value in ENV.items() for arg in ("-e", f"{key}={value}")]
     return lambda argv, cwd: run_checked([*head, "-w", cwd, IMAGE, *argv])
 
 
-def busybox_layer(base: str) -> str:
-    """A root with the host's static busybox and an applet link each (what `rade image bootstrap` holds)."""
+def shared_libraries(path: str) -> set[str]:
+    """The libraries (and the loader) ld.so maps for an ELF file, as ldd names them."""
+    out = subprocess.run(["ldd", path], capture_output=True, text=True, check=False).stdout
+    found = set()
+    for line in out.splitlines():
+        target = line.split("=>", 1)[-1].split()
+        if target and target[0].startswith("/"):
+            found.add(target[0])
+    return found
+
+
+def host_root(base: str) -> tuple[str, str]:
+    """A root of the host's static busybox (an applet link each) and the host's own files the workloads run:
+    HOST_PROGRAMS, HOST_TREES (Open MPI's plugins and data) and every library those load. Returns the
+    directory and a tar of it: every container column runs these same bytes."""
     layer = f"{base}/layer"
-    for sub in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "usr", "lib", "lib64"):
+    for sub in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "usr/bin"):
         os.makedirs(f"{layer}/{sub}", exist_ok=True)
     shutil.copy2("/bin/busybox", f"{layer}/bin/busybox")
     applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout
@@ -186,7 +200,17 @@ def busybox_layer(base: str) -> str:
     os.chmod(f"{layer}/tmp", 0o1777)
     with open(f"{layer}/etc/passwd", "w", encoding="ascii") as passwd:
         passwd.write("root:x:0:0:root:/root:/bin/sh\n")
-    return layer
+    files = {path for path in HOST_PROGRAMS if os.path.exists(path)} | {"/etc/ld.so.cache"}
+    for tree in HOST_TREES:
+        if os.path.isdir(tree):
+            shutil.copytree(tree, layer + tree, dirs_exist_ok=True)
+            files |= {os.path.join(d, f) for d, _, names in os.walk(tree) for f in names if ".so" in f}
+    for path in sorted(files | {lib for program in files for lib in shared_libraries(program)}):
+        os.makedirs(os.path.dirname(layer + path), exist_ok=True)
+        shutil.copy2(path, layer + path)  # the file a symlink names, at the symlink's path
+    tar = f"{base}/root.tar"
+    run_checked(["tar", "-C", layer, "-cf", tar, "."])
+    return layer, tar
 
 
 def crun(base: str, layer: str, work: str, quota: Quota) -> Runner:
@@ -199,12 +223,10 @@ def crun(base: str, layer: str, work: str, quota: Quota) -> Runner:
     spec["process"].update(terminal=False, env=[f"{k}={v}" for k, v in ENV.items()])
     spec["process"]["rlimits"] = []
     # A read-only root (the layer is shared) needs a writable /tmp for Open MPI's session directory,
-    # mounted before the binds (the work directory may be under /tmp).
+    # mounted before the work directory's bind (which may be under /tmp).
     spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                            "options": ["nosuid", "nodev", "mode=1777"]})
-    spec["mounts"] += [{"destination": path, "type": "bind", "source": path,
-                        "options": ["rbind", "ro" if path != work else "rw"]}
-                       for path in [*HOST_BINDS, work] if os.path.exists(path)]
+    spec["mounts"].append({"destination": work, "type": "bind", "source": work, "options": ["rbind", "rw"]})
     spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"] if ns["type"] != "network"]
     spec["linux"]["resources"] = {"cpu": {"quota": quota.cpus * 100_000, "period": 100_000},
                                   "memory": {"limit": quota.memory_mib << 20}}
@@ -222,15 +244,13 @@ def crun(base: str, layer: str, work: str, quota: Quota) -> Runner:
     return run
 
 
-def podman(base: str, layer: str, work: str, quota: Quota) -> Runner:
+def podman(base: str, tar: str, work: str, quota: Quota) -> Runner:
     args = ["podman", "--root", f"{base}/podman-root", "--runroot", f"{base}/podman-run", "--runtime", "runc",
             "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
-    tar = f"{base}/layer.tar"
-    run_checked(["tar", "-C", layer, "-cf", tar, "."])
     run_checked([*args, "import", tar, "felter/busybox"], timeout=120)
     head = [*args, "run", "--rm", "--network", "host", "--cpus", str(quota.cpus), "--memory",
             f"{quota.memory_mib}m", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
-    head += [arg for bind in binds(work) for arg in ("-v", bind)]
+    head += ["-v", f"{work}:{work}"]
     head += [arg for key, value in ENV.items() for arg in ("-e", f"{key}={value}")]
     return lambda argv, cwd: run_checked([*head, "-w", cwd, "felter/busybox", *argv])
 
@@ -250,11 +270,11 @@ def cluster(root: str, base: str, work: str, quota: Quota, stops: list[Callable[
     cpus = min(quota.cpus, int(nodes[0]["cpus_total"]))
 
     def run(argv: Sequence[str], cwd: str) -> str:
-        out = f"{base}/job.out"
+        out = f"{work}/job.out"
         job = {"name": "felter", "image": IMAGE, "command": ["sh", "-c", '"$@" > ' + out, "sh", *argv],
                "workdir": cwd, "env": ENV, "network": "host", "requeue": False,
                "resources": {"cpus": cpus, "memory": f"{memory}M"},
-               "volumes": binds(work) + [f"{base}:{base}"]}
+               "volumes": [f"{work}:{work}"]}
         with open(f"{base}/job.yaml", "w", encoding="utf-8") as spec:
             json.dump(job, spec)  # JSON is YAML
         run_checked([RADE, "--root", root, "submit", "--wait", f"{base}/job.yaml"])
@@ -304,8 +324,9 @@ def measure(run: Runner, work: Workdir) -> dict[str, float]:
     run(["mpirun", "--allow-run-as-root", "-np", str(RANKS), "hpcc"], work.hpcc_dir)
     with open(out_file, encoding="utf-8", errors="replace") as text:
         figures = parse_hpcc(text.read())
-    script = (f'a=$(date +%s%N); xz -T0 -6 --block-size="$1" -c "$0" > /dev/null || exit 1; b=$(date +%s%N); '
-              f'echo {XZ_MARK}$((b - a))')
+    # Full paths: busybox's sh would run its own xz and date applets for bare names.
+    script = (f'a=$(/usr/bin/date +%s%N); /usr/bin/xz -T0 -6 --block-size="$1" -c "$0" > /dev/null || exit 1; '
+              f'b=$(/usr/bin/date +%s%N); echo {XZ_MARK}$((b - a))')
     argv = ["sh", "-c", script, work.xz_input, str(xz_block_size(work.xz_size))]
     figures["xz"] = parse_xz(run(argv, work.path), work.xz_size)
     return figures
@@ -331,7 +352,7 @@ def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[str]:
 
 def table(results: dict[str, dict[str, list[float]]], skipped: dict[str, str]) -> list[str]:
     names = list(results)
-    width = max(22, *(len(cell(v)) + 1 for r in results.values() for v in r.values()))
+    width = max([22, *(len(cell(v)) + 1 for r in results.values() for v in r.values())])
     lines = [f"{'workload':22s}" + "".join(f"{name:>{width}s}" for name in names)]
     for workload in WORKLOADS:
         row = f"{workload + ' (' + UNITS[workload] + ')':22s}"
@@ -366,14 +387,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     stops: list[Callable[[], object]] = []
     try:
         work = prepare(base, hpl_n, xz_mb)
-        layer = busybox_layer(base)
+        layer, tar = host_root(base)
         root = f"{base}/rade-root"
         makers: dict[str, Callable[[], Runner]] = {
             "native": native,
-            "rade": lambda: rade(root, work.path, quota),
+            "rade": lambda: rade(root, tar, work.path, quota),
             "cluster": lambda: cluster(root, base, work.path, quota, stops),
             "crun": lambda: crun(base, layer, work.path, quota),
-            "podman": lambda: podman(base, layer, work.path, quota),
+            "podman": lambda: podman(base, tar, work.path, quota),
         }
         columns: dict[str, Runner] = {}
         skipped: dict[str, str] = {}
@@ -385,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 columns[name] = makers[name]()
                 # A first start (page cache, image, supervisor) outside the timing.
-                columns[name](["sh", "-c", 'xz -T0 -1 -c "$0" | wc -c', work.xz_input], work.path)
+                columns[name](["sh", "-c", '/usr/bin/xz -T0 -1 -c "$0" > /dev/null', work.xz_input], work.path)
             except (BenchError, OSError, subprocess.TimeoutExpired, ValueError, KeyError) as err:
                 columns.pop(name, None)
                 skipped[name] = str(err).splitlines()[0][:240] if str(err) else type(err).__name__

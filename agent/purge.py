@@ -30,12 +30,16 @@ class Purger:
 
     def put(self, path: Path) -> None:
         """Delete the retired container directory `path` soon."""
-        # Its supervisor lock held until the files are gone: a creation meanwhile leaves them to us.
+        # Its supervisor lock held until the files are gone, so a creation meanwhile leaves them to us;
+        # never waited for: the loop must not block, and deleting twice does no harm.
         try:
             fd = os.open(path / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
             return  # deleted already
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
         if self.thread is None:
             self.thread = threading.Thread(target=self._run, name="purge", daemon=True)
             self.thread.start()

@@ -23,11 +23,17 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from engine.containers import lifecycle, views
+    from engine.containers import views
     from engine.containers.status import is_active
 
     store = _store(args)
-    records = [lifecycle.refresh(store, r) for r in store.all()]
+    records = store.all()
+    if any(is_active(r.status) for r in records):
+        # Only a record that says running can be stale (its supervisor killed): the lifecycle's check
+        # is imported for those alone.
+        from engine.containers.lifecycle import refresh
+
+        records = [refresh(store, r) for r in records]
     if not args.all:
         records = [r for r in records if is_active(r.status)]
     if args.quiet:

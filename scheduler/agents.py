@@ -124,7 +124,8 @@ class AgentDesk:
             if task.is_ended and msg.state in (TaskState.STARTING, TaskState.RUNNING):
                 state.outbox.append((peer, kill_order(task, "fenced: the task was already ended")))
             return
-        state.apply_task_state(task, msg.state, msg.exit_code, msg.reason, msg.seq)
+        state.apply_task_state(task, msg.state, msg.exit_code, msg.reason, msg.seq,
+                               usage=(msg.cpu_seconds, msg.peak_memory))
 
 
 def _ref_task(key: tuple[int, int, int], node: str) -> TaskRecord:

@@ -89,6 +89,8 @@ class TaskRecord:
     detail: str = ""
     started_at: float | None = None
     ended_at: float | None = None
+    cpu_seconds: float = 0.0  # as its agent measured them (accounting, fair share)
+    peak_memory: int = 0
 
     @property
     def key(self) -> tuple[int, int, int]:

@@ -304,13 +304,15 @@ class ClusterState:
     # -- tasks and jobs -------------------------------------------------------------------------------------
 
     def apply_task_state(self, task: TaskRecord, state: TaskState, exit_code: int | None, detail: str,
-                         seq: int) -> None:
-        """Record what a task is now (from its agent, or NODE_FAIL from the scheduler), and what follows."""
+                         seq: int, usage: tuple[float, int] | None = None) -> None:
+        """Record what a task is now (from its agent, or NODE_FAIL from the scheduler), and what follows.
+        `usage` is the CPU seconds and peak memory its agent measured, when it did."""
         now = self.clock.time()
+        cpu, peak = usage if usage and any(usage) else (task.cpu_seconds, task.peak_memory)
         task = evolve(task, state=advance(task.state, state), exit_code=exit_code, detail=detail,
                        seq=max(seq, task.seq),
                        started_at=now if state is TaskState.RUNNING else task.started_at,
-                       ended_at=now if _ends(state) else task.ended_at)
+                       ended_at=now if _ends(state) else task.ended_at, cpu_seconds=cpu, peak_memory=peak)
         self.tasks[task.key] = task
         self.store.put_task(task)
         job = self.jobs.get(task.job_id)

@@ -25,12 +25,14 @@ from scheduler.resources import Grant, demand_from_spec
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # How each older schema becomes the next one; run in order, in one transaction, when an older file opens.
 _MIGRATIONS = {
     1: ["ALTER TABLE nodes ADD COLUMN numa TEXT NOT NULL DEFAULT '[]'"],
     2: ["ALTER TABLE jobs ADD COLUMN array_of INTEGER"],
+    3: ["ALTER TABLE tasks ADD COLUMN cpu_seconds REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN peak_memory INTEGER NOT NULL DEFAULT 0"],
 }
 
 _SCHEMA = """
@@ -49,6 +51,7 @@ CREATE TABLE tasks (
     gpus TEXT NOT NULL, ranks INTEGER NOT NULL,
     desired TEXT NOT NULL, state TEXT NOT NULL, exit_code INTEGER, seq INTEGER NOT NULL DEFAULT 0,
     detail TEXT NOT NULL DEFAULT '', started_at REAL, ended_at REAL,
+    cpu_seconds REAL NOT NULL DEFAULT 0, peak_memory INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, task, attempt)
 );
 CREATE TABLE nodes (
@@ -160,10 +163,11 @@ class Store:
             self._jobs.clear()
         if self._tasks:
             db.executemany(
-                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(t.job_id, t.task, t.attempt, t.grant.node, json.dumps(t.grant.cores), t.grant.cpus_milli,
                   t.grant.memory, json.dumps(t.grant.gpus), t.grant.ranks, t.desired.value, t.state.value,
-                  t.exit_code, t.seq, t.detail, t.started_at, t.ended_at) for t in self._tasks.values()])
+                  t.exit_code, t.seq, t.detail, t.started_at, t.ended_at, t.cpu_seconds, t.peak_memory)
+                 for t in self._tasks.values()])
             self._tasks.clear()
         if self._nodes:
             rows = []
@@ -236,6 +240,26 @@ class Store:
         return [self._job(row) for row in self._db.execute(
             "SELECT * FROM jobs WHERE ended_at >= ? ORDER BY id", (ended_after,))]
 
+    def accounting(self, since: float, user: str | None = None) -> list[tuple[JobRecord, list[TaskRecord]]]:
+        """Jobs submitted after a wall time, or still live or ending after it, with all their tasks (for
+        `rade acct`)."""
+        self.commit()
+
+        def where(j: str) -> str:
+            text = (f"({j}submitted_at >= ? OR {j}ended_at >= ?"
+                    f" OR {j}state IN ('PENDING', 'STARTING', 'RUNNING'))")
+            return text + (f" AND {j}user = ?" if user is not None else "")
+
+        args = [since, since] + ([user] if user is not None else [])
+        jobs = [self._job(row) for row in self._db.execute(f"SELECT * FROM jobs WHERE {where('')} ORDER BY id", args)]
+        tasks: dict[int, list[TaskRecord]] = {job.id: [] for job in jobs}
+        rows = self._db.execute(f"SELECT t.* FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE {where('j.')}"
+                                " ORDER BY t.job_id, t.attempt, t.task", args) if jobs else ()
+        for row in rows:
+            if row[0] in tasks:
+                tasks[row[0]].append(self._task(row))
+        return [(job, tasks[job.id]) for job in jobs]
+
     @staticmethod
     def _job(row: tuple) -> JobRecord:
         spec = json.loads(row[3])
@@ -249,7 +273,7 @@ class Store:
         grant = Grant(row[3], tuple(json.loads(row[4])), row[5], row[6], tuple(json.loads(row[7])), row[8])
         return TaskRecord(job_id=row[0], task=row[1], attempt=row[2], grant=grant, desired=Desired(row[9]),
                           state=TaskState(row[10]), exit_code=row[11], seq=row[12], detail=row[13], started_at=row[14],
-                          ended_at=row[15])
+                          ended_at=row[15], cpu_seconds=row[16], peak_memory=row[17])
 
     @staticmethod
     def _node(row: tuple) -> NodeRecord:

@@ -81,6 +81,8 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE nodes DROP COLUMN numa")
     db.execute("ALTER TABLE jobs DROP COLUMN array_of")
+    db.execute("ALTER TABLE tasks DROP COLUMN cpu_seconds")
+    db.execute("ALTER TABLE tasks DROP COLUMN peak_memory")
     db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     db.commit()
     db.close()

@@ -363,14 +363,15 @@ def table(results: dict[str, dict[str, list[float]]], skipped: dict[str, str]) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds, HPL order 1500, 16 MB for xz (what `make bench` runs)")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 rounds, HPL order 1500, 8 MB for xz (what `make bench` runs)")
     parser.add_argument("--runs", type=int, help="rounds of every column (default 5, --quick 3)")
     parser.add_argument("--hpl-n", type=int, help="HPL problem order (default 2000, --quick 1500)")
-    parser.add_argument("--xz-mb", type=int, help="MB of xz input (default 200, --quick 16)")
+    parser.add_argument("--xz-mb", type=int, help="MB of xz input (default 200, --quick 8)")
     parser.add_argument("--columns", default="native,rade,cluster,crun,podman")
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 5)
-    xz_mb = args.xz_mb or (16 if args.quick else 200)
+    xz_mb = args.xz_mb or (8 if args.quick else 200)
     hpl_n = args.hpl_n or (1500 if args.quick else 2000)
     if os.geteuid() != 0:
         print("bench/felter.py needs root (containers, cgroups)", file=sys.stderr)

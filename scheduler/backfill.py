@@ -78,13 +78,15 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
                   limits: Mapping[int, float | None], now: float, depth: int = 1, mode: str = "easy",
                   placer: Placer | None = None, limit: int | None = None,
                   max_tested: int | None = None, explain: int = EXPLAINED_SHAPES,
-                  carried: Sequence[Reservation] = ()) -> BackfillResult:
+                  carried: Sequence[Reservation] = (), open_names: Sequence[str] | None = None
+                  ) -> BackfillResult:
     """Place what may start now; reserve for the first `depth` blocked jobs (see the module's docstring).
 
     `views` maps node names to views (placement tries nodes in name order); `running` lists what holds
     resources now, or a function that lists it, called only when a reservation must be worked out (the
     common pass places everything and never needs it); `limits` maps a job to its time limit in seconds
-    (absent or None: unlimited). `carried` are reservations an earlier pass made, still valid when nothing
+    (absent or None: unlimited). `open_names`, when the caller keeps it, lists in name order the nodes that
+    take work and are not full. `carried` are reservations an earlier pass made, still valid when nothing
     but new submissions changed since. With
     `max_tested` (Slurm's bf_max_job_test) the pass stops after trying that many jobs; the rest keep the
     reason an earlier pass gave them. The first `explain` shapes that wait get every node's refusal.
@@ -93,8 +95,8 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
     names = sorted(views)
     work = dict(views)
     # The nodes that take work and have room, in name order; a node leaves the list when it fills up.
-    opened = [n for n in names if work[n].blocked is None and not work[n].is_full]
-    capacity = sum(len(v.cores) * 1000 for v in work.values() if v.blocked is None)
+    opened = list(open_names) if open_names is not None else [
+        n for n in names if work[n].blocked is None and not work[n].is_full]
     ends: list[Running] | None = None  # every running end, sorted; built on first need
     planned: list[Running] = []
     plans: list[Plan] = []
@@ -104,7 +106,9 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
     # Work only lands during a pass, never leaves: a shape that did not fit behind a fence never will.
     unfit: set[tuple] = set()
     explained: dict[tuple, Rejection] = {}
-    free_milli = sum(_free_milli(v) for v in work.values())
+    # Free CPU on open nodes: a bound to skip jobs that cannot fit, counted once a job has failed to (a
+    # pass that places everything never pays for it).
+    free_milli: int | None = None
     blocked_head = False
     tested = 0
     # The most idle cores and free memory on one open node: work only lands during a pass, so the first
@@ -126,7 +130,7 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
         fence = _fence(reservations, now, now + runtime, job.job_id)
         key = (job.demand.shape, tuple(sorted(fence)))
         plan = None
-        if key not in unfit and _total_milli(job.demand) <= free_milli:
+        if key not in unfit and (free_milli is None or _total_milli(job.demand) <= free_milli):
             if roomiest is None:
                 roomiest = _roomiest(work[n] for n in opened)
             if _may_fit(job.demand, roomiest):
@@ -138,7 +142,8 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
             for grant in plan.grants:
                 before = work[grant.node]
                 after = work[grant.node] = before.with_grant(grant)
-                free_milli -= _free_milli(before) - _free_milli(after)
+                if free_milli is not None:
+                    free_milli -= _free_milli(before) - _free_milli(after)
                 if after.is_full:
                     opened.remove(grant.node)
                 if ends is None:
@@ -148,9 +153,11 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
             continue
         unfit.add(key)
         blocked_head = True
+        if free_milli is None:
+            free_milli = sum(_free_milli(work[n]) for n in opened)
         outcome = explained.get(key)
         if outcome is None:
-            outcome = explained[key] = _explain(job.demand, work, names, fence, capacity,
+            outcome = explained[key] = _explain(job.demand, work, names, fence,
                                                 full=len(explained) < explain)
         waiting[job.job_id] = Rejection(job.job_id, outcome.reason, outcome.detail, outcome.nodes)
         if mode != "fifo" and len(reservations) < depth and outcome.reason in (PendingReason.RESOURCES,
@@ -228,11 +235,12 @@ def earliest_start(demand: JobDemand, runtime: float, views: Mapping[str, NodeVi
 
 
 def _explain(demand: JobDemand, work: Mapping[str, NodeView], names: Sequence[str], fence: Mapping[str, int],
-             capacity: int, full: bool) -> Rejection:
+             full: bool) -> Rejection:
     """Why a job does not start now. In full (every node's refusal) for the first shapes of the queue, the
     ones users look at; further down, where a long queue would pay for it on every pass, only the job's
     reason, unless its constraints make that reason depend on which nodes match."""
     if not full and not demand.constraints and not demand.exclude:
+        capacity = sum(len(work[n].cores) * 1000 for n in names if work[n].blocked is None)
         if _total_milli(demand) > capacity:
             return Rejection(demand.job_id, PendingReason.RESOURCES, "the job is larger than all nodes together")
         return Rejection(demand.job_id, PendingReason.RESOURCES, "waiting for running work to free resources")

@@ -17,7 +17,7 @@ share. Pure over records; the state calls it, and commits what it decides.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,7 @@ class SchedulingPolicy:
         self.factors: dict[int, PriorityFactors] = {}
         self.expected_start: dict[int, float] = {}
         self.reservations: tuple[Reservation, ...] = ()
+        self._limits: dict[int, float | None] = {}
         self.topology = None
         self._placer = None
         if self.config.topology:
@@ -107,30 +108,52 @@ class SchedulingPolicy:
         return weights.age > 0 or weights.fairshare > 0
 
     def priorities(self, jobs: Iterable[JobRecord], now: float) -> dict[int, int]:
-        """Each pending job's priority by the weights; its factors are kept for `rade queue --priority`."""
-        pending = [PendingJob(j.id, j.user, j.priority, j.submitted_at) for j in jobs]
-        self.factors = priorities(pending, self.ledger, self.config.weights, now)
+        """Each pending job's priority by the weights (its own priority when only that counts); the factors
+        are kept for `rade queue --priority`."""
+        jobs = list(jobs)
         if not self.weighs_jobs:
-            return {j.job_id: j.priority for j in pending}
+            return {j.id: j.priority for j in jobs}
+        self.factors = self.explain(jobs, now)
         return {job_id: f.priority for job_id, f in self.factors.items()}
 
+    def explain(self, jobs: Iterable[JobRecord], now: float) -> dict[int, PriorityFactors]:
+        """The priority factors of pending jobs, now."""
+        pending = [PendingJob(j.id, j.user, j.priority, j.submitted_at) for j in jobs]
+        return priorities(pending, self.ledger, self.config.weights, now)
+
+    def limit_of(self, job: JobRecord) -> float | None:
+        if job.id not in self._limits:
+            self._limits[job.id] = time_limit(job)
+        return self._limits[job.id]
+
     def run(self, queued: Iterable[QueuedJob], views: Mapping[str, NodeView], jobs: Mapping[int, JobRecord],
-            running: Iterable[tuple[JobRecord, TaskRecord]], now: float, limit: int | None = None
-            ) -> BackfillResult:
-        """One pass: backfill over the queue, the running tasks' ends estimated from their jobs' limits."""
-        work = []
-        for job, task in running:
-            started = task.started_at or job.started_at or now
-            seconds = time_limit(job)
-            work.append(Running(started + seconds if seconds else math.inf, task.grant))
+            running: Callable[[], Iterable[tuple[JobRecord, TaskRecord]]], now: float, limit: int | None = None,
+            carried: tuple[Reservation, ...] = (), open_names: list[str] | None = None) -> BackfillResult:
+        """One pass: backfill over the queue, the running tasks' ends estimated from their jobs' limits
+        (`running` lists them, asked only when a reservation needs them)."""
+        def work() -> list[Running]:
+            ends = []
+            for job, task in running():
+                started = task.started_at or job.started_at or now
+                seconds = self.limit_of(job)
+                ends.append(Running(started + seconds if seconds else math.inf, task.grant))
+            return ends
+
         queued = list(queued)
-        limits = {q.job_id: time_limit(jobs[q.job_id]) for q in queued if q.job_id in jobs}
+        limits = {q.job_id: self.limit_of(jobs[q.job_id]) for q in queued if q.job_id in jobs}
         depth = self.config.backfill_depth
         result = backfill_pass(queued, views, work, limits, now, depth=max(depth, 1),
-                               mode="easy" if depth else "fifo", placer=self._placer, limit=limit)
+                               mode="easy" if depth else "fifo", placer=self._placer, limit=limit, carried=carried,
+                               open_names=open_names)
         self.reservations = result.reservations
         self.expected_start = result.expected_start
         return result
+
+    def forget(self, job_id: int) -> None:
+        """A job left the queue or ended: drop what was kept about it."""
+        self._limits.pop(job_id, None)
+        self.factors.pop(job_id, None)
+        self.expected_start.pop(job_id, None)
 
     def charge(self, job: JobRecord, tasks: Iterable[TaskRecord], at: float) -> None:
         """Charge an ended job's CPU time to its user: what its tasks measured, else what they held."""

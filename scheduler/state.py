@@ -23,12 +23,14 @@ from jobs.messages import Kill, Launch, Message
 from jobs.spec import JobSpec
 from jobs.states import JobState, TaskState, advance
 from jobs.units import parse_array
+from scheduler.backfill import Reservation
 from scheduler.clock import Clock
 from scheduler.drain import begin_drain, overdue
 from scheduler.holds import array_limit, dependency_hold, over_array_limits
 from scheduler.nodes import HeartbeatBook, Liveness
 from scheduler.placement import PendingReason, Plan, Rejection
-from scheduler.queue import QueuedJob, schedule_pass
+from scheduler.policy import SchedulingPolicy
+from scheduler.queue import QueuedJob
 from scheduler.records import Desired, JobRecord, NodeRecord, Outcome, TaskRecord
 from scheduler.resources import NodeView, demand_from_spec, evolve
 from scheduler.store import Store
@@ -52,10 +54,12 @@ class NotAllowed(RadeError):
 class ClusterState:
     """The single writer of the scheduler's state."""
 
-    def __init__(self, store: Store, clock: Clock, liveness: Liveness | None = None) -> None:
+    def __init__(self, store: Store, clock: Clock, liveness: Liveness | None = None,
+                 policy: SchedulingPolicy | None = None) -> None:
         self.store = store
         self.clock = clock
         self.liveness = liveness or Liveness()
+        self.policy = policy or SchedulingPolicy()
         self.heartbeats = HeartbeatBook(clock, self.liveness)
         self.jobs: dict[int, JobRecord] = {}
         self.ended: dict[int, tuple[JobState, int | None]] = {}
@@ -75,7 +79,9 @@ class ClusterState:
         self._fresh: list[int] = []
         # Arrays with a `%N` limit on how many of them run at once: first job -> (N, live member ids).
         self._limited: dict[int, tuple[int, set[int]]] = {}
-        self._last_pass: tuple[dict[str, int], dict[tuple, Rejection]] | None = None
+        # Every array's live members, by the array's name (its first job's id): `rade cancel 123` ends them all.
+        self._arrays: dict[int, set[int]] = {}
+        self._last_pass: tuple[Reservation, ...] | None = None
         self._load()
 
     # -- loading --------------------------------------------------------------------------------------------
@@ -173,7 +179,15 @@ class ClusterState:
         return ids
 
     def cancel(self, job_id: int, user: str, admin: bool) -> str:
-        """Cancel one job: at once when it waits, through its agents when it runs. Returns what happened."""
+        """Cancel one job, or every live job of the array it names: at once when it waits, through its agents
+        when it runs. Returns what happened."""
+        members = self._arrays.get(job_id)
+        if members:
+            done = [self._cancel_one(member, user, admin) for member in sorted(members)]
+            return "cancelled" if all(d == "cancelled" for d in done) else "cancelling"
+        return self._cancel_one(job_id, user, admin)
+
+    def _cancel_one(self, job_id: int, user: str, admin: bool) -> str:
         job = self.jobs.get(job_id)
         if job is None:
             if job_id in self.ended:
@@ -226,18 +240,24 @@ class ClusterState:
         self._fresh.clear()
         queued = []
         over_limit = over_array_limits(self._limited.values(), self.jobs)
-        for job in candidates:
-            if job.state is JobState.PENDING:
-                held = (PendingReason.ARRAY_LIMIT, "") if job.id in over_limit else \
-                    dependency_hold(job, self.jobs, self.ended)
-                queued.append(QueuedJob(job.id, job.priority, job.id, job.demand,
-                                        held[0] if held else None, held[1] if held else ""))
+        now = self.clock.time()
+        pending = [job for job in candidates if job.state is JobState.PENDING]
+        priority = self.policy.priorities(pending, now)
+        for job in pending:
+            held = (PendingReason.ARRAY_LIMIT, "") if job.id in over_limit else \
+                dependency_hold(job, self.jobs, self.ended)
+            if held and held[0] is PendingReason.DEPENDENCY_NEVER_SATISFIED:
+                # As Slurm's kill_invalid_depend: a job whose dependency can never be met ends, saying why.
+                self._end_job(job, JobState.CANCELLED, None, f"DependencyNeverSatisfied ({held[1]})")
+                continue
+            queued.append(QueuedJob(job.id, priority[job.id], job.id, job.demand,
+                                    held[0] if held else None, held[1] if held else ""))
         if not queued:
             return 0
-        reserved, failed = carried if carried else (None, None)
-        result = schedule_pass(queued, self.views, limit, reserved, failed, self._open)
+        result = self.policy.run(queued, self.views, self.jobs, self._running, now, limit, carried or (),
+                                 self._open)
         placed = sum(1 for plan in result.plans if self._commit_plan(plan))
-        self._last_pass = (dict(result.reservation), dict(result.failed))
+        self._last_pass = result.reservations
         for job_id, rejection in result.waiting.items():
             self.why[job_id] = rejection
             job = self.jobs[job_id]
@@ -249,7 +269,14 @@ class ClusterState:
         self.placed_total += placed
         return placed
 
+    def _running(self) -> list[tuple[JobRecord, TaskRecord]]:
+        """Every live task of a live job, with its job: what backfill releases in order of their ends."""
+        return [(self.jobs[key[0]], self.tasks[key]) for keys in self.on_node.values() for key in keys
+                if key[0] in self.jobs and key in self.tasks]
+
     def _track_array(self, job: JobRecord) -> None:
+        if job.array_of is not None:
+            self._arrays.setdefault(job.array_of, set()).add(job.id)
         limit = array_limit(job)
         if limit and job.array_of is not None:
             self._limited.setdefault(job.array_of, (limit, set()))[1].add(job.id)
@@ -380,8 +407,16 @@ class ClusterState:
         job = evolve(job, state=advance(job.state, state), exit_code=exit_code, reason=reason,
                       ended_at=self.clock.time())
         self.store.update_job(job)
+        if self.current.get(job.id):
+            self.policy.charge(job, [self.tasks[k] for k in self.current.get(job.id, ()) if k in self.tasks],
+                               job.ended_at or self.clock.time())
+        self.policy.forget(job.id)
         del self.jobs[job.id]
         self.ended[job.id] = (job.state, exit_code)
+        if job.array_of in self._arrays:
+            self._arrays[job.array_of].discard(job.id)
+            if not self._arrays[job.array_of]:
+                del self._arrays[job.array_of]
         if job.array_of in self._limited:
             members = self._limited[job.array_of][1]
             members.discard(job.id)

@@ -37,7 +37,16 @@ def _row(state: ClusterState, job: JobRecord, now: float) -> dict[str, Any]:
         elapsed = (job.ended_at or now) - job.started_at
     return {"id": job.id, "name": job.name, "user": job.user, "state": job.state.value, "nodes": nodes,
             "time": elapsed, "reason": job.reason, "priority": job.priority, "attempt": job.attempt,
-            "exit_code": job.exit_code, "submitted_at": job.submitted_at, "array_index": job.array_index}
+            "exit_code": job.exit_code, "submitted_at": job.submitted_at, "array_index": job.array_index,
+            "array_of": job.array_of, "factors": _factors(state, job)}
+
+
+def _factors(state: ClusterState, job: JobRecord) -> dict[str, Any] | None:
+    """A pending job's priority factors, as the last pass weighed them (`rade queue --priority`)."""
+    factors = state.policy.factors.get(job.id) if not job.is_ended else None
+    if factors is None:
+        return None
+    return {"job": factors.job, "age": factors.age, "fairshare": factors.fairshare, "priority": factors.priority}
 
 
 def job_detail(state: ClusterState, job_id: int) -> dict[str, Any]:
@@ -57,6 +66,11 @@ def job_detail(state: ClusterState, job_id: int) -> dict[str, Any]:
     detail = _row(state, job, state.clock.time())
     detail.update(spec=dict(job.spec), started_at=job.started_at, ended_at=job.ended_at,
                   tasks=[_task(t) for t in sorted(tasks, key=lambda t: (t.attempt, t.task))])
+    if not job.is_ended and job_id in state.policy.expected_start:
+        detail["expected_start"] = state.policy.expected_start[job_id]
+    nodes = detail["nodes"] or list(dict.fromkeys(t.grant.node for t in tasks if t.attempt == job.attempt))
+    if nodes:
+        detail["hops"] = state.policy.hops(nodes)
     rejection = state.why.get(job_id)
     if rejection is not None and not job.is_ended:
         detail["pending"] = {"reason": rejection.reason.value, "detail": rejection.detail,

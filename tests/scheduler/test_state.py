@@ -198,7 +198,8 @@ def test_dependency_on_a_failed_job_is_never_satisfied(harness):
     harness.schedule()
     harness.update("n1", (first, 0, 0), TaskState.FAILED, 1)
     harness.schedule()
-    assert harness.state.jobs[second].reason == "DependencyNeverSatisfied"
+    assert harness.state.ended[second][0] is JobState.CANCELLED
+    assert harness.store.job(second)[0].reason.startswith("DependencyNeverSatisfied")
 
 
 def test_cancel_pending_is_immediate_and_running_goes_through_the_agent(harness):

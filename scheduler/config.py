@@ -14,6 +14,8 @@
     users: {alice: "1001:1001"}       # uid:gid jobs run as; users not here come from the system passwd
     allowed_volumes: [/home, /scratch]  # host paths job volumes may come from (and below them)
     pids_limit: 4096                  # processes (and threads) per task: a fork bomb stops there
+    backfill_depth, topology, priority_weights, fairshare_half_life, priority_max_age, metrics_port:
+                                      # the scheduling policy (see scheduler.policy)
 
 A port of `*` lets the system choose (tests); the daemon writes the addresses it got (and its public
 key) to `<root>/scheduler/endpoints.json`, which local clients and agents read when given no address.
@@ -22,15 +24,16 @@ key) to `<root>/scheduler/endpoints.json`, which local clients and agents read w
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs.errors import RadeError
 from jobs.units import parse_duration
+from scheduler.policy import POLICY_KEYS, PolicyConfig, policy_settings
 
 AGENT_PORT = 7410
 CLIENT_PORT = 7411
 _KEYS = {"agents", "clients", "heartbeat_interval", "misses", "state", "synchronous", "auth", "keys", "admins",
-         "users", "allowed_volumes", "pids_limit"}
+         "users", "allowed_volumes", "pids_limit"} | POLICY_KEYS
 DEFAULT_ALLOWED_VOLUMES = ("/home", "/scratch")
 DEFAULT_PIDS_LIMIT = 4096
 
@@ -54,6 +57,7 @@ class SchedulerConfig:
     users: tuple[tuple[str, int, int], ...] = ()  # (name, uid, gid)
     allowed_volumes: tuple[str, ...] = DEFAULT_ALLOWED_VOLUMES
     pids_limit: int = DEFAULT_PIDS_LIMIT
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
     def endpoints_file(self) -> str:
@@ -97,7 +101,7 @@ def load_config(path: str | None, root: str) -> SchedulerConfig:
         clients=endpoint(str(data.get("clients", f"tcp://127.0.0.1:{CLIENT_PORT}")), CLIENT_PORT),
         state=str(data.get("state", os.path.join(root, "scheduler", "state.db"))),
         heartbeat_interval=interval, misses=misses, synchronous=synchronous, root=root,
-        **access_settings(data, str(path), root))
+        policy=policy_settings(data, str(path)), **access_settings(data, str(path), root))
 
 
 def endpoint(address: str, default_port: int) -> str:

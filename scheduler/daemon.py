@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -48,12 +49,15 @@ from jobs.messages import (
 )
 from scheduler import views
 from scheduler.access import Access
+from scheduler.accounting import acct_rows
 from scheduler.agents import AgentDesk
 from scheduler.auth import AGENTS_DOMAIN, CLIENTS_DOMAIN, ZAP_ENDPOINT, Gatekeeper
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import SchedulerConfig
 from scheduler.drain import next_deadline
+from scheduler.metrics import SchedulerMetrics
 from scheduler.nodes import Liveness
+from scheduler.policy import SchedulingPolicy
 from scheduler.state import ClusterState
 from scheduler.store import Store
 
@@ -72,7 +76,9 @@ class SchedulerDaemon:
         self.config = config
         self.clock = clock or SystemClock()
         self.store = Store(config.state, config.synchronous)
-        self.state = ClusterState(self.store, self.clock, Liveness(config.heartbeat_interval, config.misses))
+        self.state = ClusterState(self.store, self.clock, Liveness(config.heartbeat_interval, config.misses),
+                                  policy=SchedulingPolicy(config.policy))
+        self.metrics: SchedulerMetrics | None = None
         self.desk = AgentDesk(self.state)
         self.instance = uuid.uuid4().hex[:12]
         self._stopping = threading.Event()
@@ -98,6 +104,11 @@ class SchedulerDaemon:
         else:
             log.warning("auth: none: anyone who reaches %s and %s is believed; use 'auth: curve' outside a test "
                         "network", config.agents, config.clients)
+        if config.policy.metrics_port is not None:
+            self.metrics = SchedulerMetrics()
+            host = _host(config.clients)
+            port = self.metrics.serve(config.policy.metrics_port, host)
+            self.endpoints["metrics"] = f"http://{host}:{port}/metrics"
         self._write_endpoints()
         log.info("scheduler %s: agents on %s, clients on %s, state in %s", self.instance,
                  self.endpoints["agents"], self.endpoints["clients"], config.state)
@@ -177,7 +188,13 @@ class SchedulerDaemon:
                 if self.clock.monotonic() >= next_tick:
                     self.state.tick()
                     next_tick = self.clock.monotonic() + self._tick_every()
+                    if self.metrics is not None:
+                        counts = views.stats(self.state)
+                        self.metrics.update(counts["jobs"], counts["nodes"], counts["placed"], counts["ended"])
+                passes, began = self.state.passes, time.perf_counter()
                 self.state.schedule(limit=PLACEMENTS_PER_PASS)
+                if self.metrics is not None and self.state.passes != passes:
+                    self.metrics.observe_cycle(time.perf_counter() - began)
                 self._answer_waiters()
                 self.store.commit()
                 self._flush()
@@ -190,6 +207,8 @@ class SchedulerDaemon:
         return max(0.05, min(every, ahead) if ahead is not None else every)
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         self.store.close()
         self.agents.close(0)
         self.clients.close(0)
@@ -318,11 +337,18 @@ class SchedulerDaemon:
             return Reply(data=views.node_rows(state))
         if what == "stats":
             return Reply(data=views.stats(state))
+        if what == "acct":
+            asked = filters.get("user")
+            if user is not None and not self.access.is_admin(user):
+                asked = user  # users account for their own jobs only; admins for anyone's
+            rows = acct_rows(state.store.accounting(float(filters.get("since") or 0.0), str(asked) if asked else None),
+                             self.clock.time())
+            return Reply(data=[row.as_dict() for row in rows])
         if what == "wait":
             timeout = min(float(filters.get("timeout") or MAX_WAIT), MAX_WAIT)
             self._waiters.setdefault(job_id, []).append((peer, request, self.clock.monotonic() + timeout))
             return None
-        raise ProtocolError(f"unknown query {what!r} (queue, show, nodes, stats or wait)")
+        raise ProtocolError(f"unknown query {what!r} (queue, show, nodes, stats, acct or wait)")
 
     def _answer_waiters(self) -> None:
         """Answer `wait` queries whose job ended, or whose time is up (the client asks again)."""
@@ -392,6 +418,12 @@ def _job_id(filters: dict[str, Any]) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
         raise ProtocolError(f"a job id is a number, not {value!r}")
     return int(value)
+
+
+def _host(endpoint: str) -> str:
+    """The host of a tcp:// endpoint (0.0.0.0 for `*`), where the metrics endpoint listens too."""
+    host = endpoint.split("://", 1)[-1].rpartition(":")[0] or "127.0.0.1"
+    return "0.0.0.0" if host == "*" else host.strip("[]")
 
 
 def _as_path(text: str):

@@ -75,6 +75,7 @@ class ClusterState:
         self.outbox: list[tuple[str, Message]] = []
         self.dirty = True
         self.placed_total = 0
+        self.passes = 0  # scheduling passes run (the daemon times them)
         # Jobs submitted since the last pass: when nothing else changed, a pass need look only at them.
         self._fresh: list[int] = []
         # Arrays with a `%N` limit on how many of them run at once: first job -> (N, live member ids).
@@ -254,6 +255,7 @@ class ClusterState:
                                     held[0] if held else None, held[1] if held else ""))
         if not queued:
             return 0
+        self.passes += 1
         result = self.policy.run(queued, self.views, self.jobs, self._running, now, limit, carried or (),
                                  self._open)
         placed = sum(1 for plan in result.plans if self._commit_plan(plan))

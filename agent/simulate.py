@@ -60,11 +60,14 @@ class SimulatedNode:
         self.name = name
         self.link: AgentLink | None = None
         self.running: dict[tuple[int, int, int], Outcome] = {}
+        # What each task holds (cores, memory): a simulated task uses all of it, for accounting.
+        self.held: dict[tuple[int, int, int], tuple[int, int]] = {}
 
     def launch(self, order: Launch) -> None:
         key = (order.job_id, order.task_id, order.attempt)
         outcome = simulated_outcome(order.spec.get("command") or (), order.spec.get("time_limit"))
         self.running[key] = outcome
+        self.held[key] = (len(order.cpus), order.memory)
         log.info("node %s: job %d task %d attempt %d runs for %gs", self.name, *key, outcome.seconds)
         assert self.link is not None
         self.link.report(*key, TaskState.RUNNING)
@@ -73,13 +76,16 @@ class SimulatedNode:
     def kill(self, order: Kill) -> None:
         key = (order.job_id, order.task_id, order.attempt)
         log.info("node %s: killing job %d task %d attempt %d (%s)", self.name, *key, order.reason)
+        self.held.pop(key, None)
         if self.running.pop(key, None) is not None and self.link is not None:
             self.link.report(*key, TaskState.CANCELLED, reason=order.reason or "killed")
 
     def finish(self, key: tuple[int, int, int]) -> None:
         outcome = self.running.pop(key, None)
+        cores, memory = self.held.pop(key, (0, 0))
         if outcome is not None and self.link is not None:
-            self.link.report(*key, outcome.state, outcome.exit_code)
+            self.link.report(*key, outcome.state, outcome.exit_code, cpu_seconds=outcome.seconds * cores,
+                             peak_memory=memory)
 
 
 class SimulatedCluster:

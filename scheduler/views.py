@@ -5,9 +5,11 @@ Read-only over `ClusterState` (and the store for finished jobs); the command for
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jobs.units import format_cpu_list
+from scheduler.fairshare import PriorityFactors
 from scheduler.records import JobRecord, TaskRecord
 from scheduler.state import ClusterState, NotFound
 
@@ -25,10 +27,12 @@ def queue_rows(state: ClusterState, user: str | None, include_ended: bool) -> li
     order = {"RUNNING": 0, "STARTING": 1, "PENDING": 2}
     jobs.sort(key=lambda j: (order.get(j.state.value, 3), -j.priority if j.state.value == "PENDING" else 0, j.id))
     now = state.clock.time()
-    return [_row(state, job, now) for job in jobs]
+    factors = state.policy.explain([job for job in jobs if job.state.value == "PENDING"], now)
+    return [_row(state, job, now, factors) for job in jobs]
 
 
-def _row(state: ClusterState, job: JobRecord, now: float) -> dict[str, Any]:
+def _row(state: ClusterState, job: JobRecord, now: float,
+         factors: Mapping[int, PriorityFactors] | None = None) -> dict[str, Any]:
     nodes = []
     if not job.is_ended:
         nodes = list(dict.fromkeys(state.tasks[k].grant.node for k in state.current.get(job.id, ())))
@@ -38,12 +42,11 @@ def _row(state: ClusterState, job: JobRecord, now: float) -> dict[str, Any]:
     return {"id": job.id, "name": job.name, "user": job.user, "state": job.state.value, "nodes": nodes,
             "time": elapsed, "reason": job.reason, "priority": job.priority, "attempt": job.attempt,
             "exit_code": job.exit_code, "submitted_at": job.submitted_at, "array_index": job.array_index,
-            "array_of": job.array_of, "factors": _factors(state, job)}
+            "array_of": job.array_of, "factors": _factors((factors or {}).get(job.id))}
 
 
-def _factors(state: ClusterState, job: JobRecord) -> dict[str, Any] | None:
-    """A pending job's priority factors, as the last pass weighed them (`rade queue --priority`)."""
-    factors = state.policy.factors.get(job.id) if not job.is_ended else None
+def _factors(factors: PriorityFactors | None) -> dict[str, Any] | None:
+    """A pending job's priority factors, weighed now (`rade queue --priority`)."""
     if factors is None:
         return None
     return {"job": factors.job, "age": factors.age, "fairshare": factors.fairshare, "priority": factors.priority}

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "devcluster": ("cluster",),
     "job_logs": ("logs",),
     "keys": ("keys",),
+    "acct": ("acct",),
 }
 
 

@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = client_parser("queue", "list jobs: ID NAME USER STATE NODES TIME REASON", aliases=["q"])
     p.add_argument("--all", action="store_true", help="every user's jobs, and those that ended today")
     p.add_argument("--user", help="only this user's jobs")
+    p.add_argument("--priority", action="store_true",
+                   help="pending jobs' priority and its factors (job, age, fair share), highest first")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue)
 
@@ -47,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = client_parser("cancel", "cancel jobs")
-    p.add_argument("jobs", type=int, nargs="+", metavar="JOB")
+    p = client_parser("cancel", "cancel jobs (123 cancels a whole array, 123_7 one job of it)")
+    p.add_argument("jobs", nargs="+", metavar="JOB")
     p.set_defaults(func=cmd_cancel)
 
     p = client_parser("nodes", "list nodes: NAME STATE CPUS MEM GPUS LABELS REASON")
@@ -147,9 +149,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
         return 0
+    if args.priority:
+        pending = sorted((r for r in rows if r.get("factors")), key=lambda r: (-r["factors"]["priority"], r["id"]))
+        _table(["ID", "NAME", "USER", "PRIORITY", "JOB", "AGE", "FAIRSHARE"],
+               [[r["id"], r["name"], r["user"], r["factors"]["priority"], f"{r['factors']['job']:.4f}",
+                 f"{r['factors']['age']:.4f}", f"{r['factors']['fairshare']:.4f}"] for r in pending])
+        return 0
+    from scheduler.arrays import fold_queue
+
     _table(["ID", "NAME", "USER", "STATE", "NODES", "TIME", "REASON"],
-           [[r["id"], r["name"], r["user"], r["state"], ",".join(r["nodes"]) or "-", _elapsed(r["time"]),
-             r["reason"] or ""] for r in rows])
+           [[r["label"], r["name"], r["user"], r["state"], ",".join(r["nodes"]) or "-", _elapsed(r["time"]),
+             r["reason"] or ""] for r in fold_queue(rows)])
     return 0
 
 
@@ -165,6 +175,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     out.write(f"  priority {job['priority']}  attempt {job['attempt']}  time {_elapsed(job['time']) or '-'}\n")
     if job.get("reason"):
         out.write(f"  reason: {job['reason']}\n")
+    if job.get("expected_start") is not None:
+        import time
+
+        out.write(f"  expected start: {time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(job['expected_start']))}"
+                  " (at the latest, from running jobs' time limits)\n")
+    if job.get("hops") is not None:
+        out.write(f"  switch hops between its nodes: {job['hops']}\n")
     pending = job.get("pending")
     if pending:
         out.write(f"  waiting: {pending['reason']}: {pending['detail']}\n")
@@ -179,10 +196,27 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from scheduler.arrays import parse_job_ref, resolve
+
+    refs = [parse_job_ref(text) for text in args.jobs]
     with _client(args) as client:
-        results = client.cancel(args.jobs)
-    for job_id in args.jobs:
-        sys.stdout.write(f"{job_id}: {results.get(str(job_id), '?')}\n")
+        ids: dict[str, int] = {}
+        if any(ref.index is not None for ref in refs):
+            # One job of an array is named by its index: the queue says which job holds it.
+            from types import SimpleNamespace
+
+            live = [SimpleNamespace(**r) for r in client.queue(user=None, include_ended=False)]
+        for ref in refs:
+            if ref.index is None:
+                ids[str(ref)] = ref.job
+                continue
+            found = resolve(ref, live)
+            if not found:
+                raise UsageError(f"no live job {ref}", f"see 'rade queue' for the jobs of array {ref.job}")
+            ids[str(ref)] = found[0]
+        results = client.cancel(list(dict.fromkeys(ids.values())))
+    for name, job_id in ids.items():
+        sys.stdout.write(f"{name}: {results.get(str(job_id), '?')}\n")
     return 0
 
 

@@ -5,6 +5,8 @@
     labels: {rack: r3, ib: "true"}   # matched by jobs' placement.constraints
     kill_grace: 10s                  # SIGTERM to SIGKILL when a task outlives its time limit
     keys: /var/lib/rade/keys         # where agent.key_secret is (default ROOT/keys); none there: no CURVE
+    metrics_port: 9411               # Prometheus endpoint (running tasks, CPU and memory by task); off if unset
+    metrics_address: 127.0.0.1       # where that endpoint listens
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from jobs.errors import RadeError
 from jobs.units import parse_duration
 
-_KEYS = {"scheduler", "name", "labels", "kill_grace", "keys"}
+_KEYS = {"scheduler", "name", "labels", "kill_grace", "keys", "metrics_port", "metrics_address"}
 DEFAULT_KILL_GRACE = 10.0
 
 
@@ -29,6 +31,8 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     kill_grace: float = DEFAULT_KILL_GRACE
     keys: str | None = None
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
 
 def load_agent_config(path: str | None) -> AgentConfig:
@@ -59,6 +63,10 @@ def load_agent_config(path: str | None) -> AgentConfig:
         raise AgentConfigError(f"{path}: kill_grace: {err.message}", err.hint) from None
     name = data.get("name")
     scheduler = data.get("scheduler")
+    port = data.get("metrics_port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536):
+        raise AgentConfigError(f"{path}: metrics_port: {port!r} is not a TCP port")
     return AgentConfig(scheduler=None if scheduler is None else str(scheduler), name=None if name is None else str(name),
                        labels={k: str(v) for k, v in labels.items()}, kill_grace=grace,
-                       keys=None if data.get("keys") is None else str(data["keys"]))
+                       keys=None if data.get("keys") is None else str(data["keys"]), metrics_port=port,
+                       metrics_address=str(data.get("metrics_address") or "127.0.0.1"))

@@ -23,12 +23,16 @@ import zmq
 from agent.config import AgentConfig
 from agent.launcher import Launcher
 from agent.link import AgentLink
+from agent.metrics import AgentMetrics, task_usage
 from agent.node import NodeInfo
 from agent.rsh_server import start_rsh_server
 from agent.state import AgentState
 from agent.tasks import EngineRunner
 
 log = logging.getLogger(__name__)
+
+# How often the metrics endpoint's task usage is read from the tasks' cgroups.
+METRICS_EVERY = 5.0
 
 
 class MonotonicClock:
@@ -69,6 +73,8 @@ class AgentDaemon:
         self.link = AgentLink(self.context, endpoint, lambda: node.register(address), self.runner, self.clock,
                               curve=agent_keys(config.keys or os.path.join(root, "keys")))
         self.runner.link = self.link
+        self._metrics_at = (config.metrics_address, config.metrics_port) if config.metrics_port is not None else None
+        self.metrics: AgentMetrics | None = None
 
     # -- the Watcher the runner uses ------------------------------------------------------------------------
 
@@ -105,9 +111,15 @@ class AgentDaemon:
             log.info("node %s: adopted %d tasks left by the previous agent", self.node.name, adopted)
         sock, generation = self.link.socket, self.link.generation
         self.poller.register(sock, zmq.POLLIN)
+        next_metrics = float("inf")
+        if self._metrics_at is not None:
+            # Its HTTP thread starts here, after the launcher's fork, like ZeroMQ's threads.
+            self.metrics = AgentMetrics(self.node.name)
+            self.metrics.serve(self._metrics_at[1], self._metrics_at[0])
+            next_metrics = self.clock.monotonic()
         try:
             while not self._stopping:
-                due = min(self.link.next_due(), self.runner.next_due())
+                due = min(self.link.next_due(), self.runner.next_due(), next_metrics)
                 timeout = max(0.0, due - self.clock.monotonic())
                 for item, _ in self.poller.poll(timeout * 1000):
                     if item is sock:
@@ -123,11 +135,16 @@ class AgentDaemon:
                     self.link.on_timer()
                 if now >= self.runner.next_due():
                     self._guarded(self.runner.on_timer)
+                if self.metrics is not None and now >= next_metrics:
+                    self.metrics.update(task_usage((key, task.slice) for key, task in self.runner.tasks.items()))
+                    next_metrics = now + METRICS_EVERY
                 if self.link.generation != generation:
                     self.poller.unregister(sock)
                     sock, generation = self.link.socket, self.link.generation
                     self.poller.register(sock, zmq.POLLIN)
         finally:
+            if self.metrics is not None:
+                self.metrics.close()
             self.runner.close()
             self.link.close()
             self.context.term()

@@ -67,3 +67,18 @@ class AgentMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def task_usage(tasks: Iterable[tuple[tuple[int, int, int], object]]) -> list[TaskUsage]:
+    """What each running task's cgroup says now (`tasks` gives each task's key and its cgroup driver); a
+    task whose cgroup cannot be read (it is going away) is left out."""
+    from jobs.errors import RadeError
+
+    usage = []
+    for key, driver in tasks:
+        try:
+            stats = driver.stats()  # type: ignore[attr-defined]
+        except (RadeError, OSError):
+            continue
+        usage.append(TaskUsage(*key, stats.cpu_seconds, stats.memory_current))
+    return usage

@@ -58,6 +58,9 @@ class BackfillResult:
     waiting: Mapping[int, Rejection] = field(default_factory=dict)
     reservations: tuple[Reservation, ...] = ()
     backfilled: frozenset[int] = frozenset()
+    # What the pass learnt of job shapes (those that did not fit, and why), valid for a later pass that
+    # looks only at new submissions while nothing else changed: hand it back as `memo`.
+    memo: tuple[frozenset, Mapping[tuple, Rejection]] = (frozenset(), {})
 
     @property
     def expected_start(self) -> dict[int, float]:
@@ -78,25 +81,25 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
                   limits: Mapping[int, float | None], now: float, depth: int = 1, mode: str = "easy",
                   placer: Placer | None = None, limit: int | None = None,
                   max_tested: int | None = None, explain: int = EXPLAINED_SHAPES,
-                  carried: Sequence[Reservation] = (), open_names: Sequence[str] | None = None
-                  ) -> BackfillResult:
+                  carried: Sequence[Reservation] = (), open_names: Sequence[str] | None = None,
+                  memo: tuple[frozenset, Mapping[tuple, Rejection]] | None = None) -> BackfillResult:
     """Place what may start now; reserve for the first `depth` blocked jobs (see the module's docstring).
 
     `views` maps node names to views (placement tries nodes in name order); `running` lists what holds
     resources now, or a function that lists it, called only when a reservation must be worked out (the
     common pass places everything and never needs it); `limits` maps a job to its time limit in seconds
     (absent or None: unlimited). `open_names`, when the caller keeps it, lists in name order the nodes that
-    take work and are not full. `carried` are reservations an earlier pass made, still valid when nothing
+    take work and are not full. `carried` and `memo` are the reservations and the memo an earlier pass made, still valid when nothing
     but new submissions changed since. With
     `max_tested` (Slurm's bf_max_job_test) the pass stops after trying that many jobs; the rest keep the
     reason an earlier pass gave them. The first `explain` shapes that wait get every node's refusal.
     """
     placer = placer or _plain_placer
-    names = sorted(views)
+    names = _NameOrder(views)
     work = dict(views)
     # The nodes that take work and have room, in name order; a node leaves the list when it fills up.
     opened = list(open_names) if open_names is not None else [
-        n for n in names if work[n].blocked is None and not work[n].is_full]
+        n for n in names.all if work[n].blocked is None and not work[n].is_full]
     ends: list[Running] | None = None  # every running end, sorted; built on first need
     planned: list[Running] = []
     plans: list[Plan] = []
@@ -104,8 +107,8 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
     reservations: list[Reservation] = list(carried)
     backfilled: set[int] = set()
     # Work only lands during a pass, never leaves: a shape that did not fit behind a fence never will.
-    unfit: set[tuple] = set()
-    explained: dict[tuple, Rejection] = {}
+    unfit: set[tuple] = set(memo[0]) if memo else set()
+    explained: dict[tuple, Rejection] = dict(memo[1]) if memo else {}
     # Free CPU on open nodes: a bound to skip jobs that cannot fit, counted once a job has failed to (a
     # pass that places everything never pays for it).
     free_milli: int | None = None
@@ -157,7 +160,7 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
             free_milli = sum(_free_milli(work[n]) for n in opened)
         outcome = explained.get(key)
         if outcome is None:
-            outcome = explained[key] = _explain(job.demand, work, names, fence,
+            outcome = explained[key] = _explain(job.demand, work, names.all, fence,
                                                 full=len(explained) < explain)
         waiting[job.job_id] = Rejection(job.job_id, outcome.reason, outcome.detail, outcome.nodes)
         if mode != "fifo" and len(reservations) < depth and outcome.reason in (PendingReason.RESOURCES,
@@ -167,7 +170,8 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
             found_at = earliest_start(job.demand, runtime, work, ends, reservations, now, placer)
             if found_at is not None:
                 reservations.append(found_at)
-    return BackfillResult(tuple(plans), waiting, tuple(reservations), frozenset(backfilled))
+    return BackfillResult(tuple(plans), waiting, tuple(reservations), frozenset(backfilled),
+                          (frozenset(unfit), explained))
 
 
 def earliest_start(demand: JobDemand, runtime: float, views: Mapping[str, NodeView], ends: Sequence[Running],
@@ -250,6 +254,20 @@ def _explain(demand: JobDemand, work: Mapping[str, NodeView], names: Sequence[st
         return Rejection(demand.job_id, PendingReason.PRIORITY,
                          f"nodes are reserved for job {', '.join(map(str, holders))}, ahead in the queue")
     return found
+
+
+class _NameOrder:
+    """Every node's name in order, sorted only if a pass needs them all (most passes look at open ones)."""
+
+    def __init__(self, views: Mapping[str, NodeView]) -> None:
+        self._views = views
+        self._names: list[str] | None = None
+
+    @property
+    def all(self) -> list[str]:
+        if self._names is None:
+            self._names = sorted(self._views)
+        return self._names
 
 
 def _roomiest(views: Iterable[NodeView]) -> tuple[int, int]:

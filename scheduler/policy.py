@@ -128,9 +128,10 @@ class SchedulingPolicy:
 
     def run(self, queued: Iterable[QueuedJob], views: Mapping[str, NodeView], jobs: Mapping[int, JobRecord],
             running: Callable[[], Iterable[tuple[JobRecord, TaskRecord]]], now: float, limit: int | None = None,
-            carried: tuple[Reservation, ...] = (), open_names: list[str] | None = None) -> BackfillResult:
+            carried: BackfillResult | None = None, open_names: list[str] | None = None) -> BackfillResult:
         """One pass: backfill over the queue, the running tasks' ends estimated from their jobs' limits
-        (`running` lists them, asked only when a reservation needs them)."""
+        (`running` lists them, asked only when a reservation needs them). `carried` is the previous pass's
+        result when this one looks only at jobs submitted since, nothing else having changed."""
         def work() -> list[Running]:
             ends = []
             for job, task in running():
@@ -143,8 +144,9 @@ class SchedulingPolicy:
         limits = {q.job_id: self.limit_of(jobs[q.job_id]) for q in queued if q.job_id in jobs}
         depth = self.config.backfill_depth
         result = backfill_pass(queued, views, work, limits, now, depth=max(depth, 1),
-                               mode="easy" if depth else "fifo", placer=self._placer, limit=limit, carried=carried,
-                               open_names=open_names)
+                               mode="easy" if depth else "fifo", placer=self._placer, limit=limit,
+                               carried=carried.reservations if carried else (), open_names=open_names,
+                               memo=carried.memo if carried else None)
         self.reservations = result.reservations
         self.expected_start = result.expected_start
         return result

@@ -23,7 +23,7 @@ from jobs.messages import Kill, Launch, Message
 from jobs.spec import JobSpec
 from jobs.states import JobState, TaskState, advance
 from jobs.units import parse_array
-from scheduler.backfill import Reservation
+from scheduler.backfill import BackfillResult
 from scheduler.clock import Clock
 from scheduler.drain import begin_drain, overdue
 from scheduler.holds import array_limit, dependency_hold, over_array_limits
@@ -82,7 +82,7 @@ class ClusterState:
         self._limited: dict[int, tuple[int, set[int]]] = {}
         # Every array's live members, by the array's name (its first job's id): `rade cancel 123` ends them all.
         self._arrays: dict[int, set[int]] = {}
-        self._last_pass: tuple[Reservation, ...] | None = None
+        self._last_pass: BackfillResult | None = None
         self._load()
 
     # -- loading --------------------------------------------------------------------------------------------
@@ -256,10 +256,9 @@ class ClusterState:
         if not queued:
             return 0
         self.passes += 1
-        result = self.policy.run(queued, self.views, self.jobs, self._running, now, limit, carried or (),
-                                 self._open)
+        result = self.policy.run(queued, self.views, self.jobs, self._running, now, limit, carried, self._open)
         placed = sum(1 for plan in result.plans if self._commit_plan(plan))
-        self._last_pass = result.reservations
+        self._last_pass = result
         for job_id, rejection in result.waiting.items():
             self.why[job_id] = rejection
             job = self.jobs[job_id]

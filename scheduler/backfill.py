@@ -42,12 +42,15 @@ class Running:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """A blocked job's promise: these nodes from `start` until `end` (start plus its limit)."""
+    """A blocked job's promise: these nodes from `start` until `end` (start plus its limit). When work it
+    waits for has no time limit the start cannot be known: `known` is False, and the nodes are held from
+    now on (no job may take them in the meantime: the job does not starve)."""
 
     job_id: int
     start: float
     end: float
     nodes: tuple[str, ...]
+    known: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class BackfillResult:
 
     @property
     def expected_start(self) -> dict[int, float]:
-        return {r.job_id: r.start for r in self.reservations}
+        return {r.job_id: r.start for r in self.reservations if r.known}
 
     @property
     def reservation(self) -> dict[str, int]:
@@ -168,6 +171,8 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
             if ends is None:
                 ends = sorted([*(running() if callable(running) else running), *planned], key=lambda r: r.end)
             found_at = earliest_start(job.demand, runtime, work, ends, reservations, now, placer)
+            if found_at is None:
+                found_at = _hold_emptiest(job.demand, work, names.all, reservations, now, placer)
             if found_at is not None:
                 reservations.append(found_at)
     return BackfillResult(tuple(plans), waiting, tuple(reservations), frozenset(backfilled),
@@ -236,6 +241,17 @@ def earliest_start(demand: JobDemand, runtime: float, views: Mapping[str, NodeVi
                 low, missed = middle + 1, (middle, trial, trial_done, trial_free)
         k = high
     return Reservation(demand.job_id, moments[k], moments[k] + runtime, plan.nodes)
+
+
+def _hold_emptiest(demand: JobDemand, work: Mapping[str, NodeView], names: Sequence[str],
+                   reservations: Sequence[Reservation], now: float, placer: Placer) -> Reservation | None:
+    """A reservation of unknown start for a job whose wait has no end in sight (work without time limits):
+    the nodes it would take once emptied, the least loaded (likely first free) first."""
+    fence = _fence(reservations, now, math.inf, demand.job_id)
+    usable = sorted((work[n] for n in names if work[n].blocked is None),
+                    key=lambda v: (v.cpus_used_milli, v.memory_used, v.name))
+    plan = placer(demand, [v.emptied() for v in usable], fence)
+    return Reservation(demand.job_id, now, math.inf, plan.nodes, known=False) if plan is not None else None
 
 
 def _explain(demand: JobDemand, work: Mapping[str, NodeView], names: Sequence[str], fence: Mapping[str, int],

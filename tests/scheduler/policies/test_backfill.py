@@ -62,11 +62,15 @@ def test_job_without_limit_never_backfills_onto_reserved_nodes():
     assert result.waiting[2].reason is PendingReason.PRIORITY
 
 
-def test_work_that_never_ends_gives_no_reservation():
-    n1, g1 = busy(node("n1"), 4)
-    result = backfill_pass([queued(1, cpus=4)], {"n1": n1}, [Running(math.inf, g1)], {1: 10.0}, now=0.0)
-    assert result.reservations == ()
-    assert result.waiting[1].reason is PendingReason.RESOURCES
+def test_behind_work_without_limit_the_head_job_holds_nodes_with_no_known_start():
+    n1, g1 = busy(node("n1"), 3)
+    jobs = [queued(1, cpus=4), queued(2, cpus=1)]
+    result = backfill_pass(jobs, {"n1": n1}, [Running(math.inf, g1)], {1: 10.0, 2: 5.0}, now=0.0)
+    (held,) = result.reservations
+    assert (held.job_id, held.nodes, held.known) == (1, ("n1",), False)
+    assert result.expected_start == {}
+    # Nothing can end before a start that is not known: the small job may not take n1's last core.
+    assert result.plans == () and result.waiting[2].reason is PendingReason.PRIORITY
 
 
 def test_depth_two_reserves_for_the_first_two_blocked_jobs_apart():

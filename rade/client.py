@@ -131,6 +131,7 @@ class SchedulerClient:
         if self._socket is None:
             sock = self._context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout * 1000)))
             if self.credentials is not None:
                 sock.setsockopt(zmq.CURVE_SERVERKEY, self.credentials.server.encode())
                 sock.setsockopt(zmq.CURVE_PUBLICKEY, self.credentials.public.encode())
@@ -205,7 +206,15 @@ class SchedulerClient:
                     break
                 index, msg = item
                 request_id = next(self._ids).to_bytes(8, "big")
-                sock.send_multipart([request_id, encode(msg)])
+                try:
+                    sock.send_multipart([request_id, encode(msg)])
+                except zmq.Again:
+                    # No connection to queue it on: a refused handshake drops it, and a DEALER without
+                    # one would wait forever.
+                    self._handshake_failure()
+                    self.close()
+                    raise SchedulerUnreachable(f"cannot send to the scheduler at {self.endpoint} within "
+                                               f"{limit:g}s", "is 'rade scheduler' running there?") from None
                 pending[request_id] = index
                 count += 1
             if not pending:

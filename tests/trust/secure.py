@@ -71,6 +71,7 @@ def agent_socket(scheduler: SecureScheduler, keys: CurveKeys | None, node: str) 
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.ROUTING_ID, node.encode())
+    sock.setsockopt(zmq.SNDTIMEO, 2000)  # a refused handshake leaves nothing to queue a message on
     if keys is not None:
         sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server.encode())
         sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode())
@@ -83,7 +84,10 @@ def register_as(scheduler: SecureScheduler, keys: CurveKeys | None, node: str, w
     """Register as agent `node` with `keys`; whether the scheduler answered within `wait` seconds."""
     context, sock = agent_socket(scheduler, keys, node)
     try:
-        sock.send(encode(Register(node=node, cpus=2, memory=1 << 30, gpus=0, arch="x86_64")))
+        try:
+            sock.send(encode(Register(node=node, cpus=2, memory=1 << 30, gpus=0, arch="x86_64")))
+        except zmq.Again:
+            return False
         return bool(sock.poll(wait * 1000))
     finally:
         sock.close(0)

@@ -133,3 +133,13 @@ def test_agent_link_registers_over_curve(secure_scheduler) -> None:
     finally:
         link.close()
         context.term()
+
+
+def test_request_after_the_handshake_already_failed_is_refused_not_hung(secure_scheduler) -> None:
+    """A request made once the refusal is in: ZeroMQ has dropped the connection, so there is nothing to
+    queue it on and a plain send would wait forever."""
+    with secure_scheduler.stranger(timeout=3) as client:
+        client._sock()
+        assert client._monitor is not None and client._monitor.poll(10_000)  # the refusal arrived
+        with pytest.raises(AuthenticationFailed):
+            client.queue()

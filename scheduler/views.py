@@ -10,6 +10,7 @@ from typing import Any
 
 from jobs.units import format_cpu_list
 from scheduler.fairshare import PriorityFactors
+from scheduler.holds import array_limit
 from scheduler.records import JobRecord, TaskRecord
 from scheduler.state import ClusterState, NotFound
 
@@ -42,7 +43,8 @@ def _row(state: ClusterState, job: JobRecord, now: float,
     return {"id": job.id, "name": job.name, "user": job.user, "state": job.state.value, "nodes": nodes,
             "time": elapsed, "reason": job.reason, "priority": job.priority, "attempt": job.attempt,
             "exit_code": job.exit_code, "submitted_at": job.submitted_at, "array_index": job.array_index,
-            "array_of": job.array_of, "factors": _factors((factors or {}).get(job.id))}
+            "array_of": job.array_of, "array_limit": array_limit(job) if job.array_of is not None else None,
+            "factors": _factors((factors or {}).get(job.id))}
 
 
 def _factors(factors: PriorityFactors | None) -> dict[str, Any] | None:

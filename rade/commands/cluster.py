@@ -159,7 +159,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
     _table(["ID", "NAME", "USER", "STATE", "NODES", "TIME", "REASON"],
            [[r["label"], r["name"], r["user"], r["state"], ",".join(r["nodes"]) or "-", _elapsed(r["time"]),
-             r["reason"] or ""] for r in fold_queue(rows)])
+             r["reason"] or ""] for r in fold_queue(rows, {r["array_of"]: r.get("array_limit") for r in rows})])
     return 0
 
 

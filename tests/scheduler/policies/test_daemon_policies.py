@@ -57,7 +57,7 @@ def test_array_throttled_folded_cancelled_by_name_and_accounted(cluster, tmp_pat
     assert len(ids) == 6
     queue = d.rade("queue", "--all")
     assert queue.returncode == 0, queue.stderr
-    assert f"{first}_[" in queue.stdout
+    assert f"{first}_[" in queue.stdout and "%2]" in queue.stdout
     running = [r for r in d.client.queue(None, False) if r["state"] in ("STARTING", "RUNNING")]
     assert len(running) <= 2
     cancel = d.rade("cancel", f"{first}_5")

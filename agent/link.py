@@ -93,6 +93,8 @@ class AgentLink:
         self._latest: dict[tuple[int, int, int], TaskUpdate] = {}
         self._sent_at_beat: dict[tuple[int, int, int], int] = {}
         self._recent: OrderedDict[tuple[int, int, int], None] = OrderedDict()
+        # Launched here, no state reported yet: a Kill in that window must still reach the runner.
+        self._unreported: set[tuple[int, int, int]] = set()
         self._next_beat = 0.0
         self._last_echo = 0.0
         self.sent = 0
@@ -156,6 +158,7 @@ class AgentLink:
                             node=self.node, exit_code=exit_code, reason=reason, cpu_seconds=cpu_seconds,
                             peak_memory=peak_memory)
         key = (job_id, task_id, attempt)
+        self._unreported.discard(key)
         self._latest[key] = update
         self._sent_at_beat[key] = self._beat
         self._send(update)
@@ -186,10 +189,11 @@ class AgentLink:
                     self._send(self._latest[key])
                 return
             self._remember(key)
+            self._unreported.add(key)
             self.runner.launch(msg)
         elif isinstance(msg, Kill):
             key = (msg.job_id, msg.task_id, msg.attempt)
-            if key in self._latest and not is_terminal(self._latest[key].state):
+            if key in self._unreported or (key in self._latest and not is_terminal(self._latest[key].state)):
                 self.runner.kill(msg)
             elif key not in self._latest and key not in self._recent:
                 self._remember(key)

@@ -124,6 +124,30 @@ def test_launch_is_passed_on_once_and_unknown_kill_is_answered_cancelled(setup):
     assert isinstance(update, TaskUpdate) and update.job_id == 9 and update.state is TaskState.CANCELLED
 
 
+def test_kill_between_launch_and_first_report_reaches_the_runner(setup):
+    # A gang job whose other task fails at once is stopped while this task is still starting: the Kill
+    # comes before the runner has reported anything, and must not be dropped (the task would run forever).
+    scheduler, link, runner, _ = setup
+    peer, _ = scheduler.recv()
+    scheduler.send(peer, launch(7))
+    scheduler.send(peer, Kill(job_id=7, task_id=0, attempt=0, reason="task 1 of job 7 ended FAILED"))
+    pump(link)
+    while link.socket.poll(200):
+        link.on_readable()
+    assert runner.launched == [(7, 0, 0)] and runner.killed == [(7, 0, 0)]
+
+
+def test_kill_of_a_task_that_ended_here_is_not_passed_on(setup):
+    scheduler, link, runner, _ = setup
+    peer, _ = scheduler.recv()
+    scheduler.send(peer, launch(7))
+    pump(link)
+    link.report(7, 0, 0, TaskState.COMPLETED, exit_code=0)
+    scheduler.send(peer, Kill(job_id=7, task_id=0, attempt=0, reason="late"))
+    pump(link)
+    assert runner.killed == []
+
+
 def test_reregister_sends_running_tasks_then_their_latest_updates(setup):
     scheduler, link, _, _ = setup
     peer, _ = scheduler.recv()

@@ -94,6 +94,9 @@ class CgroupV1:
             self._ensure_parent(controller, self._mounts[controller])
             try:
                 files.make_container_dir(path)
+                if controller == "cpuset":
+                    # Made while the parent was still empty, it inherited nothing through clone_children.
+                    _fill_cpuset(path, os.path.dirname(path))
                 break
             except FileNotFoundError:
                 continue  # the shared parent was removed by another container's cleanup meanwhile
@@ -104,11 +107,12 @@ class CgroupV1:
 
     def _ensure_parent(self, controller: str, mount: str) -> None:
         parent = f"{mount}/{self._parent}"
-        if not files.make_dir(parent) or controller != "cpuset":
-            return
-        files.write(f"{parent}/cpuset.cpus", files.read(f"{mount}/cpuset.cpus").strip() or "\n")
-        files.write(f"{parent}/cpuset.mems", files.read(f"{mount}/cpuset.mems").strip() or "\n")
-        files.write(f"{parent}/cgroup.clone_children", 1)
+        created = files.make_dir(parent)
+        if controller == "cpuset":
+            # A v1 cpuset is born with no CPUs, and one with no CPUs refuses every child's (EACCES). The
+            # process that made the parent may not have filled it yet, or another's cleanup removed it and a
+            # third made it again: fill it whenever it is empty, not only when this process made it.
+            _fill_cpuset(parent, mount, force=created)
 
     def apply(self, limits: Limits) -> None:
         if limits.cpus is not None:
@@ -196,3 +200,12 @@ class CgroupV1:
             self.kill_all()
         except CgroupError:
             pass
+
+
+def _fill_cpuset(path: str, source: str, force: bool = False) -> None:
+    """Give a v1 cpuset the CPUs and memory nodes of `source` (its parent) where it has none yet."""
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if force or not files.read(f"{path}/{name}", "").strip():
+            files.write(f"{path}/{name}", files.read(f"{source}/{name}").strip() or "\n")
+    if force:
+        files.write(f"{path}/cgroup.clone_children", 1)

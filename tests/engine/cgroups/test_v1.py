@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 import pytest
 
@@ -177,3 +178,26 @@ def test_a_cgroup_with_running_processes_is_not_taken_over(v1_cgroup, sleeper):
 def test_an_empty_cgroup_left_by_a_crash_is_reused(v1_cgroup):
     v1_cgroup.create()
     CgroupV1(v1_cgroup.name.split("/", 1)[1]).create()
+
+
+def test_a_cpuset_parent_made_empty_by_another_process_is_filled_before_a_child_takes_cpus(sleeper):
+    # Two agents on one host share a parent: one may have just made it (a v1 cpuset is born with no CPUs)
+    # when the other makes its child and writes the child's CPUs, which the kernel refuses (EACCES) while
+    # the parent has none.
+    if "cpuset" not in hierarchies():
+        pytest.skip("this host mounts no cgroup v1 cpuset hierarchy")
+    parent = f"rade-test-{uuid.uuid4().hex[:8]}"
+    parent_dir = f"{hierarchies()['cpuset']}/{parent}"
+    os.mkdir(parent_dir)  # as the other process left it: made, not yet filled
+    cgroup = CgroupV1(f"test-{uuid.uuid4().hex[:12]}", parent=parent)
+    try:
+        assert _read(f"{parent_dir}/cpuset.cpus") == ""
+        cgroup.create()
+        cgroup.apply(Limits(cpuset_cpus="0"))
+        cgroup.add(sleeper.pid)
+        assert _read(f"{parent_dir}/{cgroup.name.split('/')[-1]}/cpuset.cpus") == "0"
+        assert cgroup.procs() == [sleeper.pid]
+    finally:
+        cgroup.remove()
+        if os.path.isdir(parent_dir):
+            os.rmdir(parent_dir)

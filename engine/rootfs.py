@@ -175,7 +175,11 @@ def etc_files(config: LaunchConfig, hostname: str) -> dict[str, str]:
         else:
             hosts = f"{_DEFAULT_HOSTS}127.0.1.1\t{hostname}\n"
     resolv = config.resolv_conf if config.resolv_conf is not None else _read("/etc/resolv.conf", "")
-    return {"hosts": hosts, "hostname": hostname + "\n", "resolv.conf": resolv}
+    files = {"hosts": hosts, "hostname": hostname + "\n", "resolv.conf": resolv}
+    # A volume at one of these paths wins, as in Docker: nothing may be mounted over the generated file
+    # anyway, since its source is unlinked once bound (the kernel refuses a mount on an unlinked file).
+    covered = {os.path.normpath(m.target) for m in config.mounts}
+    return {name: text for name, text in files.items() if f"/etc/{name}" not in covered}
 
 
 def _read(path: str, default: str) -> str:

@@ -196,3 +196,14 @@ def test_container_sees_its_own_cgroups_read_only(launcher):
     assert lines[0] == str(64 << 20)  # its own limit: the hierarchy's root is the container's cgroup
     assert "memory" in lines and "cpuacct" in lines and "pids" not in lines  # no pids limit, no pids view
     assert "writable" not in result.out and "Read-only file system" in result.err
+
+
+def test_a_volume_over_etc_hosts_replaces_the_generated_file(launcher, tmp_path):
+    # As with Docker, a file the user mounts at /etc/hosts (or /etc/resolv.conf, /etc/hostname) wins over
+    # the one the launch would write there.
+    hosts = tmp_path / "hosts"
+    hosts.write_text("198.18.0.11\tnode1\n")
+    result = launcher.run(["sh", "-c", "cat /etc/hosts; cat /etc/hostname"], hostname="box",
+                          mounts=(Mount(str(hosts), "/etc/hosts", read_only=True),))
+    assert result.status == 0, result.err
+    assert result.out == "198.18.0.11\tnode1\nbox\n"

@@ -87,6 +87,16 @@ def _failed(outcome_error: dict):
     return err
 
 
+def _wait_started(reader) -> None:
+    """Wait for a detached container's supervisor to report the launch; its failure becomes the error."""
+    try:
+        message = reader.until_started()
+    finally:
+        reader.close()
+    if message.get("state") == "error":
+        raise _failed(message)
+
+
 def _attach_and_relay(store, record, interactive: bool, reader=None) -> int:
     """Attach this process's stdio (raw terminal for -t) until the container exits; its exit code."""
     from engine.containers.client import DETACH_KEYS, AttachClient
@@ -144,12 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = lifecycle.create(store, create_options(args))
     reader = lifecycle.start(store, record, attach=not args.detach, fork_once=True, preconnect=not args.detach)
     if args.detach:
-        try:
-            message = reader.until_started()
-        finally:
-            reader.close()
-        if message.get("state") == "error":
-            raise _failed(message)
+        _wait_started(reader)
         print(record.id)
         return 0
     # Attached through the connection made before the fork: the supervisor launches once it has our
@@ -179,12 +184,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         reader = lifecycle.start(store, record, attach=args.attach, fork_once=True, preconnect=args.attach)
         if args.attach:
             return _attach_and_relay(store, record, args.interactive, reader)
-        try:
-            message = reader.until_started()
-        finally:
-            reader.close()
-        if message.get("state") == "error":
-            raise _failed(message)
+        _wait_started(reader)
         print(ref)
     return 0
 
@@ -206,12 +206,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     for ref in args.containers:
         record = lifecycle.stop(store, store.find(ref), timeout=float(args.time))
         reader = lifecycle.start(store, store.get(record.id), fork_once=True)
-        try:
-            message = reader.until_started()
-        finally:
-            reader.close()
-        if message.get("state") == "error":
-            raise _failed(message)
+        _wait_started(reader)
         print(ref)
     return 0
 

@@ -25,6 +25,7 @@ from agent.launcher import Launcher
 from agent.link import AgentLink
 from agent.metrics import AgentMetrics, task_usage
 from agent.node import NodeInfo
+from agent.orphans import SWEEP_EVERY, sweep
 from agent.rsh_server import start_rsh_server
 from agent.state import AgentState
 from agent.tasks import EngineRunner
@@ -117,9 +118,10 @@ class AgentDaemon:
             self.metrics = AgentMetrics(self.node.name)
             self.metrics.serve(self._metrics_at[1], self._metrics_at[0])
             next_metrics = self.clock.monotonic()
+        next_sweep = self.clock.monotonic() + SWEEP_EVERY
         try:
             while not self._stopping:
-                due = min(self.link.next_due(), self.runner.next_due(), next_metrics)
+                due = min(self.link.next_due(), self.runner.next_due(), next_metrics, next_sweep)
                 timeout = max(0.0, due - self.clock.monotonic())
                 for item, _ in self.poller.poll(timeout * 1000):
                     if item is sock:
@@ -138,6 +140,9 @@ class AgentDaemon:
                 if self.metrics is not None and now >= next_metrics:
                     self.metrics.update(task_usage((key, task.slice) for key, task in self.runner.tasks.items()))
                     next_metrics = now + METRICS_EVERY
+                if now >= next_sweep:
+                    self._guarded(self._sweep)
+                    next_sweep = now + SWEEP_EVERY
                 if self.link.generation != generation:
                     self.poller.unregister(sock)
                     sock, generation = self.link.socket, self.link.generation
@@ -155,6 +160,10 @@ class AgentDaemon:
             self.state.unlock()
             log.info("node %s: agent stopped (%d tasks left running for the next agent)", self.node.name,
                      len(self.runner.tasks))
+
+    def _sweep(self) -> None:
+        owned = [task.file.container_id for task in self.runner.tasks.values()]
+        sweep(self.runner.store, self.runner.root, self.node.name, owned)
 
     def _drain_wake(self) -> None:
         try:

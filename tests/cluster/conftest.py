@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,28 @@ class Cluster:
             self.rade("cancel", *alive, check=False)
         for name in [n.name for n in self.state().nodes]:
             self.rade("resume", name, check=False)
-        self.wait_for("every container to be gone", lambda: not self.containers(), timeout=60)
+        try:
+            self.wait_for("every container to be gone", lambda: not self.containers(), timeout=60)
+        except AssertionError as err:
+            raise AssertionError(f"{err}: {self.describe_leftovers()}") from None
+
+    def describe_leftovers(self) -> str:
+        """What the containers still here are, and what the agents' logs say of them: for a failure message."""
+        parts = []
+        for cid in self.containers():
+            try:
+                state = json.loads((self.root / "containers" / cid / "state.json").read_text())["container"]
+            except (OSError, ValueError, KeyError) as err:
+                state = {"unreadable": str(err)}
+            said = [line.strip() for log in (self.root / "cluster").glob("*.log") if log.name != "scheduler.log"
+                    for line in log.read_text(errors="replace").splitlines() if cid[:12] in line]
+            parts.append(f"{cid[:12]} {state.get('status', state)} {state.get('name', '')}; agent logs: {said[-8:]}")
+        return " | ".join(parts)
+
+    def agent_warnings(self) -> list[str]:
+        return [line.strip() for log in (self.root / "cluster").glob("*.log") if log.name != "scheduler.log"
+                for line in log.read_text(errors="replace").splitlines()
+                if "outlived its task" in line or " ERROR " in line]
 
 
 def leftovers(root: str, nodes: list[str], netns: list[str], links: list[str]) -> list[str]:
@@ -157,6 +179,9 @@ def live_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         netns = [n.netns for n in state.nodes] if state else []
         links = [n.host_link for n in state.nodes] + [state.bridge] if state else []
         namespaces = [devcluster.netns_inode(n) for n in netns]
+        said = cluster.agent_warnings()
+        if said:
+            warnings.warn(f"the agents logged: {said[:10]}", stacklevel=1)
         devcluster.down(str(root))
         names = [n.name for n in state.nodes] if state else []
         left = leftovers(str(root), names, netns, links) + [f"process {p.pid}" for p in procs if devcluster.is_alive(p)]

@@ -144,6 +144,11 @@ class Cluster:
             said = [line.strip() for log in (self.root / "cluster").glob("*.log") if log.name != "scheduler.log"
                     for line in log.read_text(errors="replace").splitlines() if cid[:12] in line]
             parts.append(f"{cid[:12]} {state.get('status', state)} {state.get('name', '')}; agent logs: {said[-8:]}")
+        dead = [n.name for n in self.state().nodes if n.agent is None or not devcluster.is_alive(n.agent)]
+        if dead:
+            parts.append(f"agents not running: {dead}; their logs end: " + "; ".join(
+                f"{name}: {(self.root / 'cluster' / f'{name}.log').read_text(errors='replace')[-1500:]!r}"
+                for name in dead if (self.root / "cluster" / f"{name}.log").exists()))
         return " | ".join(parts)
 
     def agent_warnings(self) -> list[str]:

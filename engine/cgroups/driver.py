@@ -89,6 +89,14 @@ class CgroupDriver(Protocol):
     def kill_all(self) -> None:
         """SIGKILL every process in the cgroup, including ones forked while killing."""
 
+    def freeze(self) -> None:
+        """Stop every process in the cgroup until `thaw` (the freezer); returns once they are all frozen."""
+
+    def thaw(self) -> None:
+        """Let the frozen processes run again."""
+
+    def is_frozen(self) -> bool: ...
+
     def remove(self) -> None:
         """Remove the cgroup (killing what is left); safe to repeat and after a failed create."""
 

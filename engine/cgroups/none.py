@@ -39,6 +39,16 @@ class NoCgroup:
     def kill_all(self) -> None:
         pass
 
+    def freeze(self) -> None:
+        raise CgroupError("pausing needs the cgroup freezer, and a container started without root has no cgroup",
+                          "run it as root to be able to pause it")
+
+    def thaw(self) -> None:
+        pass
+
+    def is_frozen(self) -> bool:
+        return False
+
     def remove(self) -> None:
         pass
 

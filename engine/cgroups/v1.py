@@ -1,7 +1,7 @@
 """The cgroup v1 driver: one directory per controller hierarchy, `<mount>/<parent>/<id>`.
 
-A container always joins memory (limit, swap, usage, OOM), cpuacct (CPU time) and freezer (kill-all:
-freeze, SIGKILL each pid, thaw, so nothing forks between reading the pids and killing them); it joins
+A container always joins memory (limit, swap, usage, OOM), cpuacct (CPU time) and freezer (`pause`, and
+kill-all: freeze, SIGKILL each pid, thaw, so nothing forks between reading the pids and killing them); it joins
 cpu, cpuset and pids only when a limit needs them. Why not all: moving a pid between v1 cgroups waits
 for an RCU grace period (writes in one burst share it, but a loaded host stretches it to milliseconds),
 and a hierarchy with no limit set would change nothing. Without a freezer hierarchy, kill_all repeats
@@ -188,6 +188,34 @@ class CgroupV1:
         finally:
             if frozen:
                 files.write(f"{freezer}/freezer.state", "THAWED")
+
+    def freeze(self) -> None:
+        """Stop every process of the cgroup (`docker pause`); CgroupError if it is not frozen in time."""
+        freezer = self._freezer()
+        for _ in range(3):
+            # FREEZING may stick while a task is in an uninterruptible sleep: runc writes FROZEN again.
+            files.write(f"{freezer}/freezer.state", "FROZEN")
+            deadline = time.monotonic() + 2.0
+            delay = 0.0005
+            while time.monotonic() < deadline:
+                if files.read(f"{freezer}/freezer.state").strip() == "FROZEN":
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        files.write(f"{freezer}/freezer.state", "THAWED")
+        raise CgroupError(f"cgroup {freezer} did not freeze", "a process may be stuck in the kernel; try again")
+
+    def thaw(self) -> None:
+        files.write(f"{self._freezer()}/freezer.state", "THAWED")
+
+    def is_frozen(self) -> bool:
+        return files.read(f"{self._freezer()}/freezer.state", "THAWED").strip() == "FROZEN"
+
+    def _freezer(self) -> str:
+        path = self._dir("freezer")
+        if not os.path.isdir(path):
+            raise CgroupError(f"cgroup {path} does not exist", "the container is not running")
+        return path
 
     def remove(self) -> None:
         for path in self.paths():

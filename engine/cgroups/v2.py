@@ -133,6 +133,41 @@ class CgroupV2:
         finally:
             files.write(f"{self.path}/cgroup.freeze", 0)
 
+    def freeze(self) -> None:
+        """Stop every process of the cgroup (`docker pause`): cgroup.freeze, then wait for the kernel's
+        `frozen 1` in cgroup.events, which it signals with POLLPRI; CgroupError if that does not come."""
+        import select
+
+        self._exists()
+        files.write(f"{self.path}/cgroup.freeze", 1)
+        fd = os.open(f"{self.path}/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLPRI | select.POLLERR)
+            deadline = time.monotonic() + 5.0
+            while True:
+                if b"frozen 1" in os.pread(fd, 4096, 0):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                poller.poll(left * 1000)
+        finally:
+            os.close(fd)
+        files.write(f"{self.path}/cgroup.freeze", 0)
+        raise CgroupError(f"cgroup {self.path} did not freeze", "a process may be stuck in the kernel; try again")
+
+    def thaw(self) -> None:
+        self._exists()
+        files.write(f"{self.path}/cgroup.freeze", 0)
+
+    def is_frozen(self) -> bool:
+        return files.read_keyed(f"{self.path}/cgroup.events").get("frozen", 0) == 1
+
+    def _exists(self) -> None:
+        if not os.path.isdir(self.path):
+            raise CgroupError(f"cgroup {self.path} does not exist", "the container is not running")
+
     def remove(self) -> None:
         files.remove_dir(self.path, self._kill_quietly)
         files.remove_parent(self._parent_dir)

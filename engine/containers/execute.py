@@ -27,6 +27,9 @@ def exec_in(store: ContainerStore, record: ContainerRecord, argv: tuple[str, ...
     record = refresh(store, record)
     if not status.can_signal(record.status) or not record.pid:
         raise ContainerError(f"container {record.name} is not running", "start it first")
+    if record.status is status.ContainerStatus.PAUSED:
+        # A process joining a frozen cgroup would freeze at once: refused, as Docker does.
+        raise ContainerError(f"container {record.name} is paused", f"unpause it first: 'rade unpause {record.name}'")
     layers = launchspec.image_layers(store.root, record.config.image_id)
     if user is not None:
         record = replace(record, config=replace(record.config, user=user))

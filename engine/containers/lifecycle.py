@@ -235,6 +235,10 @@ def signal_container(store: ContainerStore, record: ContainerRecord, signum: int
     record = refresh(store, record)
     if not st.can_signal(record.status):
         raise ContainerError(f"container {record.name} is not running", f"it is {record.status.value}")
+    if signum == signal.SIGKILL:
+        from engine.containers.pause import resume_if_paused
+
+        record = resume_if_paused(store, record)  # other signals wait for the unpause, as with Docker
     client = AttachClient(store.dir(record.id))
     try:
         client.signal(signum)
@@ -266,6 +270,10 @@ def stop(store: ContainerStore, record: ContainerRecord, timeout: float = 10.0,
     record = refresh(store, record)
     if not st.is_active(record.status):
         return record
+    if record.status is ContainerStatus.PAUSED:
+        from engine.containers.pause import resume_if_paused
+
+        record = resume_if_paused(store, record)  # a frozen process would not see the signal
     try:
         client = AttachClient(store.dir(record.id))
     except ContainerError:
@@ -286,6 +294,11 @@ def stop(store: ContainerStore, record: ContainerRecord, timeout: float = 10.0,
 def remove(store: ContainerStore, record: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
     """Remove a container: refused while running unless `force`, which kills it first."""
     record = refresh(store, record)
+    if record.status is ContainerStatus.REMOVING:
+        from engine.containers.removal import finish_removal
+
+        finish_removal(store, record, volumes)
+        return
     if not st.can_remove(record.status, force):
         raise ContainerError(f"container {record.name} is {record.status.value}",
                              "stop it first, or use 'rade rm -f'")

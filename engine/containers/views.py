@@ -66,7 +66,8 @@ def status_text(record: ContainerRecord, now: float) -> str:
         started = parse_time(record.started_at)
         return f"Up {human_duration(now - started) if started else ''}".rstrip()
     if record.status is ContainerStatus.PAUSED:
-        return "Paused"
+        started = parse_time(record.started_at)
+        return f"Up {human_duration(now - started) if started else ''} (Paused)".replace("  ", " ")
     if record.status is ContainerStatus.EXITED:
         return f"Exited ({record.exit_code}) {ago(record.finished_at, now)}".rstrip()
     if record.status is ContainerStatus.REMOVING:
@@ -78,6 +79,20 @@ def ports_text(record: ContainerRecord) -> str:
     ports = record.network.ports or record.host_config.ports
     return ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" if p.host_port
                      else f"{p.container_port}/{p.protocol}" for p in ports)
+
+
+def port_lines(record: ContainerRecord, private: str | None = None) -> list[str]:
+    """`docker port`: `80/tcp -> 0.0.0.0:8080` for each published port of a running container, sorted by
+    port; with `private` ("80" or "80/udp", tcp by default) only the host addresses of that port. Nothing
+    for a container that is not running (its ports are not bound then)."""
+    if record.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+        return []
+    ports = sorted(record.network.ports, key=lambda p: (p.container_port, p.protocol, p.host_ip, p.host_port))
+    if private is None:
+        return [f"{p.container_port}/{p.protocol} -> {p.host_ip}:{p.host_port}" for p in ports]
+    number, _, protocol = private.partition("/")
+    return [f"{p.host_ip}:{p.host_port}" for p in ports
+            if str(p.container_port) == number and p.protocol == (protocol or "tcp")]
 
 
 def ps_row(record: ContainerRecord, now: float) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "registry": ("pull", "push", "login", "logout"),
     "containers": ("run", "create", "start", "stop", "restart", "kill", "rm", "wait", "attach"),
     "container_views": ("ps", "logs", "top", "stats", "inspect", "diff", "commit", "exec", "info", "volume"),
+    "container_state": ("pause", "unpause", "rename", "port"),
     "build": ("build",),
     "cluster": ("submit", "queue", "q", "show", "cancel", "nodes", "drain", "resume", "scheduler", "agent"),
     "images": ("images", "tag", "rmi", "history", "save", "load", "import", "image"),

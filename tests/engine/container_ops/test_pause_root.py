@@ -1,0 +1,79 @@
+"""`rade pause`/`unpause` on real containers: the state `ps` and `inspect` show, no CPU used while
+paused (by the container's cgroup), and stop, kill and rm -f of a paused container working."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from engine.cgroups import open_cgroup
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+SPIN = ("sh", "-c", "while :; do :; done")
+
+
+def _state(rade, name: str) -> dict:
+    return json.loads(rade.out("inspect", name))[0]["State"]
+
+
+def _cpu(cid: str) -> float:
+    return open_cgroup(cid).stats().cpu_seconds
+
+
+def _until(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_paused_container_uses_no_cpu_and_shows_paused(rade):
+    cid = rade.out("run", "-d", "--network", "none", "--name", "spin-pause", "busybox", *SPIN)
+    _until(lambda: _cpu(cid) > 0.02, "the container to use CPU")
+    assert rade.out("pause", "spin-pause") == "spin-pause"
+    state = _state(rade, "spin-pause")
+    assert state["Status"] == "paused" and state["Paused"] is True and state["Running"] is True
+    assert "(Paused)" in rade.out("ps")
+    before = _cpu(cid)
+    time.sleep(0.5)  # a running spinner would use most of a CPU in this window
+    assert _cpu(cid) - before < 0.005
+
+    again = rade("pause", "spin-pause", check=False)
+    assert again.returncode == 125 and b"already paused" in again.stderr
+    refused = rade("exec", "spin-pause", "true", check=False)
+    assert refused.returncode == 125 and b"is paused" in refused.stderr
+
+    assert rade.out("unpause", "spin-pause") == "spin-pause"
+    state = _state(rade, "spin-pause")
+    assert state["Status"] == "running" and state["Paused"] is False
+    resumed = _cpu(cid)
+    _until(lambda: _cpu(cid) > resumed + 0.02, "the unpaused container to use CPU again")
+    not_paused = rade("unpause", "spin-pause", check=False)
+    assert not_paused.returncode == 125 and b"not paused" in not_paused.stderr
+    rade("rm", "-f", "spin-pause")
+
+
+def test_stop_kill_and_rm_f_of_a_paused_container_work(rade):
+    for name in ("p-stop", "p-kill", "p-rm"):
+        rade("run", "-d", "--network", "none", "--name", name, "busybox", "sleep", "1000")
+        rade("pause", name)
+    rade("stop", "-t", "5", "p-stop")
+    assert _state(rade, "p-stop")["Status"] == "exited"
+    rade("kill", "p-kill")
+    assert rade.out("wait", "p-kill") == "137"
+    rade("rm", "-f", "p-rm")
+    assert "p-rm" not in rade.out("ps", "-a")
+    rade("rm", "p-stop", "p-kill")
+
+
+def test_pause_of_a_stopped_container_is_one_clear_line(rade):
+    rade("create", "--name", "never-started", "busybox", "true")
+    result = rade("pause", "never-started", check=False)
+    assert result.returncode == 125
+    assert result.stderr.decode() == "rade: error: container never-started is not running (it is created)\n"
+    rade("rm", "never-started")

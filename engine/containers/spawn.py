@@ -6,6 +6,11 @@ callers with threads, such as the node agent, that must not fork their own image
 supervisor ends up in its own session with stdio on /dev/null, and writes JSON lines on the ready pipe:
 `listening`, then `started` or `error`.
 
+`prespawn()` forks the supervisor before the container exists: the child imports the supervisor and the
+launch (a good part of a start) while the caller resolves the image and writes the record, then waits
+for the container's id (`PendingSupervisor.start`); the caller's exit or `cancel()` before that ends it
+having done nothing. On two idle cores this takes the supervisor's start-up off `rade run`'s path.
+
 `spawn()` double-forks, so the supervisor is init's child at once, unless the caller says `fork_once`:
 then the supervisor stays its child, which is right for a caller that exits soon (the `rade` command;
 init inherits the supervisor then) or reaps its children itself (the agent's launcher, SIGCHLD ignored),
@@ -24,7 +29,6 @@ import socket
 import sys
 from typing import Any
 
-from engine.containers.store import ContainerStore
 from engine.errors import ContainerError
 
 
@@ -57,16 +61,21 @@ class ReadyReader:
             self.attach = None
 
 
-def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach: bool,
-                       client_fd: int | None = None) -> int:
-    """In the grandchild: detach stdio, log to the container's dir, run the supervisor."""
-    from engine.containers.supervisor import Ready, Supervisor
-
-    store = ContainerStore(root)
+def _detach_stdio() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+
+
+def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach: bool,
+                       client_fd: int | None = None) -> int:
+    """In the grandchild: detach stdio, log to the container's dir, run the supervisor."""
+    from engine.containers.store import ContainerStore
+    from engine.containers.supervisor import Ready, Supervisor
+
+    store = ContainerStore(root)
+    _detach_stdio()
     low = 3
     for keep in sorted({ready_fd} | ({client_fd} if client_fd is not None else set())):
         os.closerange(low, keep)
@@ -118,6 +127,95 @@ def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = F
     if not fork_once:
         os.waitpid(pid, 0)
     return ReadyReader(read_fd, ours)
+
+
+class PendingSupervisor:
+    """A supervisor forked by `prespawn` that waits for its container's id."""
+
+    def __init__(self, pid: int, go_fd: int, reader: ReadyReader, reap: bool) -> None:
+        self.pid = pid
+        self.go_fd = go_fd
+        self.reader = reader
+        self.reap = reap  # the supervisor is our child (fork_once): wait for it if it ends unused
+
+    def start(self, container_id: str) -> ReadyReader:
+        """Hand the supervisor its container; read its reports from the returned reader."""
+        try:
+            os.write(self.go_fd, container_id.encode() + b"\n")
+        except BrokenPipeError:
+            pass  # it died starting up: the reader meets end-of-file and says so
+        finally:
+            os.close(self.go_fd)
+            self.go_fd = -1
+        return self.reader
+
+    def cancel(self) -> None:
+        """No container after all: the supervisor reads end-of-file and exits having done nothing."""
+        if self.go_fd < 0:
+            return
+        os.close(self.go_fd)
+        self.go_fd = -1
+        self.reader.close()
+        if self.reap:
+            os.waitpid(self.pid, 0)
+
+
+def _await_container(go_fd: int) -> str | None:
+    """The container id the caller sends (`PendingSupervisor.start`), or None at end-of-file."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(go_fd, 128)
+        if not chunk:
+            return None
+        data += chunk
+    os.close(go_fd)
+    return data[:-1].decode()
+
+
+def prespawn(root: str | os.PathLike[str], wait_attach: bool = False, fork_once: bool = False,
+             preconnect: bool = False) -> PendingSupervisor:
+    """Fork a supervisor now, for a container the caller is about to make (see the module docstring);
+    the options are `spawn`'s. Only from a process without threads."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if preconnect else (None, None)
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        container_id = "?"
+        try:
+            os.close(read_fd)
+            os.close(go_w)
+            if ours is not None:
+                ours.close()
+            os.setsid()
+            if not fork_once and os.fork() != 0:
+                os._exit(0)
+            _detach_stdio()
+            # The work this fork exists for: done while the caller makes the record.
+            import engine.containers.supervisor
+            import engine.launch  # noqa: F401
+
+            found = _await_container(go_r)
+            if found is None:
+                code = 0
+            else:
+                container_id = found
+                code = _become_supervisor(str(root), container_id, write_fd, wait_attach,
+                                          theirs.detach() if theirs is not None else None)
+        except BaseException:
+            logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    os.close(go_r)
+    if theirs is not None:
+        theirs.close()
+    if not fork_once:
+        os.waitpid(pid, 0)
+    return PendingSupervisor(pid, go_w, ReadyReader(read_fd, ours), reap=fork_once)
 
 
 def spawn_exec(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False) -> ReadyReader:

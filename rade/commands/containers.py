@@ -100,10 +100,13 @@ def _wait_started(reader) -> None:
 def _attach_and_relay(store, record, interactive: bool, reader=None) -> int:
     """Attach this process's stdio (raw terminal for -t) until the container exits; its exit code."""
     from engine.containers.client import DETACH_KEYS, AttachClient
-    from engine.containers.terminal import raw_terminal, window_size
 
     tty = record.config.tty
-    size = window_size(0) if tty else None
+    size = None
+    if tty:
+        from engine.containers.terminal import window_size
+
+        size = window_size(0)
     sock = None
     if reader is not None:
         sock, reader.attach = reader.attach, None
@@ -118,6 +121,8 @@ def _attach_and_relay(store, record, interactive: bool, reader=None) -> int:
             previous[sig] = signal.signal(sig, lambda s, _f: client.signal(s))
     try:
         if tty and interactive:
+            from engine.containers.terminal import raw_terminal
+
             with raw_terminal(0, client.resize):
                 outcome = client.relay(stdin_fd, 1, 2, detach_keys=DETACH_KEYS)
         else:
@@ -148,11 +153,19 @@ def _final_code(store, record) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from engine.containers import lifecycle
+    from engine.containers.spawn import prespawn
 
-    store = _store(args)
-    record = lifecycle.create(store, create_options(args))
-    reader = lifecycle.start(store, record, attach=not args.detach, fork_once=True, preconnect=not args.detach)
+    # The supervisor is forked first and imports what it needs while this process makes the record.
+    pending = prespawn(args.root, wait_attach=not args.detach, fork_once=True, preconnect=not args.detach)
+    try:
+        from engine.containers import lifecycle
+
+        store = _store(args)
+        record = lifecycle.create(store, create_options(args))
+    except BaseException:
+        pending.cancel()
+        raise
+    reader = pending.start(record.id)
     if args.detach:
         _wait_started(reader)
         print(record.id)

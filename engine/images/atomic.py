@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +29,8 @@ def file_lock(path: str, shared: bool = False) -> Iterator[None]:
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` in one step: temp file in the same directory, fsync, rename."""
     directory = os.path.dirname(path) or "."
+    import tempfile  # here: a container start only reads the store
+
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -10,9 +10,7 @@ processes ingesting the same blob both rename identical bytes into place, which 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import tempfile
 from typing import BinaryIO
 
 from engine.errors import ImageError
@@ -66,6 +64,9 @@ class BlobStore:
         """
         if expected_digest is not None:
             check_digest(expected_digest, "expected digest")
+        import hashlib  # here: a container start only looks blobs up
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix="blob-", dir=self.tmp)
         try:
             hasher = hashlib.sha256()

@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 
 from engine.errors import ImageError
@@ -26,6 +25,13 @@ from engine.images.tarsplit import SplitRecorder, rebuild, split_size
 # start only looks layers up.
 
 LAYER_FORMAT = 1
+
+
+def _mkdtemp(prefix: str, dir: str) -> str:
+    """`tempfile.mkdtemp`, imported only by what writes layers (a container start only reads them)."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=prefix, dir=dir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +76,7 @@ class LayerStore:
                 return found
             from engine.images.unpack import unpack_layer
 
-            work = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
+            work = _mkdtemp(prefix="layer-", dir=self.tmp)
             try:
                 diff = os.path.join(work, "diff")
                 os.mkdir(diff, 0o755)
@@ -106,7 +112,7 @@ class LayerStore:
                 return self.is_rebuildable(diff_id)
             from engine.images.unpack import unpack_region
 
-            work = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
+            work = _mkdtemp(prefix="layer-", dir=self.tmp)
             try:
                 diff = os.path.join(work, "diff")
                 os.mkdir(diff, 0o755)
@@ -153,7 +159,7 @@ class LayerStore:
             path = os.path.join(self.root, digest_hex(diff_id))
             if os.path.lexists(path):
                 # Rename first so a reader never sees a half-deleted layer that still has its layer.json.
-                doomed = tempfile.mkdtemp(prefix="gone-", dir=self.tmp)
+                doomed = _mkdtemp(prefix="gone-", dir=self.tmp)
                 os.rename(path, os.path.join(doomed, "layer"))
                 remove_tree(doomed)
 

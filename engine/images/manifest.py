@@ -8,7 +8,7 @@ back, and knows nothing of where the bytes are stored.
 from __future__ import annotations
 
 import json
-import platform
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "ar
 
 def host_architecture() -> str:
     """This machine's architecture as OCI names it (Go's GOARCH: amd64, arm64...)."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()  # what platform.machine() reads, without its import
     return _GOARCH.get(machine, machine)
 
 

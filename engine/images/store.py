@@ -14,10 +14,8 @@ records no container uses, and collects the blobs and layers nothing references 
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -45,6 +43,8 @@ STORE_FORMAT = 1
 
 def now_rfc3339() -> str:
     """The current time as image configs record it (UTC, RFC 3339, nanosecond field trimmed)."""
+    import datetime  # here: a container start only reads the store
+
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -96,6 +96,8 @@ class ImageStore:
         rebuilt into a blob file first, and verified."""
         path = self.blobs.path(digest)
         if not os.path.exists(path) and self.layers.is_rebuildable(digest):
+            import tempfile
+
             fd, tmp = tempfile.mkstemp(prefix="rebuild-", dir=self.tmp)
             try:
                 try:

@@ -10,7 +10,6 @@ cannot be rebuilt from its final files; the recorder notices and the blob is sto
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -79,6 +78,8 @@ def rebuild(layer_dir: str, diff_dir: str, out_fd: int) -> str:
     """Write the layer's original tar to out_fd from its files and tar-split; return its sha256 digest."""
     with open(os.path.join(layer_dir, SPLIT_JSON), encoding="utf-8") as src:
         split = json.load(src)
+    import hashlib  # here: a container start never rebuilds a layer's tar
+
     hasher = hashlib.sha256()
     with open(os.path.join(layer_dir, SPLIT_RAW), "rb") as raw:
         for segment in split["segments"]:

@@ -147,6 +147,8 @@ def create(store: ContainerStore, opts: CreateOptions) -> ContainerRecord:
 
 def publish(specs: tuple[str, ...], exposed: tuple[str, ...]) -> tuple[PortMapping, ...]:
     """The `-p` mappings, plus those of `-P` (the `exposed` ports) not published already."""
+    if not specs and not exposed:
+        return ()  # most containers publish nothing: no need to import the port parser
     from engine.network.ports import merge_publish, parse_publish, publish_all
 
     merged = merge_publish([parse_publish(s) for s in specs], publish_all(exposed))

@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,15 +14,11 @@ NODE = "sweepnode"
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    if os.geteuid() != 0 or not (shutil.which("busybox") or os.path.exists("/bin/busybox")):
-        pytest.skip("needs root and busybox-static")
+def store(busybox_root: Path):
     from engine.containers import lifecycle
     from engine.containers.store import ContainerStore
 
-    subprocess.run([sys.executable, "-m", "rade", "--root", str(tmp_path), "image", "bootstrap", "busybox", "busybox"],
-                   check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
-    store = ContainerStore(str(tmp_path))
+    store = ContainerStore(str(busybox_root))
     try:
         yield store
     finally:

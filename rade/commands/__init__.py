@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "containers": ("run", "create", "start", "stop", "restart", "kill", "rm", "wait", "attach"),
     "container_views": ("ps", "logs", "top", "stats", "inspect", "diff", "commit", "exec", "info", "volume"),
     "container_state": ("pause", "unpause", "rename", "port"),
+    "copy": ("cp",),
     "build": ("build",),
     "cluster": ("submit", "queue", "q", "show", "cancel", "nodes", "drain", "resume", "scheduler", "agent"),
     "images": ("images", "tag", "rmi", "history", "save", "load", "import", "image"),

@@ -1,0 +1,299 @@
+"""`rade cp`: files and directories copied between a container and the host, both ways, with Docker's
+rules for what lands where, and `-` for a tar stream on stdin or stdout.
+
+The container's side always runs in a child chrooted into the container's root (`rootview`): a running
+container's root as it sees it, a stopped one's layers and volumes mounted in a private mount namespace
+while its supervisor lock is held (so it cannot start meanwhile). Paths there, symlinks included, resolve
+inside the root. What crosses between the two sides is a tar stream; what a container sends is unpacked by
+the image store's extractor, which refuses entries that would leave the destination.
+
+Where a copy lands (`place`), as `docker cp`: into an existing directory under the item's own name (with
+`SRC/.`, its contents); over an existing file (a file only: never a directory over a file); to a missing
+path, under that name in its parent, which must exist. A single file is written beside its destination
+and renamed over it, so it is never seen half-written. Owners: a copy into a container belongs to its
+root, a copy out to whoever runs `rade`; `archive` (`-a`) keeps the owners of the source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from engine.containers import rootview, tree_archive
+from engine.containers.record import ContainerRecord
+from engine.containers.store import ContainerStore
+from engine.errors import ContainerError
+
+
+class CopyError(ContainerError):
+    """A copy that cannot be done as asked (a missing source, a directory onto a file...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a copied item goes: unpacked into `directory` with its top entry named `new_top` ("" for its
+    contents), then renamed to `final` when that is set (a single file written under a temporary name)."""
+
+    directory: str
+    new_top: str
+    final: str = ""
+
+
+def split_arg(arg: str) -> tuple[str | None, str]:
+    """`CONTAINER:PATH` as (container, path); a host path as (None, path). As Docker reads it, a path
+    starting with `/` or `.` is a host path even with a colon in it."""
+    if arg.startswith(("/", ".")) or ":" not in arg:
+        return None, arg
+    container, _, path = arg.partition(":")
+    return container, path
+
+
+def _top_name(path: str) -> str:
+    return os.path.basename(os.path.normpath(path)) or "rootfs"
+
+
+def is_contents(path: str) -> bool:
+    """`DIR/.` (and `/`): copy what is in the directory, not the directory itself."""
+    return path.endswith("/.") or path == "." or not path.strip("/")
+
+
+def place(dest: str, source_is_dir: bool, source_top: str, contents: bool) -> Placement:
+    """Docker's rules for `dest` (resolved in the root this runs in), for a source file or directory."""
+    wants_dir = dest.endswith(("/", "/."))
+    real = os.path.realpath(dest)
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        return Placement(real, "" if source_is_dir and contents else source_top)
+    if st is not None:
+        if source_is_dir:
+            raise CopyError(f"cannot copy a directory onto the file {dest}", "give a directory as destination")
+        return Placement(os.path.dirname(real), _temp_name(real), os.path.basename(real))
+    if wants_dir and not source_is_dir:
+        raise CopyError(f"the destination directory {dest} does not exist", "create it first")
+    parent = os.path.dirname(real.rstrip("/")) or "/"
+    if not os.path.isdir(parent):
+        raise CopyError(f"the parent directory of {dest} does not exist", "create it first")
+    name = os.path.basename(real.rstrip("/"))
+    if source_is_dir:
+        return Placement(parent, name)
+    return Placement(parent, _temp_name(real), name)
+
+
+def _temp_name(path: str) -> str:
+    return f".{os.path.basename(path)}.rade-cp-{os.getpid()}"
+
+
+def unpack(stream: BinaryIO, placement: Placement, top: str, label: str, owner: tuple[int, int] | None) -> None:
+    """Unpack a copy's tar stream as `placement` says."""
+    extractor = tree_archive.CopyExtractor(placement.directory, label, top, placement.new_top, owner)
+    try:
+        extractor.run_stream(stream)
+        if placement.final:
+            os.replace(os.path.join(placement.directory, placement.new_top),
+                       os.path.join(placement.directory, placement.final))
+    finally:
+        if placement.final:
+            try:
+                os.unlink(os.path.join(placement.directory, placement.new_top))
+            except OSError:
+                pass
+
+
+def _source_stat(path: str, follow: bool, where: str) -> os.stat_result:
+    must_dir = path.endswith("/") or is_contents(path)
+    try:
+        st = os.stat(path) if follow or must_dir else os.lstat(path)
+    except FileNotFoundError:
+        raise CopyError(f"no such file or directory {where}: {path}", "check the path") from None
+    except NotADirectoryError:
+        raise CopyError(f"{path} {where}: a part of the path is not a directory", "check the path") from None
+    if must_dir and not stat.S_ISDIR(st.st_mode):
+        raise CopyError(f"{path} {where} is not a directory", "drop the trailing '/' to copy a file")
+    return st
+
+
+# -- the container's root ------------------------------------------------------------------------------
+
+
+class _Root:
+    """The way into one container's root for the length of a copy (see the module docstring)."""
+
+    def __init__(self, store: ContainerStore, record: ContainerRecord) -> None:
+        from engine.containers.lifecycle import refresh
+        from engine.containers.status import is_active
+
+        self.store = store
+        self.record = refresh(store, record)
+        self.lock = None
+        if not is_active(self.record.status):
+            from engine.containers.removal import supervisor_lock
+
+            self.lock = supervisor_lock(store, self.record, "is being started or removed")
+            self.lock.__enter__()
+            self.record = store.get(record.id)  # as it is now that no one can start it
+
+    def plan(self) -> rootview.RootPlan:
+        from engine.containers.launchspec import image_layers
+        from engine.containers.status import is_active
+
+        record = self.record
+        if is_active(record.status):
+            if not record.pid:
+                raise CopyError(f"container {record.name} is {record.status.value} but has no process")
+            return rootview.RootPlan(proc_root=f"/proc/{record.pid}/root")
+        layers = image_layers(self.store.root, record.config.image_id)
+        if not layers:
+            raise CopyError(f"container {record.name} has no image layers (FROM scratch) to copy with")
+        cdir = self.store.dir(record.id)
+        return rootview.RootPlan(
+            lower_dirs=tuple(str(p) for p in layers), upper_dir=str(cdir.upper), work_dir=str(cdir.work),
+            mountpoint=str(cdir.rootfs),
+            volumes=tuple((v.source, v.destination, v.read_only) for v in record.host_config.volumes))
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.__exit__(None, None, None)
+            self.lock = None
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        raise CopyError("rade cp needs root (it enters the container's root with chroot)", "run it as root")
+
+
+def copy_out(store: ContainerStore, record: ContainerRecord, src: str, dest: str, follow: bool = False,
+             archive: bool = False, stdout: BinaryIO | None = None) -> None:
+    """Copy the container's `src` to the host path `dest` (`-`: a tar stream to `stdout`)."""
+    _needs_root()
+    root = _Root(store, record)
+    name = root.record.name
+    info_r, info_w = os.pipe2(os.O_CLOEXEC)
+    data_r, data_w = os.pipe2(os.O_CLOEXEC)
+    inside = "/" + src.lstrip("/")
+    contents = is_contents(src)
+
+    def work() -> None:
+        st = _source_stat(inside, follow, f"in container {name}")
+        os.write(info_w, json.dumps({"dir": stat.S_ISDIR(st.st_mode)}).encode())
+        os.close(info_w)
+        with os.fdopen(data_w, "wb") as out:
+            tree_archive.write_tree(out, inside, _top_name(inside), follow_top=follow)
+
+    try:
+        pid, err_r = rootview.start_in_root(root.plan(), work, close_in_child=(info_r, data_r))
+    except BaseException:
+        root.close()
+        raise
+    os.close(info_w)
+    os.close(data_w)
+    try:
+        try:
+            info = _read_all(info_r)
+            if info:
+                _receive(data_r, json.loads(info)["dir"], dest, contents, _top_name(inside),
+                         f"{name}:{src}", None if archive else (os.getuid(), os.getgid()), stdout)
+        except BaseException as err:
+            os.close(data_r)
+            data_r = -1
+            _finish_preferring_child(pid, err_r, err, kill=False)
+            raise
+    finally:
+        if data_r >= 0:
+            os.close(data_r)
+        root.close()
+    rootview.finish_child(pid, err_r)
+
+
+def _receive(data_r: int, is_dir: bool, dest: str, contents: bool, top: str, label: str,
+             owner: tuple[int, int] | None, stdout: BinaryIO | None) -> None:
+    with os.fdopen(data_r, "rb", closefd=False) as stream:
+        if dest == "-":
+            out = stdout if stdout is not None else sys.stdout.buffer
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
+            out.flush()
+            return
+        unpack(stream, place(dest, is_dir, top, contents), top, f"copy of {label}", owner)
+
+
+def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str, follow: bool = False,
+            archive: bool = False, stdin: BinaryIO | None = None) -> None:
+    """Copy the host's `src` (`-`: a tar stream on `stdin`) to `dest` in the container."""
+    _needs_root()
+    if record.host_config.read_only:
+        raise CopyError(f"container {record.name} has a read-only root", "copy into one of its volumes instead")
+    from_stream = src == "-"
+    if not from_stream:
+        st = _source_stat(src, follow, "on the host")
+    source_is_dir = from_stream or stat.S_ISDIR(st.st_mode)
+    top = _top_name(src)
+    contents = is_contents(src)
+    inside = "/" + dest.lstrip("/")
+    owner = None if archive else (0, 0)
+    root = _Root(store, record)
+    label = f"copy to {root.record.name}:{dest}"
+    data_r, data_w = os.pipe2(os.O_CLOEXEC)
+
+    def work() -> None:
+        with os.fdopen(data_r, "rb") as stream:
+            if from_stream:
+                if not os.path.isdir(os.path.realpath(inside)):
+                    raise CopyError(f"{dest} is not a directory in the container",
+                                    "a tar stream is unpacked into an existing directory")
+                tree_archive.CopyExtractor(os.path.realpath(inside), label, owner=owner).run_stream(stream)
+                return
+            unpack(stream, place(inside, source_is_dir, top, contents), top, label, owner)
+
+    try:
+        pid, err_r = rootview.start_in_root(root.plan(), work, close_in_child=(data_w,))
+    except BaseException:
+        root.close()
+        raise
+    os.close(data_r)
+    try:
+        try:
+            with os.fdopen(data_w, "wb") as out:
+                if from_stream:
+                    source = stdin if stdin is not None else sys.stdin.buffer
+                    while chunk := source.read(1 << 20):
+                        out.write(chunk)
+                else:
+                    tree_archive.write_tree(out, src, top, follow_top=follow)
+        except BaseException as err:
+            _finish_preferring_child(pid, err_r, err, kill=not isinstance(err, BrokenPipeError))
+            raise
+    finally:
+        root.close()
+    rootview.finish_child(pid, err_r)
+
+
+def _finish_preferring_child(pid: int, err_r: int, err: BaseException, kill: bool) -> None:
+    """After this side failed with `err`: end the child (at once with `kill`, when `err` is this side's
+    own) and raise its report when that is the cause, not the echo of `err` (a broken pipe); otherwise
+    return, for the caller to raise `err`."""
+    if kill or isinstance(err, KeyboardInterrupt):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        rootview.finish_child(pid, err_r)
+    except rootview.RootWorkError as child:
+        if not kill and not child.broken_pipe:
+            raise child from None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)

@@ -1,0 +1,115 @@
+"""Trees as tar streams for `rade cp` and the builder's `COPY --from`: a directory tree written out
+(`add_tree`) and a stream unpacked into a directory (`CopyExtractor`, the image store's safe extractor
+with the copied item renamed and owners set as the copy asks).
+
+`add_tree` builds each header from lstat alone, never looking up user or group names: it runs chrooted
+in a container, where a name lookup would load the container's NSS libraries into a root process.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from typing import BinaryIO
+
+from engine.images.extractor import Extractor, split_entry_name
+
+_TYPES = ((stat.S_ISDIR, tarfile.DIRTYPE), (stat.S_ISLNK, tarfile.SYMTYPE), (stat.S_ISCHR, tarfile.CHRTYPE),
+          (stat.S_ISBLK, tarfile.BLKTYPE), (stat.S_ISFIFO, tarfile.FIFOTYPE))
+
+
+def add_tree(tar: tarfile.TarFile, path: str, arcname: str, follow_top: bool = False) -> None:
+    """Write `path` (and, for a directory, everything under it) to `tar` as `arcname/...`. Symlinks are
+    kept as links, except `path` itself with `follow_top`; sockets are left out, as tar does."""
+    links: dict[tuple[int, int], str] = {}
+    top = os.stat(path) if follow_top else os.lstat(path)
+    _add(tar, path, arcname, top, links, follow=follow_top)
+
+
+def _add(tar: tarfile.TarFile, path: str, name: str, st: os.stat_result, links: dict[tuple[int, int], str],
+         follow: bool = False) -> None:
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = int(st.st_mtime)
+    if stat.S_ISREG(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1:
+            if key in links:
+                info.type, info.linkname = tarfile.LNKTYPE, links[key]
+                tar.addfile(info)
+                return
+            links[key] = name
+        info.size = st.st_size
+        flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+        with os.fdopen(os.open(path, flags), "rb") as fh:
+            tar.addfile(info, fh)
+        return
+    for test, kind in _TYPES:
+        if test(st.st_mode):
+            info.type = kind
+            break
+    else:
+        return  # a socket: nothing a copy can recreate
+    if info.type == tarfile.SYMTYPE:
+        info.linkname = os.readlink(path)
+    elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    tar.addfile(info)
+    if info.type == tarfile.DIRTYPE:
+        for entry in sorted(os.listdir(path)):
+            child = os.path.join(path, entry)
+            _add(tar, child, f"{name}/{entry}", os.lstat(child), links)
+
+
+def write_tree(out: BinaryIO, path: str, arcname: str, follow_top: bool = False) -> None:
+    """A whole tar stream of `path` to `out`."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        add_tree(tar, path, arcname, follow_top)
+
+
+class CopyExtractor(Extractor):
+    """The safe extractor, for copies: the stream's top entry `top` lands as `new_top` ("" puts what is
+    under it straight into the destination), and with `owner` every entry gets that uid and gid. A name
+    with the `.wh.` prefix is refused: it is a whiteout in a layer, and a copy must not make one."""
+
+    def __init__(self, dest: str, label: str, top: str | None = None, new_top: str | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
+        super().__init__(dest, label)
+        self.top = top
+        self.new_top = new_top
+        self.owner = owner
+
+    def _rename(self, name: str, member_name: str) -> str | None:
+        if self.top is None or self.new_top is None:
+            return name
+        try:
+            parts = split_entry_name(name)
+        except ValueError as err:
+            raise self.refuse(member_name, str(err)) from None
+        if not parts or parts[0] != self.top:
+            raise self.refuse(member_name, f"is not under {self.top!r}, the item being copied")
+        rest = parts[1:]
+        if self.new_top:
+            rest.insert(0, self.new_top)
+        return "/".join(rest) if rest else None
+
+    def _entry(self, member: tarfile.TarInfo, write_data: object) -> None:
+        original = member.name
+        name = self._rename(member.name, original)
+        if name is None:
+            return  # the copied directory itself, whose contents go into an existing one
+        member.name = name
+        if member.islnk():
+            linkname = self._rename(member.linkname, original)
+            if linkname is None:
+                raise self.refuse(original, "hard link to the copied directory")
+            member.linkname = linkname
+        if self.owner is not None:
+            member.uid, member.gid = self.owner
+        super()._entry(member, write_data)
+
+    def _whiteout(self, name: str, parent: str, base: str) -> None:
+        raise self.refuse(name, "names starting with '.wh.' are reserved for layer whiteouts")

@@ -1,0 +1,127 @@
+"""`rade cp` against real containers: both ways, files and directories, running and stopped containers
+(a stopped one's upper dir and volumes), tar streams on stdin/stdout, owners, symlinks in the container
+that must not lead to the host, and errors as one line."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A host directory: d/a.txt (owned 1234:5678), d/sub/b, d/link -> a.txt."""
+    d = tmp_path / "src" / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text("alpha\n")
+    (d / "sub" / "b").write_text("beta\n")
+    os.symlink("a.txt", d / "link")
+    os.chown(d / "a.txt", 1234, 5678)
+    os.chmod(d / "sub" / "b", 0o751)
+    return d
+
+
+def test_copy_both_ways_with_a_running_container(rade, tree, tmp_path):
+    rade("run", "-d", "--network", "none", "--name", "cp-run", "busybox", "sleep", "1000")
+    rade("cp", str(tree), "cp-run:/srv")  # a missing destination: made as a copy of the directory
+    assert rade.out("exec", "cp-run", "cat", "/srv/a.txt", "/srv/sub/b") == "alpha\nbeta"
+    assert rade.out("exec", "cp-run", "readlink", "/srv/link") == "a.txt"
+    assert rade.out("exec", "cp-run", "stat", "-c", "%u:%g %a", "/srv/a.txt", "/srv/sub/b") == "0:0 644\n0:0 751"
+    rade("cp", str(tree), "cp-run:/tmp")  # an existing directory: copied into it by name
+    rade("cp", f"{tree}/.", "cp-run:/opt")  # DIR/. : its contents
+    assert rade.out("exec", "cp-run", "ls", "/tmp/d", "/opt").split() == \
+        ["/opt:", "a.txt", "link", "sub", "/tmp/d:", "a.txt", "link", "sub"]
+    rade("exec", "cp-run", "sh", "-c", "echo old > /srv/old.txt")
+    rade("cp", "-a", str(tree / "a.txt"), "cp-run:/srv/old.txt")  # over a file: replaced, owners kept
+    assert rade.out("exec", "cp-run", "sh", "-c", "cat /srv/old.txt; stat -c %u:%g /srv/old.txt") == "alpha\n1234:5678"
+    rade("exec", "cp-run", "sh", "-c", "echo made inside > /srv/inside.txt; chown 42:43 /srv/inside.txt")
+    out = tmp_path / "out"
+    rade("cp", "cp-run:/srv", str(out))
+    assert (out / "a.txt").read_text() == "alpha\n" and (out / "inside.txt").read_text() == "made inside\n"
+    assert os.readlink(out / "link") == "a.txt"
+    assert os.stat(out / "inside.txt").st_uid == os.getuid()  # without -a: owned by who copies
+    rade("cp", "-a", "cp-run:/srv/inside.txt", str(tmp_path / "kept.txt"))
+    st = os.stat(tmp_path / "kept.txt")
+    assert (st.st_uid, st.st_gid) == (42, 43)
+    rade("rm", "-f", "cp-run")
+
+
+def test_copy_with_a_stopped_container_uses_its_upper_dir_and_volumes(rade, tree, tmp_path):
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    rade("create", "--network", "none", "--name", "cp-stopped", "-v", f"{volume}:/data", "busybox",
+         "sh", "-c", "cat /etc/motd /data/a.txt > /data/seen; echo from-run > /var/ran")
+    rade("cp", str(tree / "a.txt"), "cp-stopped:/data/")
+    (tmp_path / "motd").write_text("copied while stopped\n")
+    rade("cp", str(tmp_path / "motd"), "cp-stopped:/etc/motd")
+    assert (volume / "a.txt").read_text() == "alpha\n"  # through the volume, onto the host directory
+    rade("start", "-a", "cp-stopped")
+    assert (volume / "seen").read_text() == "copied while stopped\nalpha\n"
+    rade("cp", "cp-stopped:/var/ran", str(tmp_path / "ran"))
+    assert (tmp_path / "ran").read_text() == "from-run\n"
+    rade("rm", "cp-stopped")
+
+
+def test_tar_streams_on_stdin_and_stdout(rade, tmp_path):
+    rade("run", "-d", "--network", "none", "--name", "cp-tar", "busybox", "sleep", "1000")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = b"from a stream\n"
+        info = tarfile.TarInfo("streamed/file.txt")
+        info.size, info.uid, info.gid = len(data), 7, 8
+        tar.addfile(info, io.BytesIO(data))
+    rade("cp", "-a", "-", "cp-tar:/tmp", input=buf.getvalue())
+    assert rade.out("exec", "cp-tar", "stat", "-c", "%u:%g", "/tmp/streamed/file.txt") == "7:8"
+    stream = rade("cp", "cp-tar:/tmp/streamed", "-").stdout
+    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+        names = tar.getnames()
+        assert names == ["streamed", "streamed/file.txt"]
+        assert tar.extractfile("streamed/file.txt").read() == b"from a stream\n"
+    not_dir = rade("cp", "-", "cp-tar:/etc/passwd", input=buf.getvalue(), check=False)
+    assert not_dir.returncode == 125 and b"is not a directory" in not_dir.stderr
+    rade("rm", "-f", "cp-tar")
+
+
+def test_symlinks_in_the_container_never_lead_to_the_host(rade, tmp_path):
+    host_dir = tmp_path / "host-secret"
+    host_dir.mkdir()
+    (host_dir / "secret").write_text("host only\n")
+    rade("run", "-d", "--network", "none", "--name", "cp-evil", "busybox", "sh", "-c",
+         f"ln -s {host_dir} /escape; ln -s ../../../../../../../../{host_dir} /up; exec sleep 1000")
+    for path in ("/escape/secret", "/up/secret"):
+        result = rade("cp", f"cp-evil:{path}", str(tmp_path / "stolen"), check=False)
+        assert result.returncode == 125 and b"no such file or directory in container" in result.stderr
+    followed = rade("cp", "-L", "cp-evil:/escape", str(tmp_path / "stolen"), check=False)
+    assert followed.returncode == 125
+    assert not (tmp_path / "stolen").exists()
+    (tmp_path / "payload").write_text("planted\n")
+    for path in ("/escape/planted", "/up/planted", "/escape/"):
+        rade("cp", str(tmp_path / "payload"), f"cp-evil:{path}", check=False)
+    assert sorted(os.listdir(host_dir)) == ["secret"]
+    # The link itself is copied out as a link, pointing where it points, not at the host's files.
+    rade("cp", "cp-evil:/escape", str(tmp_path / "link-copy"))
+    assert os.readlink(tmp_path / "link-copy") == str(host_dir)
+    rade("rm", "-f", "cp-evil")
+
+
+def test_copy_errors_are_one_line(rade, tree, tmp_path):
+    rade("create", "--name", "cp-err", "busybox", "true")
+    cases = [
+        (("cp", "cp-err:/no/such", str(tmp_path / "x")), 125, "no such file or directory in container cp-err"),
+        (("cp", str(tmp_path / "nothing"), "cp-err:/tmp"), 125, "no such file or directory on the host"),
+        (("cp", str(tree), "cp-err:/etc/passwd"), 125, "cannot copy a directory onto the file /etc/passwd"),
+        (("cp", str(tree / "a.txt"), "cp-err:/no/dir/"), 125, "does not exist"),
+        (("cp", "cp-err:/a", "cp-err:/b"), 2, "between two containers"),
+        (("cp", str(tree), str(tmp_path)), 2, "CONTAINER:PATH"),
+    ]
+    for argv, code, text in cases:
+        result = rade(*argv, check=False)
+        err = result.stderr.decode()
+        assert result.returncode == code, (argv, err)
+        assert err.startswith("rade: error: ") and err.count("\n") == 1 and text in err, (argv, err)
+    rade("rm", "cp-err")

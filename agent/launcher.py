@@ -5,8 +5,11 @@ The agent has threads (ZeroMQ's), so it must not fork and run Python code in the
 threaded path (`spawn_exec`) starts a fresh interpreter per container instead, which costs a few hundred
 milliseconds a task. The launcher has no threads: asked over a socket pair with a container id, it
 calls the engine's `lifecycle.start`, which forks a supervisor from the launcher's warm image,
-and passes back the end of the supervisor's ready pipe (SCM_RIGHTS). The agent reads the start report
-from that pipe in its poller as before. The launcher exits when the agent's end of the socket closes.
+and passes back the end of the supervisor's ready pipe (SCM_RIGHTS). The agent never waits for it: the
+requests go out as orders come, the replies come back in the same order on the socket, which the
+agent's poller watches, and the agent reads each start report from its pipe in that poller too, so a
+fork (milliseconds on a loaded host) holds up no other task's start or end. The launcher exits when the
+agent's end of the socket closes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+from typing import Any
 
 from engine.errors import ContainerError
 from jobs.errors import RadeError
@@ -29,6 +33,7 @@ class Launcher:
         self.root = root
         self.sock: socket.socket | None = None
         self.pid = 0
+        self.pending = 0  # requests sent and not answered yet
 
     def start(self) -> None:
         """Fork the launcher; call before anything in this process starts a thread."""
@@ -54,30 +59,54 @@ class Launcher:
         ours.set_inheritable(False)
         self.sock, self.pid = ours, pid
 
-    def spawn(self, container_id: str):
-        """Start the container's supervisor; its ready pipe's reader. ContainerError if it cannot start."""
-        from engine.containers.spawn import ReadyReader
+    def fileno(self) -> int:
+        """The descriptor that is readable when replies are in (`replies`)."""
+        assert self.sock is not None
+        return self.sock.fileno()
 
+    def request(self, container_id: str) -> None:
+        """Ask for the container's supervisor to be started; the reply comes through `replies`, in the
+        order of the requests. ContainerError if the launcher is gone."""
         if self.sock is None:
             raise ContainerError("the agent's launcher is not running")
         try:
-            self.sock.sendall(container_id.encode())
-            message, fds, _, _ = socket.recv_fds(self.sock, 65536, 1)
+            self.sock.send(container_id.encode())
         except OSError as err:
             self.close()
             raise ContainerError(f"the agent's launcher is gone: {err}") from None
-        if fds:
-            return ReadyReader(fds[0])
-        if not message:
-            self.close()
-            raise ContainerError("the agent's launcher exited")
-        text = message.decode(errors="replace")
-        raise ContainerError(text.partition("\n")[0], text.partition("\n")[2] or None)
+        self.pending += 1
+
+    def replies(self) -> list[Any]:
+        """The replies in now, oldest request first, without waiting: for each, the ready pipe's reader
+        of the supervisor started, or the ContainerError that kept it from starting. When the launcher
+        has gone, every request still unanswered gets an error and the launcher is closed."""
+        from engine.containers.spawn import ReadyReader
+
+        out: list[Any] = []
+        while self.sock is not None and self.pending:
+            try:
+                message, fds, _, _ = socket.recv_fds(self.sock, 65536, 1, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:
+                message, fds = b"", []
+            if fds:
+                self.pending -= 1
+                out.append(ReadyReader(fds[0]))
+            elif message:
+                self.pending -= 1
+                text = message.decode(errors="replace")
+                out.append(ContainerError(text.partition("\n")[0], text.partition("\n")[2] or None))
+            else:
+                out += [ContainerError("the agent's launcher exited")] * self.pending
+                self.close()
+        return out
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+            self.pending = 0
         if self.pid:
             try:
                 os.waitpid(self.pid, 0)

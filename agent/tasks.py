@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -126,6 +127,8 @@ class EngineRunner:
         self.purger = Purger(self.store)
         self.link: Reporter | None = None
         self.tasks: dict[tuple[int, int, int], Task] = {}
+        self.starting: deque[Task] = deque()  # asked of the launcher, in the order of the requests
+        self._launcher_fd: int | None = None
 
     def _report(self, key: tuple[int, int, int], state: TaskState, exit_code: int | None = None, reason: str = "",
                 cpu_seconds: float = 0.0, peak_memory: int = 0) -> None:
@@ -157,7 +160,11 @@ class EngineRunner:
             task.file = TaskFile(*key, container_id=record.id, cgroup_slice=slice_name, deadline=deadline,
                                  grace=self.kill_grace)
             self.state.save(task.file)
-            task.ready = self._start(record)
+            if self.launcher is not None and self.launcher.sock is not None:
+                self._request_start(task)
+                return
+            # The agent has threads (ZeroMQ's): without its launcher, through a fresh interpreter.
+            ready = lifecycle.start(self.store, record, threaded_caller=True)
         except RadeError as err:
             log.warning("job %d task %d attempt %d: could not start: %s", *key, err.message)
             self._end(task, TaskState.FAILED, err.exit_code, err.message)
@@ -168,16 +175,34 @@ class EngineRunner:
             log.warning("job %d task %d attempt %d: malformed order: %r", *key, err)
             self._end(task, TaskState.FAILED, 125, f"the order could not be read: {type(err).__name__}: {err}")
             return
-        os.set_blocking(task.ready.file.fileno(), False)
-        self.watcher.watch(task.ready.file.fileno(), lambda: self._on_ready(task))
+        self._await_start(task, ready)
 
-    def _start(self, record: Any) -> Any:
-        from engine.containers import lifecycle
+    def _request_start(self, task: Task) -> None:
+        """Ask the launcher for the task's supervisor; its reply comes to `_on_launcher`, in order."""
+        self.launcher.request(task.file.container_id)
+        self.starting.append(task)
+        if self._launcher_fd is None:
+            self._launcher_fd = self.launcher.fileno()
+            self.watcher.watch(self._launcher_fd, self._on_launcher)
 
-        if self.launcher is not None and self.launcher.sock is not None:
-            return self.launcher.spawn(record.id)
-        # The agent has threads (ZeroMQ's): without its launcher, through a fresh interpreter.
-        return lifecycle.start(self.store, record, threaded_caller=True)
+    def _on_launcher(self) -> None:
+        replies = self.launcher.replies()
+        if self.launcher.sock is None and self._launcher_fd is not None:
+            self.watcher.unwatch(self._launcher_fd)
+            self._launcher_fd = None
+        for reply in replies:
+            task = self.starting.popleft()
+            if isinstance(reply, RadeError):
+                log.warning("job %d task %d attempt %d: could not start: %s", *task.key, reply.message)
+                self._end(task, TaskState.FAILED, reply.exit_code, reply.message)
+            else:
+                self._await_start(task, reply)
+
+    def _await_start(self, task: Task, ready: Any) -> None:
+        """Watch the supervisor's ready pipe for its start report."""
+        task.ready = ready
+        os.set_blocking(ready.file.fileno(), False)
+        self.watcher.watch(ready.file.fileno(), lambda: self._on_ready(task))
 
     def _on_ready(self, task: Task) -> None:
         """The supervisor's start report: `listening`, then `started` or `error` (JSON lines)."""
@@ -377,6 +402,9 @@ class EngineRunner:
 
     def close(self) -> None:
         """Stop watching (the containers keep running; a restarted agent adopts them)."""
+        if self._launcher_fd is not None:
+            self.watcher.unwatch(self._launcher_fd)
+            self._launcher_fd = None
         for task in self.tasks.values():
             if task.ready is not None:
                 self.watcher.unwatch(task.ready.file.fileno())

@@ -7,8 +7,10 @@ users expect. Nothing here touches disk: `engine.containers.store` owns the file
 
 from __future__ import annotations
 
+import enum
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from typing import Any
 
 from engine.containers.status import ContainerStatus, advance
@@ -140,16 +142,31 @@ class ContainerRecord:
 
 
 def to_json(record: ContainerRecord) -> dict[str, Any]:
-    """A plain dict for json.dump: enums by value, tuples as lists."""
-    data = asdict(record)
-    data["status"] = record.status.value
-    return data
+    """A plain dict for json.dump: enums by value, tuples as lists (what `asdict` gives, without its deep
+    copies: a record is written at every change of a container's state)."""
+    return _plain(record)
+
+
+def _plain(value: Any) -> Any:
+    names = _field_names(type(value)) if hasattr(type(value), "__dataclass_fields__") else None
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a frozen dataclass from its asdict() form, ignoring keys a newer version may have added."""
     kwargs: dict[str, Any] = {}
-    names = {f.name for f in fields(cls)}
+    names = _field_names(cls)
     for key, value in data.items():
         if key not in names:
             continue

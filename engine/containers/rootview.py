@@ -16,6 +16,7 @@ The child reports a failure over a pipe as one JSON object; `run_in_root` raises
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -69,10 +70,8 @@ def start_in_root(plan: RootPlan, work: Callable[[], None], close_in_child: tupl
         except BaseException as err:  # noqa: BLE001 - the child must never return into the caller's code
             _report(err_w, err)
             code = 1
-        try:
-            sys.stdout.flush()
-        except BaseException:  # noqa: BLE001
-            pass
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()  # what the work printed (a closed stdout changes nothing now)
         os._exit(code)
     os.close(err_w)
     return pid, err_r

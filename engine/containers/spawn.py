@@ -194,8 +194,10 @@ def prespawn(root: str | os.PathLike[str], wait_attach: bool = False, fork_once:
             if not fork_once and os.fork() != 0:
                 os._exit(0)
             _detach_stdio()
-            # The work this fork exists for: done while the caller makes the record.
+            # The work this fork exists for: done while the caller makes the record. (The image store
+            # is read again here, for the layers: the caller's import of it happens after the fork.)
             import engine.containers.supervisor
+            import engine.images.store
             import engine.launch  # noqa: F401
 
             found = _await_container(go_r)

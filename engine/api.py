@@ -1,6 +1,6 @@
 """The engine as a Python API, for the node agent and other programs that run containers without the
-command line: create, start, wait, kill, stop, stats, exec, remove, the log path, and adopting the
-containers that still run after the caller restarted (their supervisors outlive it).
+command line: create, start, wait, kill, stop, pause and unpause, stats, exec, remove, the log path, and
+adopting the containers that still run after the caller restarted (their supervisors outlive it).
 
 A thin face over `engine.containers.lifecycle`, in plain arguments: a container's cgroup parent and
 cpuset/memory limits, its environment (`rade_env` makes the RADE_* variables a job sees), host network,
@@ -100,6 +100,17 @@ class Engine:
 
     def stop(self, container_id: str, timeout: float = 10.0) -> ContainerRecord:
         return lifecycle.stop(self.store, self.store.find(container_id), timeout)
+
+    def pause(self, container_id: str) -> ContainerRecord:
+        """Freeze every process of the running container (the cgroup freezer) until `unpause`."""
+        from engine.containers.pause import pause
+
+        return pause(self.store, self.store.find(container_id))
+
+    def unpause(self, container_id: str) -> ContainerRecord:
+        from engine.containers.pause import unpause
+
+        return unpause(self.store, self.store.find(container_id))
 
     def stats(self, container_id: str):
         """CPU seconds, memory now and at peak, and tasks of a running container (a CgroupStats)."""

@@ -77,3 +77,17 @@ def test_pause_of_a_stopped_container_is_one_clear_line(rade):
     assert result.returncode == 125
     assert result.stderr.decode() == "rade: error: container never-started is not running (it is created)\n"
     rade("rm", "never-started")
+
+
+def test_engine_api_pauses_and_unpauses(rade, image_root):
+    from engine.api import Engine
+    from engine.containers.status import ContainerStatus
+
+    engine = Engine(image_root)
+    started = engine.run("busybox", ["sleep", "1000"], network="none")
+    try:
+        assert engine.pause(started.id).status is ContainerStatus.PAUSED
+        assert engine.inspect(started.id).status is ContainerStatus.PAUSED
+        assert engine.unpause(started.id).status is ContainerStatus.RUNNING
+    finally:
+        engine.remove(started.id, force=True)

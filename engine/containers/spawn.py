@@ -172,6 +172,24 @@ def _await_container(go_fd: int) -> str | None:
     return data[:-1].decode()
 
 
+def _report_startup_failure(ready_fd: int, client: socket.socket | None, err: BaseException) -> None:
+    """A pending supervisor that could not get ready (a broken install) says so on the ready pipe and to
+    the preconnected client, as a supervisor reports a failed start: the caller fails with it."""
+    report = {"message": f"the container's supervisor could not start: {type(err).__name__}: {err}",
+              "hint": "the container was created but not started; remove it with 'rade rm'", "exit_code": 125}
+    try:
+        os.write(ready_fd, json.dumps({"state": "error", **report}).encode() + b"\n")
+    except OSError:
+        pass
+    if client is not None:
+        try:
+            from engine.containers.attach import Frame, encode
+
+            client.sendall(encode(Frame.ERROR, report))
+        except Exception:  # the client then sees the connection close instead
+            logging.getLogger(__name__).debug("telling the attached client failed", exc_info=True)
+
+
 def prespawn(root: str | os.PathLike[str], wait_attach: bool = False, fork_once: bool = False,
              preconnect: bool = False) -> PendingSupervisor:
     """Fork a supervisor now, for a container the caller is about to make (see the module docstring);
@@ -207,7 +225,9 @@ def prespawn(root: str | os.PathLike[str], wait_attach: bool = False, fork_once:
                 container_id = found
                 code = _become_supervisor(str(root), container_id, write_fd, wait_attach,
                                           theirs.detach() if theirs is not None else None)
-        except BaseException:
+        except BaseException as err:
+            if container_id == "?":
+                _report_startup_failure(write_fd, theirs, err)
             logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
         finally:
             os._exit(code)

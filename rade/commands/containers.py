@@ -147,9 +147,14 @@ def _final_code(store, record) -> int:
     from engine.errors import ContainerError
 
     try:
-        return lifecycle.wait(store, store.get(record.id)).exit_code
+        final = lifecycle.wait(store, store.get(record.id))
     except ContainerError:
         return 125
+    if final.status.value == "created":
+        # Hung up on without a start or an error report: the supervisor died before launching.
+        raise ContainerError(f"container {final.name} was not started: its supervisor exited",
+                             "see supervisor.log in the container's directory")
+    return final.exit_code
 
 
 def cmd_run(args: argparse.Namespace) -> int:

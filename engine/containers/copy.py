@@ -68,11 +68,13 @@ def place(dest: str, source_is_dir: bool, source_top: str, contents: bool) -> Pl
     real = os.path.realpath(dest)
     try:
         st = os.stat(real)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     if st is not None and stat.S_ISDIR(st.st_mode):
         return Placement(real, "" if source_is_dir and contents else source_top)
     if st is not None:
+        if wants_dir:
+            raise CopyError(f"{dest} is not a directory", "drop the trailing '/' to replace the file")
         if source_is_dir:
             raise CopyError(f"cannot copy a directory onto the file {dest}", "give a directory as destination")
         return Placement(os.path.dirname(real), _temp_name(real), os.path.basename(real))
@@ -80,6 +82,9 @@ def place(dest: str, source_is_dir: bool, source_top: str, contents: bool) -> Pl
         raise CopyError(f"the destination directory {dest} does not exist", "create it first")
     parent = os.path.dirname(real.rstrip("/")) or "/"
     if not os.path.isdir(parent):
+        if os.path.lexists(parent):
+            raise CopyError(f"{os.path.dirname(dest.rstrip('/')) or '/'} is not a directory",
+                            f"give a directory path for {dest}")
         raise CopyError(f"the parent directory of {dest} does not exist", "create it first")
     name = os.path.basename(real.rstrip("/"))
     if source_is_dir:

@@ -116,6 +116,9 @@ def test_copy_errors_are_one_line(rade, tree, tmp_path):
         (("cp", str(tmp_path / "nothing"), "cp-err:/tmp"), 125, "no such file or directory on the host"),
         (("cp", str(tree), "cp-err:/etc/passwd"), 125, "cannot copy a directory onto the file /etc/passwd"),
         (("cp", str(tree / "a.txt"), "cp-err:/no/dir/"), 125, "does not exist"),
+        (("cp", str(tree / "a.txt"), "cp-err:/etc/passwd/"), 125, "/etc/passwd/ is not a directory"),
+        (("cp", str(tree / "a.txt"), "cp-err:/etc/passwd/x"), 125, "/etc/passwd is not a directory"),
+        (("cp", "cp-err:/etc/passwd", str(tree / "a.txt") + "/x"), 125, "a.txt is not a directory"),
         (("cp", "cp-err:/a", "cp-err:/b"), 2, "between two containers"),
         (("cp", str(tree), str(tmp_path)), 2, "CONTAINER:PATH"),
     ]
@@ -125,3 +128,22 @@ def test_copy_errors_are_one_line(rade, tree, tmp_path):
         assert result.returncode == code, (argv, err)
         assert err.startswith("rade: error: ") and err.count("\n") == 1 and text in err, (argv, err)
     rade("rm", "cp-err")
+
+
+def test_read_only_root_and_volume_refuse_copies_in_one_line(rade, tree, tmp_path):
+    volume = tmp_path / "ro-vol"
+    volume.mkdir()
+    rade("run", "-d", "--network", "none", "--name", "cp-ro", "--read-only", "-v", f"{volume}:/data:ro",
+         "busybox", "sleep", "1000")
+    root = rade("cp", str(tree / "a.txt"), "cp-ro:/tmp/", check=False)
+    assert root.returncode == 125 and b"has a read-only root" in root.stderr
+    rade("run", "-d", "--network", "none", "--name", "cp-rovol", "-v", f"{volume}:/data:ro", "busybox",
+         "sleep", "1000")
+    vol = rade("cp", str(tree / "a.txt"), "cp-rovol:/data/", check=False)
+    err = vol.stderr.decode()
+    assert vol.returncode == 125 and "Read-only file system" in err and err.count("\n") == 1
+    assert os.listdir(volume) == []
+    rade("pause", "cp-rovol")  # a paused container's files can be read all the same
+    rade("cp", "cp-rovol:/etc/passwd", str(tmp_path / "passwd"))
+    assert (tmp_path / "passwd").read_text().startswith("root:")
+    rade("rm", "-f", "cp-ro", "cp-rovol")

@@ -92,3 +92,19 @@ def test_rm_leaves_a_removal_in_progress_to_its_remover(rade, image_root):
         os.close(fd)
     rade("rm", "being-removed")
     assert not os.path.exists(store.dir(cid).path)
+
+
+def test_two_renames_to_one_name_at_once_give_it_to_one(rade):
+    import subprocess
+
+    rade("create", "--name", "race-a", "busybox", "true")
+    rade("create", "--name", "race-b", "busybox", "true")
+    racers = [rade.popen("rename", ref, "race-won", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+              for ref in ("race-a", "race-b")]
+    codes = sorted(p.wait(timeout=60) for p in racers)
+    for p in racers:
+        p.stderr.close()
+    assert codes == [0, 125]
+    listing = rade.out("ps", "-a")
+    assert listing.count("race-won") == 1 and (("race-a" in listing) != ("race-b" in listing))
+    rade("rm", "race-won", "race-a" if "race-a" in listing else "race-b")

@@ -16,11 +16,13 @@ root, a copy out to whoever runs `rade`; `archive` (`-a`) keeps the owners of th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import stat
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -128,45 +130,32 @@ def _source_stat(path: str, follow: bool, where: str) -> os.stat_result:
 # -- the container's root ------------------------------------------------------------------------------
 
 
-class _Root:
-    """The way into one container's root for the length of a copy (see the module docstring)."""
+@contextlib.contextmanager
+def _container_root(store: ContainerStore, record: ContainerRecord
+                    ) -> Iterator[tuple[ContainerRecord, rootview.RootPlan]]:
+    """(the record, the way into its root) for the length of a copy: a running container's root as it
+    sees it; a stopped one's layers, held stopped by its supervisor lock (see the module docstring)."""
+    from engine.containers.launchspec import image_layers
+    from engine.containers.lifecycle import refresh
+    from engine.containers.removal import supervisor_lock
+    from engine.containers.status import is_active
 
-    def __init__(self, store: ContainerStore, record: ContainerRecord) -> None:
-        from engine.containers.lifecycle import refresh
-        from engine.containers.status import is_active
-
-        self.store = store
-        self.record = refresh(store, record)
-        self.lock = None
-        if not is_active(self.record.status):
-            from engine.containers.removal import supervisor_lock
-
-            self.lock = supervisor_lock(store, self.record, "is being started or removed")
-            self.lock.__enter__()
-            self.record = store.get(record.id)  # as it is now that no one can start it
-
-    def plan(self) -> rootview.RootPlan:
-        from engine.containers.launchspec import image_layers
-        from engine.containers.status import is_active
-
-        record = self.record
-        if is_active(record.status):
-            if not record.pid:
-                raise CopyError(f"container {record.name} is {record.status.value} but has no process")
-            return rootview.RootPlan(proc_root=f"/proc/{record.pid}/root")
-        layers = image_layers(self.store.root, record.config.image_id)
+    record = refresh(store, record)
+    if is_active(record.status):
+        if not record.pid:
+            raise CopyError(f"container {record.name} is {record.status.value} but has no process")
+        yield record, rootview.RootPlan(proc_root=f"/proc/{record.pid}/root")
+        return
+    with supervisor_lock(store, record, "is being started or removed"):
+        record = store.get(record.id)  # as it is now that no one can start it
+        layers = image_layers(store.root, record.config.image_id)
         if not layers:
             raise CopyError(f"container {record.name} has no image layers (FROM scratch) to copy with")
-        cdir = self.store.dir(record.id)
-        return rootview.RootPlan(
+        cdir = store.dir(record.id)
+        yield record, rootview.RootPlan(
             lower_dirs=tuple(str(p) for p in layers), upper_dir=str(cdir.upper), work_dir=str(cdir.work),
             mountpoint=str(cdir.rootfs),
             volumes=tuple((v.source, v.destination, v.read_only) for v in record.host_config.volumes))
-
-    def close(self) -> None:
-        if self.lock is not None:
-            self.lock.__exit__(None, None, None)
-            self.lock = None
 
 
 def _needs_root() -> None:
@@ -178,55 +167,49 @@ def copy_out(store: ContainerStore, record: ContainerRecord, src: str, dest: str
              archive: bool = False, stdout: BinaryIO | None = None) -> None:
     """Copy the container's `src` to the host path `dest` (`-`: a tar stream to `stdout`)."""
     _needs_root()
-    root = _Root(store, record)
-    name = root.record.name
-    info_r, info_w = os.pipe2(os.O_CLOEXEC)
-    data_r, data_w = os.pipe2(os.O_CLOEXEC)
     inside = "/" + src.lstrip("/")
-    contents = is_contents(src)
+    top = _top_name(inside)
+    owner = None if archive else (os.getuid(), os.getgid())
+    with _container_root(store, record) as (current, plan):
+        info_r, info_w = os.pipe2(os.O_CLOEXEC)
+        data_r, data_w = os.pipe2(os.O_CLOEXEC)
 
-    def work() -> None:
-        st = _source_stat(inside, follow, f"in container {name}")
-        os.write(info_w, json.dumps({"dir": stat.S_ISDIR(st.st_mode)}).encode())
-        os.close(info_w)
-        with os.fdopen(data_w, "wb") as out:
-            tree_archive.write_tree(out, inside, _top_name(inside), follow_top=follow)
+        def work() -> None:
+            st = _source_stat(inside, follow, f"in container {current.name}")
+            os.write(info_w, json.dumps({"dir": stat.S_ISDIR(st.st_mode)}).encode())
+            os.close(info_w)
+            with os.fdopen(data_w, "wb") as out:
+                tree_archive.write_tree(out, inside, top, follow_top=follow)
 
-    try:
-        pid, err_r = rootview.start_in_root(root.plan(), work, close_in_child=(info_r, data_r))
-    except BaseException:
-        root.close()
-        raise
-    os.close(info_w)
-    os.close(data_w)
-    try:
+        try:
+            pid, err_r = rootview.start_in_root(plan, work, close_in_child=(info_r, data_r))
+        finally:
+            os.close(info_w)
+            os.close(data_w)
         try:
             info = _read_all(info_r)
-            if info:
-                _receive(data_r, json.loads(info)["dir"], dest, contents, _top_name(inside),
-                         f"{name}:{src}", None if archive else (os.getuid(), os.getgid()), stdout)
+            if info:  # nothing: the child failed before it could say what it sends
+                with os.fdopen(data_r, "rb", closefd=False) as stream:
+                    _receive(stream, json.loads(info)["dir"], dest, is_contents(src), top,
+                             f"copy of {current.name}:{src}", owner, stdout)
         except BaseException as err:
             os.close(data_r)
-            data_r = -1
-            _finish_preferring_child(pid, err_r, err, kill=False)
+            # This side's failure may be the echo of the child's (a stream cut short): its report wins.
+            _end_child(pid, err_r, err, own=False)
             raise
-    finally:
-        if data_r >= 0:
-            os.close(data_r)
-        root.close()
-    rootview.finish_child(pid, err_r)
+        os.close(data_r)
+        rootview.finish_child(pid, err_r)
 
 
-def _receive(data_r: int, is_dir: bool, dest: str, contents: bool, top: str, label: str,
+def _receive(stream: BinaryIO, is_dir: bool, dest: str, contents: bool, top: str, label: str,
              owner: tuple[int, int] | None, stdout: BinaryIO | None) -> None:
-    with os.fdopen(data_r, "rb", closefd=False) as stream:
-        if dest == "-":
-            out = stdout if stdout is not None else sys.stdout.buffer
-            while chunk := stream.read(1 << 20):
-                out.write(chunk)
-            out.flush()
-            return
-        unpack(stream, place(dest, is_dir, top, contents), top, f"copy of {label}", owner)
+    if dest == "-":
+        out = stdout if stdout is not None else sys.stdout.buffer
+        while chunk := stream.read(1 << 20):
+            out.write(chunk)
+        out.flush()
+        return
+    unpack(stream, place(dest, is_dir, top, contents), top, label, owner)
 
 
 def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str, follow: bool = False,
@@ -236,34 +219,28 @@ def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str,
     if record.host_config.read_only:
         raise CopyError(f"container {record.name} has a read-only root", "copy into one of its volumes instead")
     from_stream = src == "-"
-    if not from_stream:
-        st = _source_stat(src, follow, "on the host")
-    source_is_dir = from_stream or stat.S_ISDIR(st.st_mode)
+    source_is_dir = from_stream or stat.S_ISDIR(_source_stat(src, follow, "on the host").st_mode)
     top = _top_name(src)
-    contents = is_contents(src)
     inside = "/" + dest.lstrip("/")
     owner = None if archive else (0, 0)
-    root = _Root(store, record)
-    label = f"copy to {root.record.name}:{dest}"
-    data_r, data_w = os.pipe2(os.O_CLOEXEC)
+    label = f"copy to {record.name}:{dest}"
+    with _container_root(store, record) as (_current, plan):
+        data_r, data_w = os.pipe2(os.O_CLOEXEC)
 
-    def work() -> None:
-        with os.fdopen(data_r, "rb") as stream:
-            if from_stream:
+        def work() -> None:
+            with os.fdopen(data_r, "rb") as stream:
+                if not from_stream:
+                    unpack(stream, place(inside, source_is_dir, top, is_contents(src)), top, label, owner)
+                    return
                 if not os.path.isdir(os.path.realpath(inside)):
                     raise CopyError(f"{dest} is not a directory in the container",
                                     "a tar stream is unpacked into an existing directory")
                 tree_archive.CopyExtractor(os.path.realpath(inside), label, owner=owner).run_stream(stream)
-                return
-            unpack(stream, place(inside, source_is_dir, top, contents), top, label, owner)
 
-    try:
-        pid, err_r = rootview.start_in_root(root.plan(), work, close_in_child=(data_w,))
-    except BaseException:
-        root.close()
-        raise
-    os.close(data_r)
-    try:
+        try:
+            pid, err_r = rootview.start_in_root(plan, work, close_in_child=(data_w,))
+        finally:
+            os.close(data_r)
         try:
             with os.fdopen(data_w, "wb") as out:
                 if from_stream:
@@ -273,26 +250,24 @@ def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str,
                 else:
                     tree_archive.write_tree(out, src, top, follow_top=follow)
         except BaseException as err:
-            _finish_preferring_child(pid, err_r, err, kill=not isinstance(err, BrokenPipeError))
+            # Closed: the child sees the stream end, fails and removes what it had begun (a file is
+            # written under a temporary name). A broken pipe is the child's failure; else this side's.
+            _end_child(pid, err_r, err, own=not isinstance(err, BrokenPipeError))
             raise
-    finally:
-        root.close()
-    rootview.finish_child(pid, err_r)
+        rootview.finish_child(pid, err_r)
 
 
-def _finish_preferring_child(pid: int, err_r: int, err: BaseException, kill: bool) -> None:
-    """After this side failed with `err`: end the child (at once with `kill`, when `err` is this side's
-    own) and raise its report when that is the cause, not the echo of `err` (a broken pipe); otherwise
-    return, for the caller to raise `err`."""
-    if kill or isinstance(err, KeyboardInterrupt):
-        try:
+def _end_child(pid: int, err_r: int, err: BaseException, own: bool) -> None:
+    """After this side failed with `err`: wait for the child and raise its report, unless `err` is this
+    side's `own` failure or the report is only the echo of it (a broken pipe); then the caller raises
+    `err`. An interrupt ends the child at once."""
+    if isinstance(err, KeyboardInterrupt):
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     try:
         rootview.finish_child(pid, err_r)
     except rootview.RootWorkError as child:
-        if not kill and not child.broken_pipe:
+        if not own and not child.broken_pipe:
             raise child from None
 
 

@@ -273,18 +273,27 @@ def _shape(kind: Any) -> tuple[Any, tuple[Any, ...]]:
     return typing.get_origin(kind), typing.get_args(kind)
 
 
-def _from_map(cls: type, body: dict[str, Any], where: str) -> Any:
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """Each field's name, type and whether a frame must carry it, asked once per class."""
     hints = _hints(cls)
-    unknown = set(body) - set(hints)
-    if unknown:
+    return tuple((spec.name, hints[spec.name],
+                  spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING)
+                 for spec in dataclasses.fields(cls))
+
+
+def _from_map(cls: type, body: dict[str, Any], where: str) -> Any:
+    fields = _fields(cls)
+    if len(body) > len(fields) or not body.keys() <= _hints(cls).keys():
+        unknown = set(body) - set(_hints(cls))
         raise ProtocolError(f"{where}: unknown field {min(map(str, unknown))!r}")
     values = {}
-    for spec in dataclasses.fields(cls):
-        if spec.name not in body:
-            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"{where}: missing field {spec.name!r}")
+    for name, kind, required in fields:
+        if name not in body:
+            if required:
+                raise ProtocolError(f"{where}: missing field {name!r}")
             continue
-        values[spec.name] = _from_wire(body[spec.name], hints[spec.name], f"{where}.{spec.name}")
+        values[name] = _from_wire(body[name], kind, f"{where}.{name}")
     return cls(**values)
 
 
@@ -358,6 +367,8 @@ def _to_wire(value: Any, kind: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, tuple | list):
             raise _wrong(where, "a tuple", value)
+        if len(args) == 2 and args[1] is Ellipsis and args[0] in _SCALARS and _all_of(value, args[0]):
+            return list(value)  # CPU ids, node names: checked in one sweep
         item_kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
         if len(item_kinds) != len(value):
             raise ProtocolError(f"{where}: expected {len(item_kinds)} items, got {len(value)}")
@@ -365,6 +376,8 @@ def _to_wire(value: Any, kind: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _wrong(where, "a dict", value)
+        if args == (str, str) and _all_of(value, str) and _all_of(value.values(), str):
+            return value  # an environment, labels
         return {_to_wire(k, args[0], where): _to_wire(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, kind):
@@ -373,8 +386,18 @@ def _to_wire(value: Any, kind: Any, where: str) -> Any:
     return _from_wire(value, kind, where)  # scalars: the same check both ways
 
 
+def _all_of(items: Any, kind: type) -> bool:
+    """Every item is exactly of `kind` (not a subclass: a bool is no int on the wire)."""
+    return all(type(item) is kind for item in items)
+
+
+_ATOMS = frozenset({type(None), bool, int, float, str, bytes})
+
+
 def _plain(value: Any, where: str, depth: int = 0) -> Any:
     """Free-form data (a spec, a reply): only what msgpack carries natively, maps keyed by text."""
+    if type(value) in _ATOMS:
+        return value  # most of a spec, before the general checks below
     if depth > 64:
         raise ProtocolError(f"{where}: nested too deeply")
     if value is None or isinstance(value, bool | int | float | str | bytes):

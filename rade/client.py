@@ -113,6 +113,44 @@ def current_user() -> str:
         return str(os.getuid())
 
 
+def wire_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A job spec (plain data, e.g. `JobSpec.to_dict()`) without the keys that say only what leaving them
+    out says: null, or a field's default (of the same type). The scheduler reads it to the same `JobSpec`,
+    and a smaller spec costs less to send, decode and check on every submission. Anything not understood
+    is kept as it is, so the scheduler judges a wrong spec exactly as it was written."""
+    from jobs.fields import JOB
+
+    return _without_defaults(spec, JOB)
+
+
+def _without_defaults(data: Mapping[str, Any], record: Any) -> dict[str, Any]:
+    from jobs.kinds import Record
+
+    lean: dict[str, Any] = {}
+    for key, value in data.items():
+        field = record.by_name.get(key) if isinstance(key, str) else None
+        if field is None or field.required:
+            lean[key] = value
+        elif value is None:
+            continue  # a null field is one not given
+        elif isinstance(field.kind, Record) and isinstance(value, Mapping):
+            inner = _without_defaults(value, field.kind)
+            if inner or field.default != {}:
+                lean[key] = inner  # an empty section stays when leaving it out would mean something else
+        elif not _is_default(value, field.default):
+            lean[key] = value
+    return lean
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if isinstance(default, tuple):  # sequences' defaults are tuples; plain data carries lists
+        return isinstance(value, list | tuple) and not value and not default
+    if isinstance(default, dict):
+        return isinstance(value, dict) and not value and not default
+    # `type is`: True == 1 == 1.0, but `tasks: true` is an error the scheduler must still see.
+    return default is not None and type(value) is type(default) and value == default
+
+
 class SchedulerClient:
     """A connection to the scheduler's client socket. Not thread-safe: one per thread."""
 
@@ -250,12 +288,12 @@ class SchedulerClient:
     # -- the requests ---------------------------------------------------------------------------------------
 
     def submit(self, spec: Mapping[str, Any], user: str | None = None) -> list[int]:
-        return list(self.request(Submit(spec=dict(spec), user=user or current_user(), cwd=os.getcwd()))["jobs"])
+        return list(self.request(Submit(spec=wire_spec(spec), user=user or current_user(), cwd=os.getcwd()))["jobs"])
 
     def submit_many(self, specs: Iterable[Mapping[str, Any]], user: str | None = None,
                     window: int = 256) -> list[int]:
         who = user or current_user()
-        replies = self.request_many((Submit(spec=dict(s), user=who) for s in specs), window=window)
+        replies = self.request_many((Submit(spec=wire_spec(s), user=who) for s in specs), window=window)
         return [job for reply in replies for job in reply["jobs"]]
 
     def queue(self, user: str | None = None, include_ended: bool = False) -> list[dict[str, Any]]:

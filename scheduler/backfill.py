@@ -140,7 +140,7 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
             if roomiest is None:
                 roomiest = _roomiest(work[n] for n in opened)
             if _may_fit(job.demand, roomiest):
-                plan = placer(job.demand, [work[n] for n in opened], fence)
+                plan = placer(job.demand, _OpenViews(work, opened), fence)
         if plan is not None:
             plans.append(plan)
             if reservations:
@@ -270,6 +270,26 @@ def _explain(demand: JobDemand, work: Mapping[str, NodeView], names: Sequence[st
         return Rejection(demand.job_id, PendingReason.PRIORITY,
                          f"nodes are reserved for job {', '.join(map(str, holders))}, ahead in the queue")
     return found
+
+
+class _OpenViews(Sequence[NodeView]):
+    """The open nodes' views, read as the placer asks for them: `pack` stops at the first nodes that hold
+    the job, so a one-task job looks at one view, not at a list of every open node built for it."""
+
+    def __init__(self, work: Mapping[str, NodeView], names: Sequence[str]) -> None:
+        self._work, self._names = work, names
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._work[n] for n in self._names[index]]
+        return self._work[self._names[index]]
+
+    def __iter__(self):
+        work = self._work
+        return (work[n] for n in self._names)
 
 
 class _NameOrder:

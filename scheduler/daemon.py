@@ -1,9 +1,11 @@
 """The scheduler daemon: two ZeroMQ ROUTER sockets (agents, clients) owned by one thread, one poll loop.
 
-Each turn of the loop reads what has arrived (a bounded batch from each socket), lets the state change,
-runs the clock's checks and a scheduling pass, commits the store, and only then sends: replies to clients
-and orders to agents. So every answer and every order stands on committed state, and one fsync covers a
-whole batch. Timers come from the clock and the poll timeout; nothing sleeps.
+Each turn of the loop reads what has arrived (a bounded batch from each socket) and lets the state
+change, commits the store, and only then sends what that decided: replies to clients and orders to agents.
+Then it runs the clock's checks and a scheduling pass, commits again, and sends the pass's launches. So
+every answer and every order stands on committed state, one commit covers a whole batch of submissions
+(group commit), and a client is answered without waiting for the pass its job joins. Timers come from the
+clock and the poll timeout; nothing sleeps.
 
 Frames: an agent (a DEALER whose routing id is its node name) sends messages, one protocol message a
 frame. A client sends pairs of frames: a request id it chose and the message; the reply carries the same
@@ -58,6 +60,7 @@ from scheduler.drain import next_deadline
 from scheduler.metrics import SchedulerMetrics
 from scheduler.nodes import Liveness
 from scheduler.policy import SchedulingPolicy
+from scheduler.resources import evolve
 from scheduler.state import ClusterState
 from scheduler.store import Store
 
@@ -185,6 +188,10 @@ class SchedulerDaemon:
                     self._read_agents()
                 if self.clients in ready:
                     self._read_clients()
+                # What was read is answered before the pass: a client's next request (or its encoding)
+                # overlaps the pass, and the pass's launches get a commit of their own below.
+                self.store.commit()
+                self._flush()
                 if self.clock.monotonic() >= next_tick:
                     self.state.tick()
                     next_tick = self.clock.monotonic() + self._tick_every()
@@ -383,27 +390,33 @@ class SchedulerDaemon:
         for peer, frames in replies.items():
             self._send(self.clients, [peer, *frames], peer)
         orders: dict[str, list[bytes]] = {}
+        owners: dict[str, tuple[int, int]] = {}  # one passwd lookup per user per turn, not one per launch
         for node, msg in self.state.outbox:
             if isinstance(msg, Launch):
-                msg = self._as_owner(msg)
+                msg = self._as_owner(msg, owners)
             orders.setdefault(node, []).append(encode(msg))
         self.state.outbox.clear()
         for node, frames in orders.items():
             self._send(self.agents, [node.encode(), *frames], node)
 
-    def _as_owner(self, order: Launch) -> Launch:
+    def _as_owner(self, order: Launch, owners: dict[str, tuple[int, int]]) -> Launch:
         """The order with the uid and gid of the job's owner, and the site's pids limit."""
-        from dataclasses import replace
-
         job = self.state.jobs.get(order.job_id)
-        try:
-            uid, gid = self.access.ids(job.user) if job is not None else (-1, -1)
-        except RadeError as err:
-            # Never root by default: an owner without a uid (gone from the passwd since, or named by an
-            # unauthenticated request) runs as nobody.
-            log.warning("job %d: %s: running as nobody", order.job_id, err.message)
-            uid, gid = NOBODY, NOBODY
-        return replace(order, uid=uid, gid=gid, pids_limit=self.config.pids_limit)
+        if job is None:
+            uid, gid = -1, -1
+        elif job.user in owners:
+            uid, gid = owners[job.user]
+        else:
+            try:
+                uid, gid = self.access.ids(job.user)
+            except RadeError as err:
+                # Never root by default: an owner without a uid (gone from the passwd since, or named by
+                # an unauthenticated request) runs as nobody.
+                log.warning("job %d: %s: running as nobody (and the user's other jobs started now)",
+                            order.job_id, err.message)
+                uid, gid = NOBODY, NOBODY
+            owners[job.user] = (uid, gid)
+        return evolve(order, uid=uid, gid=gid, pids_limit=self.config.pids_limit)
 
     def _send(self, sock: zmq.Socket, frames: list[bytes], peer: Any) -> None:
         try:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from jobs.spec import JobSpec
 
 V = TypeVar("V")
 
@@ -262,6 +265,23 @@ class JobDemand:
         """Jobs with the same shape fit or fail alike: a failed shape need not be tried again in one pass."""
         return (self.per_task, self.tasks, self.ranks, self.ranks_per_node, self.nodes,
                 tuple(sorted(self.constraints.items())), self.exclude, self.policy)
+
+
+def demand_of(job_id: int, spec: JobSpec) -> JobDemand:
+    """The placement demand of a checked spec: what `demand_from_spec` gives for its plain form, without
+    parsing the units again (a submission has just checked them)."""
+    res, placement, mpi = spec.resources, spec.placement, spec.mpi
+    return JobDemand(
+        job_id=job_id,
+        per_task=TaskDemand(round(res.cpus * MILLI), res.memory, res.gpus),
+        tasks=spec.tasks,
+        ranks=mpi.ranks if mpi else None,
+        ranks_per_node=mpi.ranks_per_node if mpi and mpi.ranks_per_node else None,
+        nodes=placement.nodes or None,
+        constraints=dict(placement.constraints),
+        exclude=frozenset(placement.exclude),
+        policy=placement.policy,
+    )
 
 
 def demand_from_spec(job_id: int, spec: Mapping) -> JobDemand:

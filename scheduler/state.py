@@ -32,7 +32,7 @@ from scheduler.placement import PendingReason, Plan, Rejection
 from scheduler.policy import SchedulingPolicy
 from scheduler.queue import QueuedJob
 from scheduler.records import Desired, JobRecord, NodeRecord, Outcome, TaskRecord
-from scheduler.resources import NodeView, demand_from_spec, evolve
+from scheduler.resources import NodeView, demand_of, evolve
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
@@ -156,9 +156,11 @@ class ClusterState:
     # -- client requests ------------------------------------------------------------------------------------
 
     def submit(self, spec_data: Mapping[str, Any], user: str) -> list[int]:
-        """Queue a job (or one per array index); returns the new ids. The spec is checked again here."""
+        """Queue a job (or one per array index); returns the new ids. The spec is checked here, once: what
+        is kept (its plain form and placement demand) is never checked again."""
         spec = JobSpec.from_dict(spec_data, origin="submitted spec")
         plain = spec.to_dict()
+        demand = demand_of(0, spec)
         indices: Iterable[int | None] = (None,)
         array_of = None
         if plain.get("array"):
@@ -169,7 +171,7 @@ class ClusterState:
         for index in indices:
             job_id = self._next_id
             self._next_id += 1
-            job = JobRecord(id=job_id, name=spec.name, user=user, spec=plain, demand=demand_from_spec(job_id, plain),
+            job = JobRecord(id=job_id, name=spec.name, user=user, spec=plain, demand=evolve(demand, job_id=job_id),
                             priority=spec.priority, submitted_at=now, array_index=index, array_of=array_of)
             self.store.insert_job(job)
             self.jobs[job_id] = job
@@ -257,7 +259,11 @@ class ClusterState:
             return 0
         self.passes += 1
         result = self.policy.run(queued, self.views, self.jobs, self._running, now, limit, carried, self._open)
-        placed = sum(1 for plan in result.plans if self._commit_plan(plan))
+        lines: list[str] = []
+        placed = sum(1 for plan in result.plans if self._commit_plan(plan, lines))
+        if lines:
+            # One record for the pass, a line for each job: a record per job cost as much as placing it.
+            log.info("pass %d: %d job%s placed\n%s", self.passes, placed, "s" * (placed != 1), "\n".join(lines))
         self._last_pass = result
         for job_id, rejection in result.waiting.items():
             self.why[job_id] = rejection
@@ -282,8 +288,9 @@ class ClusterState:
         if limit and job.array_of is not None:
             self._limited.setdefault(job.array_of, (limit, set()))[1].add(job.id)
 
-    def _commit_plan(self, plan: Plan) -> bool:
-        """Re-check a plan against the live nodes, then make it so: tasks recorded, launches queued."""
+    def _commit_plan(self, plan: Plan, lines: list[str]) -> bool:
+        """Re-check a plan against the live nodes, then make it so: tasks recorded, launches queued, and a
+        line for the log added to `lines`."""
         job = self.jobs.get(plan.job_id)
         if job is None or job.state is not JobState.PENDING:
             return False
@@ -305,8 +312,7 @@ class ClusterState:
         job = evolve(job, state=advance(job.state, JobState.STARTING), reason="")
         self._set_job(job)
         self.why.pop(job.id, None)
-        nodes = plan.nodes
-        log.info("job %d attempt %d: placed on %s", job.id, job.attempt, ",".join(nodes))
+        lines.append(f"  job {job.id} attempt {job.attempt}: placed on {','.join(plan.nodes)}")
         for key in keys:
             self.outbox.append((self.tasks[key].grant.node, self.launch_order(job, self.tasks[key])))
         return True

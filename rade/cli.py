@@ -24,11 +24,12 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from jobs.errors import EXIT_RADE, EXIT_USAGE, RadeError
 from rade import __version__
-from rade.commands import modules_for
+from rade.commands import COMMANDS, modules_for
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,17 +63,51 @@ def command_word(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Unused:
+    """Stands in for the parser of a command that is not being run: whatever a module's `register` asks
+    of it (arguments, groups, defaults, nested subparsers), it does nothing and hands back itself."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Unused]:
+        return self._ignore
+
+    def _ignore(self, *args: object, **kwargs: object) -> _Unused:
+        return self
+
+
+class _OneCommand:
+    """The subparsers action as a module's `register` sees it when one word is being run: only that
+    word's parser is built (a module registers up to nine, and argparse's add_argument is not cheap)."""
+
+    def __init__(self, sub: argparse._SubParsersAction, word: str) -> None:
+        self._sub = sub
+        self._word = word
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser | _Unused:
+        if name == self._word or self._word in kwargs.get("aliases", ()):
+            return self._sub.add_parser(name, **kwargs)
+        return _Unused()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sub, name)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line: global options, then the subparsers of the modules that register `command`
-    (every module's when None or a word no module claims)."""
+    (every module's when None or a word no module claims); of a module that registers `command`, only
+    that word's parser is built."""
     parser = _Parser(prog="rade", description="HPC cluster containers: jobs, nodes, images and containers.")
     parser.add_argument("--version", action="version", version=f"rade {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--root", default=None, help="where state lives (default: $RADE_ROOT or /var/lib/rade)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in modules_for(command):
-        module.register(sub)
+    modules = modules_for(command)
+    if command is not None and len(modules) < len(COMMANDS):
+        for module in modules:
+            module.register(_OneCommand(sub, command))
+    else:
+        for module in modules:
+            module.register(sub)
     return parser
 
 

@@ -69,8 +69,10 @@ def _detach_stdio() -> None:
 
 
 def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach: bool,
-                       client_fd: int | None = None) -> int:
+                       client_fd: int | None = None, layers: list[str] | None = None) -> int:
     """In the grandchild: detach stdio, log to the container's dir, run the supervisor."""
+    from pathlib import Path
+
     from engine.containers.store import ContainerStore
     from engine.containers.supervisor import Ready, Supervisor
 
@@ -89,7 +91,8 @@ def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
     first = socket.socket(fileno=client_fd) if client_fd is not None else None
-    return Supervisor(store, container_id, Ready(ready_fd), wait_attach, first_client=first).run()
+    return Supervisor(store, container_id, Ready(ready_fd), wait_attach, first_client=first,
+                      layers=None if layers is None else [Path(p) for p in layers]).run()
 
 
 def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False,
@@ -138,10 +141,12 @@ class PendingSupervisor:
         self.reader = reader
         self.reap = reap  # the supervisor is our child (fork_once): wait for it if it ends unused
 
-    def start(self, container_id: str) -> ReadyReader:
-        """Hand the supervisor its container; read its reports from the returned reader."""
+    def start(self, container_id: str, layers: list[str] | None = None) -> ReadyReader:
+        """Hand the supervisor its container (and, when the caller has them, its image's layer dirs, top
+        first, which spares the supervisor reading the image store); read its reports from the reader."""
+        message = json.dumps({"id": container_id, "layers": layers}).encode() + b"\n"
         try:
-            os.write(self.go_fd, container_id.encode() + b"\n")
+            os.write(self.go_fd, message)
         except BrokenPipeError:
             pass  # it died starting up: the reader meets end-of-file and says so
         finally:
@@ -160,16 +165,16 @@ class PendingSupervisor:
             os.waitpid(self.pid, 0)
 
 
-def _await_container(go_fd: int) -> str | None:
-    """The container id the caller sends (`PendingSupervisor.start`), or None at end-of-file."""
+def _await_container(go_fd: int) -> dict[str, Any] | None:
+    """What the caller sends (`PendingSupervisor.start`): {"id", "layers"}; None at end-of-file."""
     data = b""
     while not data.endswith(b"\n"):
-        chunk = os.read(go_fd, 128)
+        chunk = os.read(go_fd, 65536)
         if not chunk:
             return None
         data += chunk
     os.close(go_fd)
-    return data[:-1].decode()
+    return json.loads(data)
 
 
 def _report_startup_failure(ready_fd: int, client: socket.socket | None, err: BaseException) -> None:
@@ -212,19 +217,17 @@ def prespawn(root: str | os.PathLike[str], wait_attach: bool = False, fork_once:
             if not fork_once and os.fork() != 0:
                 os._exit(0)
             _detach_stdio()
-            # The work this fork exists for: done while the caller makes the record. (The image store
-            # is read again here, for the layers: the caller's import of it happens after the fork.)
+            # The work this fork exists for: done while the caller makes the record.
             import engine.containers.supervisor
-            import engine.images.store
             import engine.launch  # noqa: F401
 
             found = _await_container(go_r)
             if found is None:
                 code = 0
             else:
-                container_id = found
+                container_id = found["id"]
                 code = _become_supervisor(str(root), container_id, write_fd, wait_attach,
-                                          theirs.detach() if theirs is not None else None)
+                                          theirs.detach() if theirs is not None else None, found.get("layers"))
         except BaseException as err:
             if container_id == "?":
                 _report_startup_failure(write_fd, theirs, err)

@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.containers import launchspec, wiring
@@ -74,7 +75,8 @@ class Supervisor:
     """One container's supervisor: `run()` is its whole life, from listening to the final cleanup."""
 
     def __init__(self, store: ContainerStore, container_id: str, ready: Ready, wait_attach: bool,
-                 launcher: Callable[[Any], Any] | None = None, first_client: socket.socket | None = None) -> None:
+                 launcher: Callable[[Any], Any] | None = None, first_client: socket.socket | None = None,
+                 layers: list[Path] | None = None) -> None:
         self.store = store
         self.cid = container_id
         self.cdir = store.dir(container_id)
@@ -95,6 +97,7 @@ class Supervisor:
         self.record_network = "bridge"
         self.lock_fd: int | None = None
         self.first_client = first_client  # connected by the starter before the fork (spawn's preconnect)
+        self.layers = layers  # the image's layer dirs when the starter looked them up already
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -265,7 +268,8 @@ class Supervisor:
     def start(self, record: ContainerRecord) -> ContainerRecord:
         """Network, launch, and the record marked running; RadeError if any step fails."""
         network_state, launch_network, hosts = wiring.setup_network(self.store.root, record, self.cdir.path)
-        layers = launchspec.image_layers(self.store.root, record.config.image_id)
+        layers = self.layers if self.layers is not None else launchspec.image_layers(self.store.root,
+                                                                                     record.config.image_id)
         wiring.fill_new_volumes(record, layers)
         stdio, to_close = self.open_stdio(record)
         try:
@@ -391,6 +395,9 @@ class Supervisor:
         self.ready.send(state="started", pid=record.pid)
         self.ready.close()
         self.broadcast(Frame.STARTED, {"pid": record.pid})
+        if record.host_config.auto_remove:
+            # Needed for the removal at the end; imported now, while the container runs.
+            from engine.containers import lifecycle  # noqa: F401
         try:
             code = self.serve()
         except BaseException:

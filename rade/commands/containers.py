@@ -8,7 +8,7 @@ import argparse
 import os
 import signal
 
-from jobs.errors import UsageError
+from jobs.errors import RadeError, UsageError
 
 
 def add_create_options(p: argparse.ArgumentParser) -> None:
@@ -163,14 +163,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The supervisor is forked first and imports what it needs while this process makes the record.
     pending = prespawn(args.root, wait_attach=not args.detach, fork_once=True, preconnect=not args.detach)
     try:
-        from engine.containers import lifecycle
+        from engine.containers import launchspec, lifecycle
 
         store = _store(args)
         record = lifecycle.create(store, create_options(args))
     except BaseException:
         pending.cancel()
         raise
-    reader = pending.start(record.id)
+    try:
+        # The image store is loaded here already: the supervisor need not import it for the layers.
+        layers: list[str] | None = [str(p) for p in launchspec.image_layers(store.root, record.config.image_id)]
+    except RadeError:
+        layers = None  # the supervisor looks again, and records the failure as the container's
+    reader = pending.start(record.id, layers)
     if args.detach:
         _wait_started(reader)
         print(record.id)

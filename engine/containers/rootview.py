@@ -23,10 +23,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine import rootfs
 from engine.errors import ContainerError
-from engine.launch_config import Mount
-from engine.syscalls import CLONE_NEWNS, LINUX, MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
 from jobs.errors import RadeError
 
 
@@ -125,6 +122,11 @@ def _enter(plan: RootPlan) -> None:
 
 
 def _mount_layers(plan: RootPlan) -> None:
+    # Imported here, still outside the root: a copy from a running container does without ctypes.
+    from engine import rootfs
+    from engine.launch_config import Mount
+    from engine.syscalls import CLONE_NEWNS, LINUX, MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
+
     LINUX.unshare(CLONE_NEWNS)
     LINUX.mount(None, "/", None, MS_REC | MS_PRIVATE)
     os.makedirs(plan.mountpoint, exist_ok=True)

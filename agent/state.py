@@ -2,13 +2,14 @@
 
     ROOT/agent/<node>/lock                        held by the running agent of <node> (one at a time)
     ROOT/agent/<node>/tasks/<job>.<task>.<attempt>.json   the task's container, slice and deadline
-    ROOT/logs/job-<job>/task-<task>.attempt-<attempt>.log  the task's output once it ended (CRI format)
+    ROOT/logs/job-<job>/task-<task>.attempt-<attempt>.log  the task's output (CRI format), the user's own
 
 A task file is written (temp then rename) before its container starts and removed after its end has
 been reported, so an agent restarted in between finds every container it may have left running and
-adopts it. While a task runs, its log is the container's own (ROOT/containers/<id>/ctr.log); at the end
-the agent moves it to ROOT/logs, so `rade logs` reads it where it is, on a shared root, after the
-container is gone. The deadline is on the monotonic clock, which counts from boot and so survives a
+adopts it. A task's log is made with its container, owned by the job's user with mode 0600 in
+directories anyone may traverse but not list (0711), and linked as the container's own log
+(ROOT/containers/<id>/ctr.log), so the user reads it with `rade logs`, on a shared root, while the task
+runs and after its container is gone, and no one else can. The deadline is on the monotonic clock, which counts from boot and so survives a
 restart of the agent (containers do not survive a reboot).
 """
 
@@ -54,6 +55,58 @@ def task_log_path(root: str | os.PathLike[str], job_id: int, task_id: int, attem
 
 def job_log_dir(root: str | os.PathLike[str], job_id: int) -> Path:
     return Path(root, "logs", f"job-{job_id}")
+
+
+def create_task_log(root: str | os.PathLike[str], key: tuple[int, int, int], uid: int, gid: int,
+                    container_log: Path) -> bool:
+    """Make the task's log file, owned by the job's user (`uid` -1: root's) and readable by it alone,
+    and link it as the container's log, so the container writes its output there from the start and
+    nothing moves at the end. True if linked; False when the two cannot be linked (another file system):
+    the log is then moved at the end (`keep_task_log`). Its directories let anyone through and nobody
+    list them, as Slurm's output files are the user's own: a user opens the files whose names it knows
+    (its own jobs', from the scheduler) and that it owns."""
+    path = task_log_path(root, *key)
+    _make_traversable(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if uid >= 0:
+            os.fchown(fd, uid, gid if gid >= 0 else uid)
+    finally:
+        os.close(fd)
+    try:
+        os.link(path, container_log)
+    except FileExistsError:
+        return os.path.samefile(path, container_log)
+    except OSError:
+        return False
+    return True
+
+
+def keep_task_log(root: str | os.PathLike[str], key: tuple[int, int, int], container_log: Path) -> None:
+    """Put the container's log where `rade logs` finds it once the container is gone, unless it is there
+    already (linked at creation)."""
+    path = task_log_path(root, *key)
+    try:
+        if os.path.samefile(path, container_log):
+            return
+    except FileNotFoundError:
+        pass
+    _make_traversable(path.parent)
+    try:
+        os.replace(container_log, path)
+    except FileNotFoundError:
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+
+def _make_traversable(job_dir: Path) -> None:
+    """ROOT/logs and ROOT/logs/job-J: mode 0711 (the mode set after mkdir, past the umask)."""
+    for path in (job_dir.parent, job_dir):
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o711)
 
 
 class AgentState:

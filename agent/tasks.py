@@ -36,7 +36,7 @@ from agent.slices import (
     slice_prefix,
     task_limits,
 )
-from agent.state import AgentState, TaskFile, task_log_path
+from agent.state import AgentState, TaskFile, create_task_log, keep_task_log
 from jobs.errors import RadeError
 from jobs.messages import Kill, Launch
 from jobs.states import TaskState
@@ -160,6 +160,7 @@ class EngineRunner:
             task.file = TaskFile(*key, container_id=record.id, cgroup_slice=slice_name, deadline=deadline,
                                  grace=self.kill_grace)
             self.state.save(task.file)
+            create_task_log(self.root, key, order.uid, order.gid, self.store.dir(record.id).log)
             if self.launcher is not None and self.launcher.sock is not None:
                 self._request_start(task)
                 return
@@ -174,6 +175,10 @@ class EngineRunner:
             # leave it unanswered.
             log.warning("job %d task %d attempt %d: malformed order: %r", *key, err)
             self._end(task, TaskState.FAILED, 125, f"the order could not be read: {type(err).__name__}: {err}")
+            return
+        except OSError as err:
+            log.warning("job %d task %d attempt %d: could not make its log: %s", *key, err)
+            self._end(task, TaskState.FAILED, 125, f"its log could not be made: {err}")
             return
         self._await_start(task, ready)
 
@@ -343,13 +348,8 @@ class EngineRunner:
         except (RadeError, OSError) as err:
             log.warning("job %d task %d attempt %d: reading usage: %s", *task.key, err)
         if record is not None:
-            log_file = self.store.dir(record.id).log
-            target = task_log_path(self.root, *task.key)
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(log_file, target)
-            except FileNotFoundError:
-                target.touch()
+                keep_task_log(self.root, task.key, self.store.dir(record.id).log)
             except OSError as err:
                 log.warning("job %d task %d attempt %d: keeping the log: %s", *task.key, err)
         log.info("job %d task %d attempt %d: %s (exit %s, %.2f cpu s, peak %d bytes)%s", *task.key, state.value,
@@ -358,18 +358,21 @@ class EngineRunner:
         # file goes, a restarted agent would find the exited container and report this end again (the
         # scheduler drops the repeat).
         self._report(task.key, state, code, reason, cpu_seconds, peak)
+        # Only the rename that takes the container out of the store happens here; its files and the
+        # slice go on the purger's thread.
+        key, slice_name = task.key, task.file.cgroup_slice
+        retired = None
         if record is not None:
             try:
-                self.purger.put(lifecycle.remove_stopped(self.store, reclaim(self.store, record), volumes=True,
-                                                         purge=False))
+                retired = lifecycle.retire_exited(self.store, reclaim(self.store, record), volumes=True)
             except RadeError as err:
-                log.warning("job %d task %d attempt %d: removing container: %s", *task.key, err.message)
+                log.warning("job %d task %d attempt %d: removing container: %s", *key, err.message)
         elif task.file.container_id:
             self._remove_unstarted(task.file.container_id)
-        try:
-            remove_slice(task.file.cgroup_slice)
-        except (RadeError, OSError) as err:
-            log.warning("job %d task %d attempt %d: removing its cgroup: %s", *task.key, err)
+        if retired is not None:
+            self.purger.put(*retired, lambda: _remove_slice(key, slice_name))
+        else:
+            _remove_slice(key, slice_name)
         mpi.remove_files(self.root, self.node, task.key)
         self.tasks.pop(task.key, None)
         self.state.forget(task.key)
@@ -415,6 +418,13 @@ class EngineRunner:
         self.purger.close()
 
 
+def _remove_slice(key: tuple[int, int, int], slice_name: str) -> None:
+    try:
+        remove_slice(slice_name)
+    except (RadeError, OSError) as err:
+        log.warning("job %d task %d attempt %d: removing its cgroup: %s", *key, err)
+
+
 def reclaim(store: Any, record: Any) -> Any:
     """The record, taken back from a removal that an agent killed half-way left marked `removing` (which
     the engine would otherwise refuse to remove again, leaving the container forever): only this node's
@@ -446,10 +456,8 @@ def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
         try:
             record = lifecycle.stop(store, reclaim(store, store.get(container_id)), timeout=grace)
             if file is not None:
-                target = task_log_path(root, *file.key)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(store.dir(container_id).log, target)
+                with contextlib.suppress(OSError):
+                    keep_task_log(root, file.key, store.dir(container_id).log)
             lifecycle.remove(store, record, force=True, volumes=True)
         except RadeError as err:
             log.warning("node %s: container %s: %s", node, container_id[:12], err.message)

@@ -1,10 +1,16 @@
 """`rade logs JOB [--task N] [-f]`: a cluster job's output, read where its agents write it.
 
 The agents of a cluster share the state root's storage (the dev cluster's one root; a real cluster's
-shared file system), so the client reads a task's log directly: ROOT/logs/job-J/task-T.attempt-A.log
-once the task ended, the container's own log (found through the agent's task file) while it runs.
-Nothing goes through the scheduler but the question of which tasks, attempts and nodes the job has, so
-a large log costs the scheduler nothing. With -f it follows the log until the job ends.
+shared file system). Each task's log is ROOT/logs/job-J/task-T.attempt-A.log from the moment its
+container is made until long after: the agent makes it owned by the job's user, mode 0600, in
+directories anyone may traverse but not list, so the user running this command reads its own jobs' logs
+directly and nobody else's. Only the question of which tasks and attempts the job has goes to the
+scheduler (which answers a user about its own jobs only), so a large log costs the scheduler nothing.
+
+A job of several tasks gets each line prefixed with its task (`0: `, as `srun --label`), the tasks' lines
+in the order they were written (by their timestamps), and with -f followed together as they come, until
+the job ends. The files are looked at again every FOLLOW_INTERVAL while quiet: the agents write them on
+other machines of a shared file system, where no local event says that a file grew.
 
 `rade logs` is also the container command (`rade logs C`): a bare number is taken as a job id, anything
 else as a container, so this module adds `--task` and the job case to that command when it exists.
@@ -13,19 +19,21 @@ else as a container, so this module adds `--task` and the job case to that comma
 from __future__ import annotations
 
 import argparse
+import heapq
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jobs.errors import RadeError, UsageError
 
 JOB_CHECK_INTERVAL = 0.5
+FOLLOW_INTERVAL = 0.1
 
 
 class JobLogError(RadeError):
-    """No log for the task asked about."""
+    """No log for the task asked about, or one this user may not read."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,69 +58,143 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     existing.set_defaults(func=dispatch)
 
 
-def task_log(root: str, job_id: int, task: dict[str, Any]) -> Path | None:
-    """Where the task's output is now: its kept log once it ended, the container's while it runs."""
-    from agent.state import AgentState, task_log_path
+def task_log(root: str, job_id: int, task: dict[str, Any]) -> Path:
+    """Where the task's output is, while it runs and after."""
+    from agent.state import task_log_path
 
-    done = task_log_path(root, job_id, task["task"], task["attempt"])
-    if done.exists():
-        return done
-    if not task.get("node"):
-        return None
-    key = (job_id, task["task"], task["attempt"])
-    files, _ = AgentState(root, task["node"]).load_all()
-    for file in files:
-        if file.key == key and file.container_id:
-            live = Path(root, "containers", file.container_id, "ctr.log")
-            return live if live.exists() else (done if done.exists() else None)
-    return done if done.exists() else None
+    return task_log_path(root, job_id, task["task"], task["attempt"])
+
+
+class TaskLog:
+    """One task's log as read so far: whole lines come out, a line still being written waits."""
+
+    def __init__(self, path: Path, label: bytes, job_id: int, task: int) -> None:
+        self.path = path
+        self.label = label
+        self.where = f"job {job_id} task {task}"
+        self.file: IO[bytes] | None = None
+        self.tail = b""  # the bytes after the last newline read
+        self.parts: list[bytes] = []  # the data of partial (P) records of the line being put together
+
+    def open(self) -> bool:
+        """Whether the log is open now (False: not made yet, the task has not started)."""
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb")  # noqa: SIM115 - read across calls, closed by `close`
+            except FileNotFoundError:
+                return False
+            except PermissionError:
+                raise JobLogError(f"the log of {self.where} is not yours to read ({self.path})",
+                                  "a job's logs are readable by its owner only") from None
+        return True
+
+    def lines(self, final: bool = False) -> Iterator[tuple[str, str, bytes]]:
+        """(time, stream, the line as printed) for each whole line written since the last call; with
+        `final`, also what the writer left unfinished."""
+        from engine.containers.logs import decode
+
+        if not self.open():
+            return
+        assert self.file is not None
+        data = self.tail + self.file.read()
+        *complete, self.tail = data.split(b"\n")
+        if final and self.tail:
+            complete.append(self.tail)
+            self.tail = b""
+        for raw in complete:
+            record = decode(raw)
+            if record is None:
+                continue
+            if record.partial:
+                self.parts.append(record.data)
+                continue
+            text = b"".join(self.parts) + record.data
+            self.parts = []
+            yield record.time, record.stream, self.label + text + b"\n"
+        if final and self.parts:
+            yield "~", "stdout", self.label + b"".join(self.parts)
+            self.parts = []
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def cmd_job_logs(args: argparse.Namespace, job_id: int) -> int:
-    from jobs.states import JobState, is_terminal
     from rade.client import SchedulerClient, find_scheduler
 
     with SchedulerClient(find_scheduler(args.scheduler, args.root), root=args.root) as client:
         job = client.show(job_id)
-        tasks = [t for t in job["tasks"] if args.task is None or t["task"] == args.task]
+        tasks = _tasks(job, args.task)
         if args.task is not None and not tasks and job["state"] != "PENDING":
             raise JobLogError(f"job {job_id} has no task {args.task}",
                               f"its tasks are {', '.join(str(t['task']) for t in job['tasks']) or 'none yet'}")
-        checked = [time.monotonic(), is_terminal(JobState(job["state"]))]
-
-        def running() -> bool:
-            # Asked at most every JOB_CHECK_INTERVAL: following a quiet log must not load the scheduler.
-            if not checked[1] and time.monotonic() - checked[0] >= JOB_CHECK_INTERVAL:
-                checked[:] = [time.monotonic(), is_terminal(JobState(client.show(job_id)["state"]))]
-            return not checked[1]
-
-        if args.follow and not tasks:
-            while running() and not tasks:
-                time.sleep(JOB_CHECK_INTERVAL)
-                job = client.show(job_id)
-                tasks = [t for t in job["tasks"] if args.task is None or t["task"] == args.task]
-        prefix = len({t["task"] for t in tasks}) > 1
-        for task in sorted(tasks, key=lambda t: (t["task"], t["attempt"])):
-            _print_task(args.root, job_id, task, prefix, running if args.follow else None)
+        if args.follow:
+            _follow(client, args, job_id, job)
+        else:
+            _print_all(args.root, job_id, tasks)
     return 0
 
 
-def _print_task(root: str, job_id: int, task: dict[str, Any], prefix: bool,
-                follow: Callable[[], bool] | None) -> None:
-    from engine.containers.logs import read
+def _tasks(job: dict[str, Any], only: int | None) -> list[dict[str, Any]]:
+    return sorted((t for t in job["tasks"] if only is None or t["task"] == only),
+                  key=lambda t: (t["task"], t["attempt"]))
 
-    path = task_log(root, job_id, task)
-    while path is None and follow is not None and follow():
-        time.sleep(JOB_CHECK_INTERVAL)
-        path = task_log(root, job_id, task)
-    if path is None:
-        return
-    label = f"[task {task['task']}] ".encode() if prefix else b""
-    out = sys.stdout.buffer
-    # A running task's log moves to ROOT/logs when it ends: the open file follows it (same inode).
-    for record in read(path, follow=follow):
-        stream = out if record.stream == "stdout" else sys.stderr.buffer
-        stream.write(label + record.data + (b"" if record.partial else b"\n"))
-        if follow is not None:
-            stream.flush()
+
+def _logs(root: str, job_id: int, tasks: list[dict[str, Any]], known: dict[tuple[int, int], TaskLog],
+          label: bool) -> None:
+    """Add a TaskLog to `known` for each task not in it yet."""
+    for task in tasks:
+        key = (task["task"], task["attempt"])
+        if key not in known:
+            known[key] = TaskLog(task_log(root, job_id, task), f"{task['task']}: ".encode() if label else b"",
+                                 job_id, task["task"])
+
+
+def _print_all(root: str, job_id: int, tasks: list[dict[str, Any]]) -> None:
+    logs: dict[tuple[int, int], TaskLog] = {}
+    _logs(root, job_id, tasks, logs, len({t["task"] for t in tasks}) > 1)
+    try:
+        # Each task's lines are in time order already: merged, the job's are too.
+        _write(heapq.merge(*(log.lines(final=True) for log in logs.values()), key=lambda line: line[0]))
+    finally:
+        for log in logs.values():
+            log.close()
+
+
+def _follow(client: Any, args: argparse.Namespace, job_id: int, job: dict[str, Any]) -> None:
+    """Print every task's new lines as they come, interleaved, until the job has ended and all is read."""
+    from jobs.states import JobState, is_terminal
+
+    logs: dict[tuple[int, int], TaskLog] = {}
+    checked = time.monotonic()
+    try:
+        while True:
+            tasks = _tasks(job, args.task)
+            _logs(args.root, job_id, tasks, logs, len({t["task"] for t in tasks}) > 1 or
+                  any(log.label for log in logs.values()))
+            ended = is_terminal(JobState(job["state"]))
+            # After the job's end is known, one last read takes what the tasks wrote before it.
+            lines = sorted((line for log in logs.values() for line in log.lines(final=ended)),
+                           key=lambda line: line[0])
+            _write(lines, flush=True)
+            if ended:
+                return
+            if not lines:
+                time.sleep(FOLLOW_INTERVAL)
+            # Asked at most every JOB_CHECK_INTERVAL: following a quiet job must not load the scheduler.
+            if time.monotonic() - checked >= JOB_CHECK_INTERVAL:
+                job, checked = client.show(job_id), time.monotonic()
+    finally:
+        for log in logs.values():
+            log.close()
+
+
+def _write(lines: Any, flush: bool = False) -> None:
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for _, stream, text in lines:
+        (out if stream == "stdout" else err).write(text)
     out.flush()
+    if flush:
+        err.flush()

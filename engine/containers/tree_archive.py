@@ -43,8 +43,12 @@ def _add(tar: tarfile.TarFile, path: str, name: str, st: os.stat_result, links: 
                 return
             links[key] = name
         info.size = st.st_size
-        flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+        # O_NONBLOCK: swapped for a FIFO since the lstat (a running container may), it must not hang us.
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
         with os.fdopen(os.open(path, flags), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise OSError(f"{path} changed from a file to something else while it was copied")
+            os.set_blocking(fh.fileno(), True)
             tar.addfile(info, fh)
         return
     for test, kind in _TYPES:

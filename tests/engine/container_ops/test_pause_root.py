@@ -91,3 +91,26 @@ def test_engine_api_pauses_and_unpauses(rade, image_root):
         assert engine.unpause(started.id).status is ContainerStatus.RUNNING
     finally:
         engine.remove(started.id, force=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_paused_container_whose_supervisor_died_is_cleaned_up(rade):
+    import os
+    import signal
+
+    cid = rade.out("run", "-d", "--network", "none", "--name", "p-orphan", "busybox", "sleep", "1000")
+    rade("pause", "p-orphan")
+    record = json.loads((rade.root / "containers" / cid / "state.json").read_text())["container"]
+    os.kill(record["supervisor_pid"], signal.SIGKILL)
+    _until(lambda: not _alive(record["supervisor_pid"]), "the supervisor to die")
+    # The next look corrects the record and kills what was left frozen (the freezer thawed to let it die).
+    assert _state(rade, "p-orphan")["Status"] == "exited"
+    _until(lambda: not _alive(record["pid"]), "the frozen container process to be killed")
+    rade("rm", "p-orphan")

@@ -45,19 +45,21 @@ def create_options(args: argparse.Namespace):
     """The command line as CreateOptions."""
     from engine.containers.lifecycle import CreateOptions
     from engine.containers.record import Resources
-    from jobs.units import parse_cpu_list, parse_cpus, parse_size
 
-    swap = None
-    if args.memory_swap is not None:
-        swap = -1 if args.memory_swap.strip() == "-1" else parse_size(args.memory_swap)
-    for text in (args.cpuset_cpus, args.cpuset_mems):
-        if text is not None:
-            parse_cpu_list(text)
+    swap = cpus = memory = None
+    if any(v is not None for v in (args.memory_swap, args.cpuset_cpus, args.cpuset_mems, args.cpus, args.memory)):
+        from jobs.units import parse_cpu_list, parse_cpus, parse_size  # only when a limit is given
+
+        if args.memory_swap is not None:
+            swap = -1 if args.memory_swap.strip() == "-1" else parse_size(args.memory_swap)
+        for text in (args.cpuset_cpus, args.cpuset_mems):
+            if text is not None:
+                parse_cpu_list(text)
+        cpus = parse_cpus(args.cpus) if args.cpus is not None else None
+        memory = parse_size(args.memory) if args.memory is not None else None
     resources = Resources(
-        cpus=parse_cpus(args.cpus) if args.cpus is not None else None,
-        memory=parse_size(args.memory) if args.memory is not None else None, memory_swap=swap,
-        cpu_shares=args.cpu_shares, pids_limit=args.pids_limit, cpuset_cpus=args.cpuset_cpus,
-        cpuset_mems=args.cpuset_mems)
+        cpus=cpus, memory=memory, memory_swap=swap, cpu_shares=args.cpu_shares, pids_limit=args.pids_limit,
+        cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems)
     labels = []
     for item in args.label:
         key, _, value = item.partition("=")

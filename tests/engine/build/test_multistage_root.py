@@ -88,3 +88,24 @@ def test_copy_from_errors_name_the_line(rade, tmp_path):
         result = rade("build", str(tmp_path), check=False)
         err = result.stderr.decode()
         assert result.returncode == 125 and expected in err and err.count("\n") == 1, (text, err)
+
+
+def test_global_args_name_the_base_and_a_bare_arg_takes_the_global_default(rade, tmp_path):
+    (tmp_path / "Containerfile").write_text("""\
+ARG BASE=busybox
+ARG V=global
+FROM $BASE AS first
+ARG V
+RUN echo "v=$V" > /v
+FROM first
+ARG V=local
+RUN cat /v > /both && echo "v=$V" >> /both
+CMD ["cat", "/both"]
+""")
+    rade("build", "-t", "multi-test:args", str(tmp_path))
+    try:
+        assert rade.out("run", "--rm", "--network", "none", "multi-test:args") == "v=global\nv=local"
+        rade("build", "-t", "multi-test:args", "--build-arg", "V=given", str(tmp_path))
+        assert rade.out("run", "--rm", "--network", "none", "multi-test:args") == "v=given\nv=given"
+    finally:
+        rade("rmi", "multi-test:args", check=False)

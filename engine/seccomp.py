@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
+import zlib
 from functools import lru_cache
 
 from engine.errors import LaunchError
@@ -115,7 +115,9 @@ def program() -> Program:
     """The default filter as BPF: loaded once per process, compiled once per host.
 
     Compiling takes a few milliseconds, and each container's supervisor is a new process, so the BPF is
-    kept in a root-only cache dir, named by a hash of the policy, libseccomp's version and the machine.
+    kept in a root-only cache dir, named by a checksum of the policy, libseccomp's version and the
+    machine. The file starts with that policy text, which must match in full: a checksum is cheap (no
+    hashlib, whose import costs a start more than the lookup) and a collision can only cost a compile.
     """
     try:
         lib = _library()
@@ -123,20 +125,22 @@ def program() -> Program:
         raise LaunchError("seccomp", f"libseccomp cannot be loaded: {err}",
                           "install libseccomp2, or launch with seccomp disabled") from None
     policy = repr((POLICY_VERSION, DENIED, CLONE_NAMESPACE_FLAGS, availability()[1], os.uname().machine))
-    path = f"{CACHE_DIR}/{hashlib.sha256(policy.encode()).hexdigest()[:32]}.bpf"
+    header = policy.encode() + b"\n"
+    path = f"{CACHE_DIR}/{zlib.crc32(header):08x}-{len(header)}.bpf"
     try:
         with open(path, "rb") as f:
-            bpf = f.read()
-        if bpf and len(bpf) % 8 == 0:
+            data = f.read()
+        bpf = data[len(header):]
+        if data.startswith(header) and bpf and len(bpf) % 8 == 0:
             return Program(bpf)
     except OSError:
         pass
     bpf = _compile(lib)
-    _store(path, bpf)
+    _store(path, header + bpf)
     return Program(bpf)
 
 
-def _store(path: str, bpf: bytes) -> None:
+def _store(path: str, data: bytes) -> None:
     """Write the cache file atomically; a host where that fails just compiles again next time."""
     if os.geteuid() != 0:
         return
@@ -144,7 +148,7 @@ def _store(path: str, bpf: bytes) -> None:
         os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
-            f.write(bpf)
+            f.write(data)
         os.replace(tmp, path)
     except OSError:
         pass

@@ -10,7 +10,8 @@ the image store's extractor, which refuses entries that would leave the destinat
 Where a copy lands (`place`), as `docker cp`: into an existing directory under the item's own name (with
 `SRC/.`, its contents); over an existing file (a file only: never a directory over a file); to a missing
 path, under that name in its parent, which must exist. A single file is written beside its destination
-and renamed over it, so it is never seen half-written. Owners: a copy into a container belongs to its
+and renamed over it, so it is never seen half-written (a file mounted of its own, a file volume, is
+written through instead, so that the volume gets the copy). Owners: a copy into a container belongs to its
 root, a copy out to whoever runs `rade`; `archive` (`-a`) keeps the owners of the source.
 """
 
@@ -98,20 +99,67 @@ def _temp_name(path: str) -> str:
     return f".{os.path.basename(path)}.rade-cp-{os.getpid()}"
 
 
-def unpack(stream: BinaryIO, placement: Placement, top: str, label: str, owner: tuple[int, int] | None) -> None:
-    """Unpack a copy's tar stream as `placement` says."""
+def unpack(stream: BinaryIO, placement: Placement, top: str, label: str, owner: tuple[int, int] | None,
+           proc_fd: int) -> None:
+    """Unpack a copy's tar stream as `placement` says; `proc_fd` is the host's /proc (see `put_in_place`)."""
     extractor = tree_archive.CopyExtractor(placement.directory, label, top, placement.new_top, owner)
     try:
         extractor.run_stream(stream)
         if placement.final:
-            os.replace(os.path.join(placement.directory, placement.new_top),
-                       os.path.join(placement.directory, placement.final))
+            put_in_place(os.path.join(placement.directory, placement.new_top),
+                         os.path.join(placement.directory, placement.final), proc_fd)
     finally:
         if placement.final:
             try:
                 os.unlink(os.path.join(placement.directory, placement.new_top))
             except OSError:
                 pass
+
+
+def put_in_place(temp: str, final: str, proc_fd: int) -> None:
+    """Rename the finished file over its destination, unless the destination is a mount of its own (a
+    file volume, the generated /etc/hosts): a rename would take that mount away, and the volume's file
+    would never see the copy, so it is written through instead. `proc_fd` is the host's /proc, opened
+    before any chroot, where a file's mount id is read."""
+    if not _is_mounted_file(final, proc_fd):
+        os.replace(temp, final)
+        return
+    if not stat.S_ISREG(os.lstat(temp).st_mode):
+        raise CopyError(f"{final} is a file mounted into the container", "only a file can replace it")
+    src = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
+    dst = os.open(final, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        while chunk := os.read(src, 1 << 20):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(dst, view):]
+    finally:
+        os.close(src)
+        os.close(dst)
+    os.unlink(temp)
+
+
+def _is_mounted_file(path: str, proc_fd: int) -> bool:
+    try:
+        return _mount_id(path, proc_fd) != _mount_id(os.path.dirname(path) or "/", proc_fd)
+    except FileNotFoundError:
+        return False
+
+
+def _mount_id(path: str, proc_fd: int) -> int:
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.open(f"self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_fd)
+        try:
+            text = os.read(info, 4096).decode()
+        finally:
+            os.close(info)
+    finally:
+        os.close(fd)
+    for line in text.splitlines():
+        if line.startswith("mnt_id:"):
+            return int(line.split()[1])
+    raise CopyError(f"cannot tell which mount {path} is on", "is /proc mounted on the host?")
 
 
 def _source_stat(path: str, follow: bool, where: str) -> os.stat_result:
@@ -186,30 +234,33 @@ def copy_out(store: ContainerStore, record: ContainerRecord, src: str, dest: str
         finally:
             os.close(info_w)
             os.close(data_w)
+        proc_fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             info = _read_all(info_r)
             if info:  # nothing: the child failed before it could say what it sends
                 with os.fdopen(data_r, "rb", closefd=False) as stream:
                     _receive(stream, json.loads(info)["dir"], dest, is_contents(src), top,
-                             f"copy of {current.name}:{src}", owner, stdout)
+                             f"copy of {current.name}:{src}", owner, stdout, proc_fd)
         except BaseException as err:
             os.close(data_r)
             # This side's failure may be the echo of the child's (a stream cut short): its report wins.
             _end_child(pid, err_r, err, own=False)
             raise
+        finally:
+            os.close(proc_fd)
         os.close(data_r)
         rootview.finish_child(pid, err_r)
 
 
 def _receive(stream: BinaryIO, is_dir: bool, dest: str, contents: bool, top: str, label: str,
-             owner: tuple[int, int] | None, stdout: BinaryIO | None) -> None:
+             owner: tuple[int, int] | None, stdout: BinaryIO | None, proc_fd: int) -> None:
     if dest == "-":
         out = stdout if stdout is not None else sys.stdout.buffer
         while chunk := stream.read(1 << 20):
             out.write(chunk)
         out.flush()
         return
-    unpack(stream, place(dest, is_dir, top, contents), top, label, owner)
+    unpack(stream, place(dest, is_dir, top, contents), top, label, owner, proc_fd)
 
 
 def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str, follow: bool = False,
@@ -226,11 +277,14 @@ def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str,
     label = f"copy to {record.name}:{dest}"
     with _container_root(store, record) as (_current, plan):
         data_r, data_w = os.pipe2(os.O_CLOEXEC)
+        # The host's /proc, for the child to tell mounted files apart once chrooted (`put_in_place`).
+        proc_fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
         def work() -> None:
             with os.fdopen(data_r, "rb") as stream:
                 if not from_stream:
-                    unpack(stream, place(inside, source_is_dir, top, is_contents(src)), top, label, owner)
+                    unpack(stream, place(inside, source_is_dir, top, is_contents(src)), top, label, owner,
+                           proc_fd)
                     return
                 if not os.path.isdir(os.path.realpath(inside)):
                     raise CopyError(f"{dest} is not a directory in the container",
@@ -241,6 +295,7 @@ def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str,
             pid, err_r = rootview.start_in_root(plan, work, close_in_child=(data_w,))
         finally:
             os.close(data_r)
+            os.close(proc_fd)
         try:
             with os.fdopen(data_w, "wb") as out:
                 if from_stream:

@@ -147,3 +147,19 @@ def test_read_only_root_and_volume_refuse_copies_in_one_line(rade, tree, tmp_pat
     rade("cp", "cp-rovol:/etc/passwd", str(tmp_path / "passwd"))
     assert (tmp_path / "passwd").read_text().startswith("root:")
     rade("rm", "-f", "cp-ro", "cp-rovol")
+
+
+def test_copy_onto_a_file_volume_writes_the_host_file(rade, tmp_path):
+    conf = tmp_path / "app.conf"
+    conf.write_text("old\n")
+    rade("run", "-d", "--network", "none", "--name", "cp-filevol", "-v", f"{conf}:/etc/app.conf", "busybox",
+         "sleep", "1000")
+    (tmp_path / "new.conf").write_text("new\n")
+    rade("cp", str(tmp_path / "new.conf"), "cp-filevol:/etc/app.conf")
+    assert conf.read_text() == "new\n"  # through the mount, not a file put over it
+    assert rade.out("exec", "cp-filevol", "cat", "/etc/app.conf") == "new"
+    rade("stop", "-t", "1", "cp-filevol")
+    (tmp_path / "newer.conf").write_text("newer\n")
+    rade("cp", str(tmp_path / "newer.conf"), "cp-filevol:/etc/app.conf")  # stopped: its volumes mounted
+    assert conf.read_text() == "newer\n"
+    rade("rm", "cp-filevol")

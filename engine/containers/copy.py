@@ -74,6 +74,9 @@ def place(dest: str, source_is_dir: bool, source_top: str, contents: bool) -> Pl
     except (FileNotFoundError, NotADirectoryError):
         st = None
     if st is not None and stat.S_ISDIR(st.st_mode):
+        inner = os.path.join(real, source_top)
+        if not source_is_dir and os.path.lexists(inner) and not os.path.isdir(inner):
+            return Placement(real, _temp_name(inner), source_top)  # a file replaced: as over a file
         return Placement(real, "" if source_is_dir and contents else source_top)
     if st is not None:
         if wants_dir:
@@ -102,7 +105,8 @@ def _temp_name(path: str) -> str:
 def unpack(stream: BinaryIO, placement: Placement, top: str, label: str, owner: tuple[int, int] | None,
            proc_fd: int) -> None:
     """Unpack a copy's tar stream as `placement` says; `proc_fd` is the host's /proc (see `put_in_place`)."""
-    extractor = tree_archive.CopyExtractor(placement.directory, label, top, placement.new_top, owner)
+    extractor = tree_archive.CopyExtractor(placement.directory, label, top, placement.new_top, owner,
+                                           is_mounted=lambda path: _is_mounted_file(path, proc_fd))
     try:
         extractor.run_stream(stream)
         if placement.final:
@@ -289,7 +293,8 @@ def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str,
                 if not os.path.isdir(os.path.realpath(inside)):
                     raise CopyError(f"{dest} is not a directory in the container",
                                     "a tar stream is unpacked into an existing directory")
-                tree_archive.CopyExtractor(os.path.realpath(inside), label, owner=owner).run_stream(stream)
+                tree_archive.CopyExtractor(os.path.realpath(inside), label, owner=owner,
+                                           is_mounted=lambda path: _is_mounted_file(path, proc_fd)).run_stream(stream)
 
         try:
             pid, err_r = rootview.start_in_root(plan, work, close_in_child=(data_w,))

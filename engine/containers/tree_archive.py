@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
+from collections.abc import Callable
 from typing import BinaryIO
 
+from engine.errors import ContainerError, UnsafeArchiveError
 from engine.images.extractor import Extractor, split_entry_name
 
 _TYPES = ((stat.S_ISDIR, tarfile.DIRTYPE), (stat.S_ISLNK, tarfile.SYMTYPE), (stat.S_ISCHR, tarfile.CHRTYPE),
@@ -77,14 +79,33 @@ def write_tree(out: BinaryIO, path: str, arcname: str, follow_top: bool = False)
 class CopyExtractor(Extractor):
     """The safe extractor, for copies: the stream's top entry `top` lands as `new_top` ("" puts what is
     under it straight into the destination), and with `owner` every entry gets that uid and gid. A name
-    with the `.wh.` prefix is refused: it is a whiteout in a layer, and a copy must not make one."""
+    with the `.wh.` prefix is refused: it is a whiteout in a layer, and a copy must not make one.
+
+    Unlike an image layer, a copy lands among files that matter: it never replaces a directory with a
+    file (that would delete the directory's tree, volumes mounted in it included), nor a file for which
+    `is_mounted(path)` says it is a mount of its own (removing it would take a volume away)."""
 
     def __init__(self, dest: str, label: str, top: str | None = None, new_top: str | None = None,
-                 owner: tuple[int, int] | None = None) -> None:
+                 owner: tuple[int, int] | None = None, is_mounted: Callable[[str], bool] | None = None) -> None:
         super().__init__(dest, label)
         self.top = top
         self.new_top = new_top
         self.owner = owner
+        self.is_mounted = is_mounted
+
+    def refuse(self, name: str, reason: str) -> UnsafeArchiveError:
+        return UnsafeArchiveError(f"{self.label}: entry {name!r} refused: {reason}",
+                                  "the archive is corrupt or hostile; the entries before it were copied")
+
+    def _remove(self, rel: str, existing: os.stat_result | None) -> None:
+        if existing is not None:
+            if stat.S_ISDIR(existing.st_mode):
+                raise ContainerError(f"{self.label}: {rel!r} is a directory there, and a copy does not replace "
+                                     "a directory with a file", "remove the directory first, or copy elsewhere")
+            if self.is_mounted is not None and self.is_mounted(os.path.join(self.dest, rel)):
+                raise ContainerError(f"{self.label}: {rel!r} is a file mounted of its own there (a volume)",
+                                     "copy that file alone onto its path to write into it")
+        super()._remove(rel, existing)
 
     def _rename(self, name: str, member_name: str) -> str | None:
         if self.top is None or self.new_top is None:

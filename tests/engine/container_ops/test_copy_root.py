@@ -163,3 +163,28 @@ def test_copy_onto_a_file_volume_writes_the_host_file(rade, tmp_path):
     rade("cp", str(tmp_path / "newer.conf"), "cp-filevol:/etc/app.conf")  # stopped: its volumes mounted
     assert conf.read_text() == "newer\n"
     rade("rm", "cp-filevol")
+
+
+def test_copy_never_replaces_a_directory_or_a_mounted_file_inside_a_tree(rade, tmp_path):
+    volume = tmp_path / "vol"
+    (volume / "keep").mkdir(parents=True)
+    (volume / "keep" / "precious").write_text("still here\n")
+    conf = tmp_path / "app.conf"
+    conf.write_text("old\n")
+    rade("run", "-d", "--network", "none", "--name", "cp-guard", "-v", f"{volume}:/srv/data",
+         "-v", f"{conf}:/srv/app.conf", "busybox", "sleep", "1000")
+    (tmp_path / "data").write_text("a file named like the volume\n")
+    over_dir = rade("cp", str(tmp_path / "data"), "cp-guard:/srv/", check=False)
+    assert over_dir.returncode == 125 and b"does not replace a directory with a file" in over_dir.stderr
+    assert (volume / "keep" / "precious").read_text() == "still here\n"
+    tree = tmp_path / "tree" / "srv"
+    tree.mkdir(parents=True)
+    (tree / "app.conf").write_text("from a tree\n")
+    in_tree = rade("cp", f"{tree}/.", "cp-guard:/srv", check=False)
+    assert in_tree.returncode == 125 and b"mounted of its own" in in_tree.stderr
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "app.conf").write_text("into the directory\n")
+    rade("cp", str(single / "app.conf"), "cp-guard:/srv/")  # a file into a directory, over the mounted file
+    assert conf.read_text() == "into the directory\n"
+    rade("rm", "-f", "cp-guard")

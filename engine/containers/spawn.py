@@ -9,7 +9,9 @@ supervisor ends up in its own session with stdio on /dev/null, and writes JSON l
 `prespawn()` forks the supervisor before the container exists: the child imports the supervisor and the
 launch (a good part of a start) while the caller resolves the image and writes the record, then waits
 for the container's id (`PendingSupervisor.start`); the caller's exit or `cancel()` before that ends it
-having done nothing. On two idle cores this takes the supervisor's start-up off `rade run`'s path.
+having done nothing. With a CPU idle (`has_idle_cpu`) this takes the supervisor's start-up off `rade
+run`'s path; on a busy machine the two processes only take turns, and pages copied on write after the
+early fork make it slower than forking once the record is made.
 
 `spawn()` double-forks, so the supervisor is init's child at once, unless the caller says `fork_once`:
 then the supervisor stays its child, which is right for a caller that exits soon (the `rade` command;
@@ -21,6 +23,7 @@ loaded machine is a good part of a start.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -165,6 +168,17 @@ class PendingSupervisor:
             os.waitpid(self.pid, 0)
 
 
+def has_idle_cpu() -> bool:
+    """Whether a CPU this process may use is idle right now: fewer tasks running (this one included, by
+    /proc/loadavg's count) than CPUs. An instant's view, which is what choosing `prespawn` needs."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].partition("/")[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return running < len(os.sched_getaffinity(0))
+
+
 def _await_container(go_fd: int) -> dict[str, Any] | None:
     """What the caller sends (`PendingSupervisor.start`): {"id", "layers"}; None at end-of-file."""
     data = b""
@@ -211,6 +225,9 @@ def prespawn(root: str | os.PathLike[str], wait_attach: bool = False, fork_once:
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     sys.stdout.flush()
     sys.stderr.flush()
+    # Out of the collector's reach, so that neither side's collections write to (and so copy) the pages
+    # of every object the two share after the fork.
+    gc.freeze()
     pid = os.fork()
     if pid == 0:
         code = 125

@@ -159,10 +159,21 @@ def _final_code(store, record) -> int:
     return final.exit_code
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from engine.containers.spawn import prespawn
+def _create_and_start(args: argparse.Namespace):
+    """(store, record, reader) of `rade run`: the container made and its supervisor started.
 
-    # The supervisor is forked first and imports what it needs while this process makes the record.
+    With a CPU idle, the supervisor is forked first and imports what it needs on that CPU while this
+    process makes the record (`prespawn`); on a busy machine the two would only take turns, and forking
+    before the record is made costs pages copied on write, so the supervisor is forked after it."""
+    from engine.containers.spawn import has_idle_cpu, prespawn
+
+    if not has_idle_cpu():
+        from engine.containers import lifecycle
+
+        store = _store(args)
+        record = lifecycle.create(store, create_options(args))
+        return store, record, lifecycle.start(store, record, attach=not args.detach, fork_once=True,
+                                              preconnect=not args.detach)
     pending = prespawn(args.root, wait_attach=not args.detach, fork_once=True, preconnect=not args.detach)
     try:
         from engine.containers import launchspec, lifecycle
@@ -177,7 +188,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         layers: list[str] | None = [str(p) for p in launchspec.image_layers(store.root, record.config.image_id)]
     except RadeError:
         layers = None  # the supervisor looks again, and records the failure as the container's
-    reader = pending.start(record.id, layers)
+    return store, record, pending.start(record.id, layers)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    store, record, reader = _create_and_start(args)
     if args.detach:
         _wait_started(reader)
         print(record.id)

@@ -8,22 +8,28 @@ calls the engine's `lifecycle.start`, which forks a supervisor from the launcher
 and passes back the end of the supervisor's ready pipe (SCM_RIGHTS). The agent never waits for it: the
 requests go out as orders come, the replies come back in the same order on the socket, which the
 agent's poller watches, and the agent reads each start report from its pipe in that poller too, so a
-fork (milliseconds on a loaded host) holds up no other task's start or end. The launcher exits when the
-agent's end of the socket closes.
+fork (milliseconds on a loaded host) holds up no other task's start or end. The launcher also deletes
+ended tasks' containers and slices for the agent (`purge`): done in the agent, on a thread, that work
+would take the interpreter's lock from the agent's loop for milliseconds at each of its system calls.
+The launcher exits when the agent's end of the socket closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from engine.errors import ContainerError
 from jobs.errors import RadeError
 
 log = logging.getLogger(__name__)
+
+PURGE = b"purge\0"  # a request to delete a retired container (a start request is a container id)
 
 
 class Launcher:
@@ -102,6 +108,19 @@ class Launcher:
                 self.close()
         return out
 
+    def purge(self, path: Path, lock_fd: int, slice_name: str, task_file: Path) -> bool:
+        """Have the launcher delete a retired container's files, holding `lock_fd` (its supervisor lock:
+        the caller may close its own copy) until they are gone, then remove the task's cgroup slice, then
+        its task file. No reply comes. False if the launcher is gone: the caller does it itself."""
+        if self.sock is None:
+            return False
+        fields = [os.fsencode(path), slice_name.encode(), os.fsencode(task_file)]
+        try:
+            socket.send_fds(self.sock, [PURGE + b"\0".join(fields)], [lock_fd])
+        except OSError:
+            return False
+        return True
+
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
@@ -127,11 +146,14 @@ def _serve(sock: socket.socket, root: str) -> None:
     store = ContainerStore(root)
     while True:
         try:
-            request = sock.recv(256)
+            request, fds, _, _ = socket.recv_fds(sock, 4096, 1)
         except ConnectionResetError:
             return  # the agent was killed: its end went without a goodbye, which is the same end
         if not request:
             return
+        if request.startswith(PURGE):
+            _purge(store, request[len(PURGE):], fds)
+            continue
         try:
             reader = lifecycle.start(store, store.get(request.decode()), fork_once=True)
         except RadeError as err:
@@ -144,3 +166,23 @@ def _serve(sock: socket.socket, root: str) -> None:
             socket.send_fds(sock, [b"ok"], [reader.file.fileno()])
         finally:
             reader.close()
+
+
+def _purge(store: Any, request: bytes, fds: list[int]) -> None:
+    """Delete a retired container's files, let go of its lock, remove its task's slice and its task
+file (`Launcher.purge`)."""
+    from agent.slices import remove_slice
+
+    path, slice_name, task_file = request.split(b"\0")
+    try:
+        store.purge(Path(os.fsdecode(path)))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    try:
+        remove_slice(slice_name.decode())
+    except (RadeError, OSError) as err:
+        log.warning("removing the cgroup slice %s: %s", slice_name.decode(errors="replace"), err)
+    # Last: until it goes, a restarted agent reports this task's end again (which the scheduler drops).
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(task_file)

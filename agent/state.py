@@ -101,12 +101,21 @@ def keep_task_log(root: str | os.PathLike[str], key: tuple[int, int, int], conta
 
 def _make_traversable(job_dir: Path) -> None:
     """ROOT/logs and ROOT/logs/job-J: mode 0711 (the mode set after mkdir, past the umask)."""
-    for path in (job_dir.parent, job_dir):
+    try:
+        os.mkdir(job_dir, 0o711)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
         try:
-            os.mkdir(path, 0o711)
+            os.mkdir(job_dir.parent, 0o711)
+            os.chmod(job_dir.parent, 0o711)
         except FileExistsError:
-            continue
-        os.chmod(path, 0o711)
+            pass
+        try:
+            os.mkdir(job_dir, 0o711)
+        except FileExistsError:
+            return
+    os.chmod(job_dir, 0o711)
 
 
 class AgentState:
@@ -137,14 +146,15 @@ class AgentState:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _path(self, key: tuple[int, int, int]) -> Path:
+    def path(self, key: tuple[int, int, int]) -> Path:
+        """Where the task file of `key` is (`forget` deletes it, or whoever it is handed to)."""
         return self.tasks / "{}.{}.{}.json".format(*key)
 
     def save(self, task: TaskFile) -> None:
         # Temp then rename, so a killed agent leaves the old file or the new one. No fsync: the file is for
         # an agent restarted on a running machine (the page cache has it), and what a power cut loses
         # describes containers that died with the machine; an fsync per task costs more than its start.
-        path = self._path(task.key)
+        path = self.path(task.key)
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump({"version": STATE_VERSION, **asdict(task)}, handle)
@@ -152,7 +162,7 @@ class AgentState:
 
     def forget(self, key: tuple[int, int, int]) -> None:
         try:
-            self._path(key).unlink()
+            self.path(key).unlink()
         except FileNotFoundError:
             pass
 

@@ -359,7 +359,7 @@ class EngineRunner:
         # scheduler drops the repeat).
         self._report(task.key, state, code, reason, cpu_seconds, peak)
         # Only the rename that takes the container out of the store happens here; its files and the
-        # slice go on the purger's thread.
+        # slice are deleted by the launcher (or without one, on the purger's thread).
         key, slice_name = task.key, task.file.cgroup_slice
         retired = None
         if record is not None:
@@ -369,13 +369,17 @@ class EngineRunner:
                 log.warning("job %d task %d attempt %d: removing container: %s", *key, err.message)
         elif task.file.container_id:
             self._remove_unstarted(task.file.container_id)
-        if retired is not None:
-            self.purger.put(*retired, lambda: _remove_slice(key, slice_name))
-        else:
-            _remove_slice(key, slice_name)
         mpi.remove_files(self.root, self.node, task.key)
         self.tasks.pop(task.key, None)
-        self.state.forget(task.key)
+        if retired is not None:
+            path, lock_fd = retired
+            if self.launcher is not None and self.launcher.purge(path, lock_fd, slice_name, self.state.path(key)):
+                os.close(lock_fd)
+                return
+            self.purger.put(path, lock_fd, lambda: _remove_slice(key, slice_name))
+        else:
+            _remove_slice(key, slice_name)
+        self.state.forget(key)
 
     def _remove_unstarted(self, container_id: str) -> None:
         from engine.containers import lifecycle

@@ -90,8 +90,11 @@ class CgroupV1:
         path = self._dir(controller)
         if path in self._joined:
             return path
-        for _ in range(5):
-            self._ensure_parent(controller, self._mounts[controller])
+        for attempt in range(5):
+            # Outside cpuset (whose parent may need filling) the parent is made only when it is missing:
+            # it nearly always exists, and a node makes several of these directories for every task.
+            if controller == "cpuset" or attempt:
+                self._ensure_parent(controller, self._mounts[controller])
             try:
                 files.make_container_dir(path)
                 if controller == "cpuset":

@@ -50,18 +50,44 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class ContainerDir:
-    """The paths inside one container's directory."""
+    """The paths inside one container's directory (each made when asked for: most callers want one)."""
+
+    __slots__ = ("path",)
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.state = path / "state.json"
-        self.lock = path / "state.lock"
-        self.log = path / "ctr.log"
-        self.socket = path / "attach.sock"
-        self.upper = path / "upper"
-        self.work = path / "work"
-        self.rootfs = path / "rootfs"
-        self.supervisor_log = path / "supervisor.log"
+
+    @property
+    def state(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / "state.lock"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "ctr.log"
+
+    @property
+    def socket(self) -> Path:
+        return self.path / "attach.sock"
+
+    @property
+    def upper(self) -> Path:
+        return self.path / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.path / "work"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.path / "supervisor.log"
 
 
 class ContainerStore:
@@ -82,7 +108,7 @@ class ContainerStore:
         self._ensure()
         with file_lock(self.base / ".lock"):
             self._purge_leftovers()
-            taken = {r.name for r in self.all()}
+            taken = self.names()
             if name is not None:
                 check_name(name)
                 if name in taken:
@@ -135,6 +161,19 @@ class ContainerStore:
                 continue  # removed while we listed, or being created
         records.sort(key=lambda r: r.created, reverse=True)
         return records
+
+    def names(self) -> set[str]:
+        """The names in use: read from each record's JSON without building the record, since a creation
+        asks while every other container of the node is in the store."""
+        names = set()
+        base = str(self.base)
+        for cid in self.ids():
+            try:
+                with open(os.path.join(base, cid, "state.json"), "rb") as handle:
+                    names.add(json.load(handle)["container"]["name"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # removed while we listed, or being created
+        return names
 
     def find(self, ref: str) -> ContainerRecord:
         """A container by full id, name, or unique id prefix, as Docker resolves them."""

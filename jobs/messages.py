@@ -334,6 +334,8 @@ def _from_wire(value: Any, kind: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise _wrong(where, "a list", value)
         if len(args) == 2 and args[1] is Ellipsis:
+            if args[0] in _SCALARS and _all_of(value, args[0]):
+                return tuple(value)
             return tuple(_from_wire(item, args[0], f"{where}[{i}]") for i, item in enumerate(value))
         if len(value) != len(args):
             raise ProtocolError(f"{where}: expected {len(args)} items, got {len(value)}")
@@ -341,6 +343,10 @@ def _from_wire(value: Any, kind: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _wrong(where, "a map", value)
+        if args == (str, str) and _all_of(value, str) and _all_of(value.values(), str):
+            return value
+        if args == (str, Any) and _all_of(value, str):
+            return _plain(value, where, -1)
         return {_from_wire(k, args[0], where): _from_wire(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
@@ -378,6 +384,8 @@ def _to_wire(value: Any, kind: Any, where: str) -> Any:
             raise _wrong(where, "a dict", value)
         if args == (str, str) and _all_of(value, str) and _all_of(value.values(), str):
             return value  # an environment, labels
+        if args == (str, Any) and _all_of(value, str):
+            return _plain(value, where, -1)  # a spec: free-form below its text keys (each at depth 0)
         return {_to_wire(k, args[0], where): _to_wire(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, kind):
@@ -396,16 +404,17 @@ _ATOMS = frozenset({type(None), bool, int, float, str, bytes})
 
 def _plain(value: Any, where: str, depth: int = 0) -> Any:
     """Free-form data (a spec, a reply): only what msgpack carries natively, maps keyed by text."""
-    if type(value) in _ATOMS:
-        return value  # most of a spec, before the general checks below
     if depth > 64:
         raise ProtocolError(f"{where}: nested too deeply")
-    if value is None or isinstance(value, bool | int | float | str | bytes):
+    if type(value) in _ATOMS or isinstance(value, bool | int | float | str | bytes):
         return value
+    # Atoms inside are taken as they are, without a call (or a place name) each: most of a spec is atoms.
+    inner = depth < 64
     if isinstance(value, list | tuple) and not isinstance(value, msgpack.ExtType):
-        return [_plain(item, where, depth + 1) for item in value]
+        return [item if inner and type(item) in _ATOMS else _plain(item, where, depth + 1) for item in value]
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise ProtocolError(f"{where}: map keys must be text")
-        return {k: _plain(v, f"{where}.{k}", depth + 1) for k, v in value.items()}
+        return {k: v if inner and type(v) in _ATOMS else _plain(v, f"{where}.{k}", depth + 1)
+                for k, v in value.items()}
     raise ProtocolError(f"{where}: {type(value).__name__} cannot travel in a message")

@@ -94,8 +94,8 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
     (absent or None: unlimited). `open_names`, when the caller keeps it, lists in name order the nodes that
     take work and are not full. `carried` and `memo` are the reservations and the memo an earlier pass made, still valid when nothing
     but new submissions changed since. With
-    `max_tested` (Slurm's bf_max_job_test) the pass stops after trying that many jobs; the rest keep the
-    reason an earlier pass gave them. The first `explain` shapes that wait get every node's refusal.
+    `max_tested` (Slurm's bf_max_job_test) the pass stops after trying that many jobs, and with `limit`
+    after making that many plans; the rest keep the reason an earlier pass gave them. The first `explain` shapes that wait get every node's refusal.
     """
     placer = placer or _plain_placer
     names = _NameOrder(views)
@@ -118,7 +118,8 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
     blocked_head = False
     tested = 0
     # The most idle cores and free memory on one open node: work only lands during a pass, so the first
-    # figures stay an upper bound and a task larger than them need not be tried.
+    # figures stay an upper bound and a task larger than them need not be tried. Worked out (a look at
+    # every open node) once a job has failed to fit: a pass over a few new jobs that all fit never pays.
     roomiest: tuple[int, int] | None = None
     for job in queue_order(jobs):
         if max_tested is not None and tested >= max_tested:
@@ -129,17 +130,16 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
         if mode == "fifo" and blocked_head:
             break  # strict order: nothing behind a blocked job is looked at
         if limit is not None and len(plans) >= limit:
-            waiting[job.job_id] = Rejection(job.job_id, PendingReason.PRIORITY, "jobs ahead in the queue wait")
-            continue
+            break  # the next pass goes on from here; until then the rest keep the reasons they had
         tested += 1
         runtime = _seconds(limits.get(job.job_id))
         fence = _fence(reservations, now, now + runtime, job.job_id)
         key = (job.demand.shape, tuple(sorted(fence)))
         plan = None
         if key not in unfit and (free_milli is None or _total_milli(job.demand) <= free_milli):
-            if roomiest is None:
+            if roomiest is None and blocked_head:
                 roomiest = _roomiest(work[n] for n in opened)
-            if _may_fit(job.demand, roomiest):
+            if roomiest is None or _may_fit(job.demand, roomiest):
                 plan = placer(job.demand, _OpenViews(work, opened), fence)
         if plan is not None:
             plans.append(plan)

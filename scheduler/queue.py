@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from scheduler.placement import PendingReason, Plan, Rejection, place, try_place
 from scheduler.resources import JobDemand, NodeView
@@ -47,7 +48,10 @@ class PassResult:
 
 def queue_order(jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
     """Priority first (higher first), then submission order."""
-    return sorted(jobs, key=lambda job: job.order_key)
+    # Two stable sorts on plain attributes: the queue usually comes in submission order already (a run
+    # timsort passes through), and no key tuple is built per job.
+    by_submission = sorted(jobs, key=attrgetter("submit_seq"))
+    return sorted(by_submission, key=attrgetter("priority"), reverse=True)
 
 
 def schedule_pass(jobs: Iterable[QueuedJob], nodes: Sequence[NodeView] | Mapping[str, NodeView],

@@ -158,7 +158,13 @@ class NodeView:
         """Indices of `count` idle cores: all in the NUMA node with the fewest idle cores that holds them
         (memory stays local, big NUMA holes stay whole), else from the emptiest NUMA nodes first."""
         if not self.numa:
-            return [i for i, load in enumerate(loads) if load == 0][:count]
+            chosen = []
+            for i, load in enumerate(loads):
+                if load == 0:
+                    chosen.append(i)
+                    if len(chosen) == count:
+                        break
+            return chosen
         groups = []
         for group in self.numa:
             indices = [self._index(core) for core in group]

@@ -66,6 +66,11 @@ CREATE TABLE nodes (
 """
 
 
+def _ints(values: tuple[int, ...]) -> str:
+    """A JSON list of ints (a task's cores, its GPUs), written without the json module's per-call setup."""
+    return f"[{','.join(map(str, values))}]"
+
+
 class StoreError(RadeError):
     """The state database cannot be opened or is not one this scheduler understands."""
 
@@ -166,8 +171,8 @@ class Store:
         if self._tasks:
             db.executemany(
                 "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(t.job_id, t.task, t.attempt, t.grant.node, json.dumps(t.grant.cores), t.grant.cpus_milli,
-                  t.grant.memory, json.dumps(t.grant.gpus), t.grant.ranks, t.desired.value, t.state.value,
+                [(t.job_id, t.task, t.attempt, t.grant.node, _ints(t.grant.cores), t.grant.cpus_milli,
+                  t.grant.memory, _ints(t.grant.gpus), t.grant.ranks, t.desired.value, t.state.value,
                   t.exit_code, t.seq, t.detail, t.started_at, t.ended_at, t.cpu_seconds, t.peak_memory)
                  for t in self._tasks.values()])
             self._tasks.clear()

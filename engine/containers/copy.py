@@ -25,7 +25,7 @@ import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from engine.containers import rootview, tree_archive
 from engine.containers.record import ContainerRecord
@@ -216,8 +216,9 @@ def _needs_root() -> None:
 
 
 def copy_out(store: ContainerStore, record: ContainerRecord, src: str, dest: str, follow: bool = False,
-             archive: bool = False, stdout: BinaryIO | None = None) -> None:
-    """Copy the container's `src` to the host path `dest` (`-`: a tar stream to `stdout`)."""
+             archive: bool = False, stdout: BinaryIO | None = None) -> int:
+    """Copy the container's `src` to the host path `dest` (`-`: a tar stream to `stdout`); the size of
+    the tar stream that carried it (what `docker cp` reports)."""
     _needs_root()
     inside = "/" + src.lstrip("/")
     top = _top_name(inside)
@@ -239,12 +240,12 @@ def copy_out(store: ContainerStore, record: ContainerRecord, src: str, dest: str
             os.close(info_w)
             os.close(data_w)
         proc_fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        stream = _Counted(os.fdopen(data_r, "rb", closefd=False))
         try:
             info = _read_all(info_r)
             if info:  # nothing: the child failed before it could say what it sends
-                with os.fdopen(data_r, "rb", closefd=False) as stream:
-                    _receive(stream, json.loads(info)["dir"], dest, is_contents(src), top,
-                             f"copy of {current.name}:{src}", owner, stdout, proc_fd)
+                _receive(stream, json.loads(info)["dir"], dest, is_contents(src), top,
+                         f"copy of {current.name}:{src}", owner, stdout, proc_fd)
         except BaseException as err:
             os.close(data_r)
             # This side's failure may be the echo of the child's (a stream cut short): its report wins.
@@ -254,9 +255,10 @@ def copy_out(store: ContainerStore, record: ContainerRecord, src: str, dest: str
             os.close(proc_fd)
         os.close(data_r)
         rootview.finish_child(pid, err_r)
+    return stream.count
 
 
-def _receive(stream: BinaryIO, is_dir: bool, dest: str, contents: bool, top: str, label: str,
+def _receive(stream: Any, is_dir: bool, dest: str, contents: bool, top: str, label: str,
              owner: tuple[int, int] | None, stdout: BinaryIO | None, proc_fd: int) -> None:
     if dest == "-":
         out = stdout if stdout is not None else sys.stdout.buffer
@@ -268,8 +270,9 @@ def _receive(stream: BinaryIO, is_dir: bool, dest: str, contents: bool, top: str
 
 
 def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str, follow: bool = False,
-            archive: bool = False, stdin: BinaryIO | None = None) -> None:
-    """Copy the host's `src` (`-`: a tar stream on `stdin`) to `dest` in the container."""
+            archive: bool = False, stdin: BinaryIO | None = None) -> int:
+    """Copy the host's `src` (`-`: a tar stream on `stdin`) to `dest` in the container; the size of the
+    tar stream that carried it."""
     _needs_root()
     if record.host_config.read_only:
         raise CopyError(f"container {record.name} has a read-only root", "copy into one of its volumes instead")
@@ -302,19 +305,52 @@ def copy_in(store: ContainerStore, record: ContainerRecord, src: str, dest: str,
             os.close(data_r)
             os.close(proc_fd)
         try:
-            with os.fdopen(data_w, "wb") as out:
+            with os.fdopen(data_w, "wb") as raw:
+                out = _Counted(raw)
                 if from_stream:
                     source = stdin if stdin is not None else sys.stdin.buffer
                     while chunk := source.read(1 << 20):
                         out.write(chunk)
                 else:
-                    tree_archive.write_tree(out, src, top, follow_top=follow)
+                    tree_archive.write_tree(out, src, top, follow_top=follow)  # type: ignore[arg-type]
         except BaseException as err:
             # Closed: the child sees the stream end, fails and removes what it had begun (a file is
             # written under a temporary name). A broken pipe is the child's failure; else this side's.
             _end_child(pid, err_r, err, own=not isinstance(err, BrokenPipeError))
             raise
         rootview.finish_child(pid, err_r)
+    return out.count
+
+
+class _Counted:
+    """A stream that counts the bytes it passes on."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.count += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.count += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def human_size(size: int) -> str:
+    """Bytes as Docker's CLI words them (powers of 1000, three digits): 2.05kB, 25.2MB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{size}B"
 
 
 def _end_child(pid: int, err_r: int, err: BaseException, own: bool) -> None:

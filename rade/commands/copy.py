@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from jobs.errors import UsageError
 
@@ -24,9 +25,14 @@ def cmd_cp(args: argparse.Namespace) -> int:
         raise UsageError("the path in the container is empty", "use CONTAINER:/path")
     store = ContainerStore(args.root)
     if src_container is not None:
-        copy_out(store, store.find(src_container), src, dest, follow=args.follow_link, archive=args.archive)
+        size = copy_out(store, store.find(src_container), src, dest, follow=args.follow_link, archive=args.archive)
     else:
-        copy_in(store, store.find(dest_container), src, dest, follow=args.follow_link, archive=args.archive)
+        size = copy_in(store, store.find(dest_container), src, dest, follow=args.follow_link, archive=args.archive)
+    if not args.quiet and dest != "-" and sys.stderr.isatty():
+        from engine.containers.copy import human_size
+
+        # As Docker's CLI: a line on the terminal only, never in a script's output.
+        print(f"Successfully copied {human_size(size)} to {args.dest}", file=sys.stderr)
     return 0
 
 
@@ -34,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cp", help="copy files between a container and the host ('-': a tar stream)")
     p.add_argument("-a", "--archive", action="store_true", help="keep the owners (uid/gid) of the source")
     p.add_argument("-L", "--follow-link", action="store_true", help="follow a symlink named as the source")
+    p.add_argument("-q", "--quiet", action="store_true", help="no 'Successfully copied' line on a terminal")
     p.add_argument("src", metavar="SRC")
     p.add_argument("dest", metavar="DEST")
     p.set_defaults(func=cmd_cp)

@@ -188,3 +188,24 @@ def test_copy_never_replaces_a_directory_or_a_mounted_file_inside_a_tree(rade, t
     rade("cp", str(single / "app.conf"), "cp-guard:/srv/")  # a file into a directory, over the mounted file
     assert conf.read_text() == "into the directory\n"
     rade("rm", "-f", "cp-guard")
+
+
+def test_a_terminal_is_told_how_much_was_copied_a_script_is_not(rade, tree, tmp_path):
+    import subprocess
+
+    rade("create", "--name", "cp-said", "busybox", "true")
+    quiet = rade("cp", str(tree), "cp-said:/srv")
+    assert quiet.stderr == b""  # not a terminal: nothing said
+    master, slave = os.openpty()
+    try:
+        child = rade.popen("cp", "cp-said:/srv", str(tmp_path / "back"), stderr=slave, stdout=subprocess.DEVNULL)
+        os.close(slave)
+        slave = -1
+        assert child.wait(timeout=60) == 0
+        said = os.read(master, 4096).decode()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert said.startswith("Successfully copied ") and said.rstrip().endswith(f"kB to {tmp_path / 'back'}")
+    rade("rm", "cp-said")

@@ -7,7 +7,7 @@ Columns, run alternately round after round (a slow phase of the machine hits eve
   rade-out      `rade cp C:/data DST-N` out of it (a tree copied in before the rounds)
   podman-in/out `podman cp` the same ways (runc, a private store, peers.md's workarounds), when it runs
 The tree: FILES files of 64 KiB in 20 directories, seeded random bytes. Run as root:
-`.venv/bin/python bench/copy.py [--rounds N] [--files N]`. Prints a table of medians (ms) and ends with
+`.venv/bin/python bench/container_copy.py [--rounds N] [--files N]`. Prints a table of medians (ms) and ends with
 `ratio rade-in/tar-pipe copy X.XX` lines.
 """
 

@@ -137,7 +137,6 @@ def main() -> int:
                        capture_output=True, cwd=os.path.dirname(HERE))
         if isinstance(podman, tuple):
             subprocess.run([*podman[0], "rm", "-f", "-t", "0", podman[1]], check=False, capture_output=True)
-            subprocess.run([*podman[0], "system", "reset", "-f"], check=False, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
         for path in sorted(podman_cgroups() - podman_before, key=len, reverse=True):
             try:

@@ -221,7 +221,25 @@ class ContainerStore:
         return retired
 
     def purge(self, retired: Path) -> None:
-        """Delete a retired container's files."""
+        """Delete a retired container's files, its supervisor lock last: while the lock file is there, a
+        `create` sees that its deleter holds it and leaves the directory alone instead of deleting it
+        a second time beside the first."""
+        lock = "supervisor.lock"
+        try:
+            entries = list(os.scandir(retired))
+        except FileNotFoundError:
+            return
+        except OSError:
+            shutil.rmtree(retired, ignore_errors=True)
+            return
+        for entry in entries:
+            if entry.name == lock:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
         shutil.rmtree(retired, ignore_errors=True)
 
     def _purge_leftovers(self) -> None:

@@ -182,6 +182,18 @@ def remove_podman_cgroups(before: set[str]) -> None:
                 pass
 
 
+def detach_mounts_under(base: str) -> None:
+    """Detach what is still mounted under `base` in this process's mount namespace (podman's storage binds
+    its overlay dir onto itself; a run stopped by an error may leave a bundle's root), so it can be removed."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(base + "/")), key=len, reverse=True):
+        try:
+            LINUX.umount2(point, MNT_DETACH)
+        except OSError:
+            pass
+
+
 def hide_cgroup2_for_crun() -> None:
     """Our own mount namespace, without the hybrid host's cgroup2 mount that crun refuses."""
     LINUX.unshare(CLONE_NEWNS)
@@ -255,6 +267,7 @@ def main() -> int:
                           f"{statistics.median(times['rade-run']) / statistics.median(times[peer]):.2f}")
     finally:
         os.close(devnull)
+        detach_mounts_under(base)
         shutil.rmtree(base, ignore_errors=True)
         remove_podman_cgroups(podman_before)
     return 0

@@ -215,7 +215,10 @@ class CgroupV1:
         return files.read(f"{self._freezer()}/freezer.state", "THAWED").strip() == "FROZEN"
 
     def _freezer(self) -> str:
-        path = self._dir("freezer")
+        if "freezer" not in self._dirs:
+            raise CgroupError("the freezer cgroup controller is not mounted here",
+                              "pausing needs it: mount a v1 freezer hierarchy, or use a cgroup v2 host")
+        path = self._dirs["freezer"]
         if not os.path.isdir(path):
             raise CgroupError(f"cgroup {path} does not exist", "the container is not running")
         return path
@@ -223,8 +226,9 @@ class CgroupV1:
     def remove(self) -> None:
         for path in self.paths():
             files.remove_dir(path, self._kill_quietly)
-        for mount in dict.fromkeys(self._mounts.values()):
-            files.remove_parent(f"{mount}/{self._parent}")
+        if files.is_shared_parent(self._parent):
+            for mount in dict.fromkeys(self._mounts.values()):
+                files.remove_parent(f"{mount}/{self._parent}")
 
     def _kill_quietly(self) -> None:
         try:

@@ -22,15 +22,23 @@ _TYPES = ((stat.S_ISDIR, tarfile.DIRTYPE), (stat.S_ISLNK, tarfile.SYMTYPE), (sta
 
 
 def add_tree(tar: tarfile.TarFile, path: str, arcname: str, follow_top: bool = False) -> None:
-    """Write `path` (and, for a directory, everything under it) to `tar` as `arcname/...`. Symlinks are
-    kept as links, except `path` itself with `follow_top`; sockets are left out, as tar does."""
+    """Write `path` (and, for a directory, everything under it) to `tar` as `arcname/...`, parents before
+    children. Symlinks are kept as links, except `path` itself with `follow_top`; sockets are left out,
+    as tar does. A stack, not recursion: a tree nested deeper than Python's recursion limit is copied too."""
     links: dict[tuple[int, int], str] = {}
     top = os.stat(path) if follow_top else os.lstat(path)
-    _add(tar, path, arcname, top, links, follow=follow_top)
+    pending: list[tuple[str, str, os.stat_result, bool]] = [(path, arcname, top, follow_top)]
+    while pending:
+        current, name, st, follow = pending.pop()
+        if _add(tar, current, name, st, links, follow):
+            children = sorted(os.listdir(current), reverse=True)  # popped in name order
+            pending += [(os.path.join(current, c), f"{name}/{c}", os.lstat(os.path.join(current, c)), False)
+                        for c in children]
 
 
 def _add(tar: tarfile.TarFile, path: str, name: str, st: os.stat_result, links: dict[tuple[int, int], str],
-         follow: bool = False) -> None:
+         follow: bool) -> bool:
+    """Write one entry; whether it is a directory (whose children come next)."""
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
@@ -42,7 +50,7 @@ def _add(tar: tarfile.TarFile, path: str, name: str, st: os.stat_result, links: 
             if key in links:
                 info.type, info.linkname = tarfile.LNKTYPE, links[key]
                 tar.addfile(info)
-                return
+                return False
             links[key] = name
         info.size = st.st_size
         # O_NONBLOCK: swapped for a FIFO since the lstat (a running container may), it must not hang us.
@@ -52,22 +60,19 @@ def _add(tar: tarfile.TarFile, path: str, name: str, st: os.stat_result, links: 
                 raise OSError(f"{path} changed from a file to something else while it was copied")
             os.set_blocking(fh.fileno(), True)
             tar.addfile(info, fh)
-        return
+        return False
     for test, kind in _TYPES:
         if test(st.st_mode):
             info.type = kind
             break
     else:
-        return  # a socket: nothing a copy can recreate
+        return False  # a socket: nothing a copy can recreate
     if info.type == tarfile.SYMTYPE:
         info.linkname = os.readlink(path)
     elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     tar.addfile(info)
-    if info.type == tarfile.DIRTYPE:
-        for entry in sorted(os.listdir(path)):
-            child = os.path.join(path, entry)
-            _add(tar, child, f"{name}/{entry}", os.lstat(child), links)
+    return info.type == tarfile.DIRTYPE
 
 
 def write_tree(out: BinaryIO, path: str, arcname: str, follow_top: bool = False) -> None:

@@ -209,3 +209,15 @@ def test_a_terminal_is_told_how_much_was_copied_a_script_is_not(rade, tree, tmp_
             os.close(slave)
     assert said.startswith("Successfully copied ") and said.rstrip().endswith(f"kB to {tmp_path / 'back'}")
     rade("rm", "cp-said")
+
+
+def test_follow_link_copies_what_a_host_symlink_points_to(rade, tree, tmp_path):
+    os.symlink(tree / "a.txt", tmp_path / "to-a")
+    rade("create", "--name", "cp-follow", "busybox", "true")
+    rade("cp", str(tmp_path / "to-a"), "cp-follow:/tmp/as-link")
+    rade("cp", "-L", str(tmp_path / "to-a"), "cp-follow:/tmp/as-file")
+    rade("cp", "cp-follow:/tmp", str(tmp_path / "back"))
+    assert os.readlink(tmp_path / "back" / "as-link") == str(tree / "a.txt")
+    assert not os.path.islink(tmp_path / "back" / "as-file")
+    assert (tmp_path / "back" / "as-file").read_text() == "alpha\n"
+    rade("rm", "cp-follow")

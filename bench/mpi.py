@@ -1,18 +1,26 @@
-"""MPI in rade vs native: the same programs, the same Open MPI build, two ranks on two "machines".
+"""MPI in rade vs native: the same binaries, the same topology, the same Open MPI parameters.
 
-rade: a 2-node dev cluster (`rade cluster up`), each node an agent in its own network namespace; the
-job's two ranks, one per node, run in the `mpi:bookworm` image, started by `mpirun` in the first node's
-container through `rade-rsh`. Each node's agent gets one CPU of its own (node1 CPU 0, node2 CPU 1), so
-each rank gets an exclusive core, as each native host does.
-native: `bench/mpi_native.py`'s two namespace hosts (one CPU each, a bridge, plain `mpirun` and the host's
-Debian Open MPI and mpi4py, which are the image's packages too).
+Three columns, measured in alternating runs (the order rotates each round), medians and spreads:
 
-Both sides use TCP between the ranks (`btl tcp,self`). Measured, in alternating runs: ping-pong latency
-(8 B) and bandwidth (1 MiB) from examples/mpi/pingpong.py, and the heat solver's time per step (768 x 768,
-examples/mpi/heat.py). Prints medians and spreads, then `ratio rade/native` lines. Needs root; removes
-the cluster and the hosts on every path. The image is built (or found cached) in --image-root.
+  native          `bench/mpi_native.py`'s two namespace hosts: each a network and UTS namespace with one
+                  veth into a bridge and one CPU of its own (taskset); plain `mpirun` on host A (rank 0
+                  there), orted and rank 1 on host B, the host's Debian Open MPI, python3, mpi4py and numpy.
+  native+seccomp  the same, each rank under rade's default seccomp filter and nothing else of a container
+                  (`bench/mpi_seccomp.py`): the cost of the filter on the ranks' hot path, on its own.
+  rade            a job on a 2-node dev cluster (`rade cluster`): each node the same kind of namespace host
+                  on its own bridge, its agent offering one CPU (node1 CPU 0, node2 CPU 1, as hosts A and
+                  B), one rank a node in the job's container there (cpuset = that CPU, no CPU quota,
+                  memory limit, seccomp, no capabilities), `mpirun` in node1's container, orted started in
+                  node2's through `rade-rsh`; the `mpi:bookworm` image, whose Debian packages are checked
+                  to be the host's own (the same build of every binary the ranks run).
 
-    .venv/bin/python bench/mpi.py [--runs 5] [--heat-steps 100]
+Both use `MCA` of mpi_native (TCP between the ranks, no binding by Open MPI: the CPUs are the hosts' or
+the tasks' cpusets). The rade job is waited for by one blocked `rade submit --wait`, so nothing polls
+while its ranks run. Measured: ping-pong latency (8 B) and bandwidth (1 MiB) from examples/mpi/pingpong.py,
+and the heat solver's time per step (768 x 768, examples/mpi/heat.py). Prints the table, then ratio lines
+against the native column. Needs root; removes the cluster and the hosts on every path.
+
+    .venv/bin/python bench/mpi.py [--runs 5] [--heat-steps 100] [--no-seccomp-column]
 """
 
 from __future__ import annotations
@@ -21,13 +29,13 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import mpi_native  # bench/, beside this script
@@ -44,7 +52,6 @@ HOSTS = ("rade-mpib-a", "rade-mpib-b")
 NATIVE_BRIDGE = "rade-mpib0"
 HEAT_SIZE = 768
 JOB_TIMEOUT = 600.0
-_PREFIX = re.compile(r"^\[task \d+\] ", re.MULTILINE)
 
 
 def rade(root: Path, *args: str, timeout: float = 1800.0) -> str:
@@ -102,50 +109,92 @@ def _wait_for_cpus(root: Path, wanted: dict[str, int], timeout: float = 60.0) ->
 
 
 def run_job(root: Path, name: str, command: list[str]) -> str:
-    """Run `command` on 2 ranks, one per node, as a rade job; its output (without the task prefixes)."""
+    """Run `command` on 2 ranks, one per node, as a rade job; rank 0's output (task 0 runs `mpirun`).
+
+    Waited for by one `rade submit --wait`, blocked on the scheduler: a client polling `rade show` would
+    start a Python process every tenth of a second on the CPUs the ranks run on."""
     spec = {"name": name, "image": IMAGE, "command": command, "resources": {"cpus": 1, "memory": "1G"},
-            "env": {"OMPI_MCA_btl": "tcp,self"}, "mpi": {"ranks": 2, "ranks_per_node": 1},
+            "env": mpi_native.mca_env(), "mpi": {"ranks": 2, "ranks_per_node": 1},
             "placement": {"policy": "spread"}, "time_limit": "10m"}
     path = root / f"{name}.json"
     path.write_text(json.dumps(spec))  # JSON is YAML
-    job = rade(root, "submit", str(path)).split()[0]
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while True:
-        shown = json.loads(rade(root, "show", job, "--json"))
-        if shown["state"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OOM", "NODE_FAIL"):
-            break
-        if time.monotonic() > deadline:
-            rade(root, "cancel", job)
-            raise RadeError(f"job {job} ({name}) did not end in {JOB_TIMEOUT:.0f} s")
-        time.sleep(0.1)
-    out = _PREFIX.sub("", rade(root, "logs", job))
-    if shown["state"] != "COMPLETED":
-        raise RadeError(f"job {job} ({name}) ended {shown['state']}: {out.strip()[-500:]}")
+    result = subprocess.run([sys.executable, "-m", "rade", "--root", str(root), "submit", "--wait", str(path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=JOB_TIMEOUT, check=False)
+    words = result.stdout.split()
+    if not words or not words[0].isdigit():
+        raise RadeError(f"rade submit {name} exited {result.returncode}: {result.stderr.strip()[-500:]}")
+    out = rade(root, "logs", words[0], "--task", "0")
+    if result.returncode != 0:
+        raise RadeError(f"job {words[0]} ({name}) exited {result.returncode}: {out.strip()[-500:]}")
     return out
 
 
-def measure(root: Path, hosts: NativeHosts, runs: int, steps: int) -> dict[str, dict[str, Spread]]:
-    """Alternate native and rade runs (the VM drifts between fast and slow spells); spreads by metric."""
-    samples: dict[str, dict[str, list[float]]] = {"native": {}, "rade": {}}
+# The Debian packages whose files the ranks run: the same versions on the host and in the image mean the
+# same build of every binary on both sides.
+PACKAGES = ("openmpi-bin", "libopenmpi3", "python3.11", "python3-mpi4py", "python3-numpy", "libc6")
+
+
+def host_packages(names: Sequence[str] = PACKAGES) -> dict[str, str]:
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *names], capture_output=True,
+                         text=True, check=False).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def image_packages(image_root: Path, names: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """Versions from the dpkg database of the image's top-most layer that has one."""
+    from engine.containers.launchspec import image_layers
+
+    for layer in image_layers(image_root, IMAGE):
+        status = layer / "var" / "lib" / "dpkg" / "status"
+        if status.is_file():
+            found = {}
+            for stanza in status.read_text(errors="replace").split("\n\n"):
+                fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line)
+                if fields.get("Package") in names and "installed" in fields.get("Status", ""):
+                    found[fields["Package"]] = fields.get("Version", "")
+            return found
+    return {}
+
+
+def same_build(image_root: Path) -> str:
+    """One line saying whether the host's and the image's packages are the same versions."""
+    host, image = host_packages(), image_packages(image_root)
+    differ = [f"{n} host {host.get(n, '-')} image {image.get(n, '-')}" for n in PACKAGES if host.get(n) != image.get(n)]
+    if differ:
+        return "  WARNING: the host and the image differ: " + "; ".join(differ)
+    return "  same build on both sides: " + ", ".join(f"{n} {host[n]}" for n in PACKAGES)
+
+
+COLUMNS = ("native", "native+seccomp", "rade")
+
+
+def measure(root: Path, hosts: NativeHosts, runs: int, steps: int,
+            columns: Sequence[str] = COLUMNS) -> dict[str, dict[str, Spread]]:
+    """Rotate the columns' order each round (the VM drifts between fast and slow spells); spreads by metric."""
+    samples: dict[str, dict[str, list[float]]] = {c: {} for c in columns}
     sizes = f"{LATENCY_SIZE},{BANDWIDTH_SIZE}"
     heat_args = ["--nx", str(HEAT_SIZE), "--ny", str(HEAT_SIZE), "--steps", str(steps), "--every", str(steps)]
+    filtered = replace(hosts, label="native+seccomp",
+                       rank_wrapper=(sys.executable, str(Path(__file__).with_name("mpi_seccomp.py"))))
     for index in range(runs):
-        order = ("native", "rade") if index % 2 == 0 else ("rade", "native")
-        for where in order:
-            if where == "native":
-                rows = mpi_native.run_pingpong(hosts)
-                heat = mpi_native.run_heat(hosts, nx=HEAT_SIZE, ny=HEAT_SIZE, steps=steps)
-            else:
+        shift = index % len(columns)
+        for where in (*columns[shift:], *columns[:shift]):
+            if where == "rade":
                 rows = mpi_native.parse_pingpong(run_job(root, "pingpong", [
                     "python3", "/opt/examples/pingpong.py", "--sizes", sizes]))
                 heat = mpi_native.parse_heat(run_job(root, "heat", ["python3", "/opt/examples/heat.py", *heat_args]))
+            else:
+                target = hosts if where == "native" else filtered
+                rows = mpi_native.run_pingpong(target)
+                heat = mpi_native.run_heat(target, nx=HEAT_SIZE, ny=HEAT_SIZE, steps=steps)
             got = samples[where]
             got.setdefault("latency", []).append(rows[LATENCY_SIZE].latency_us)
             got.setdefault("bandwidth", []).append(rows[BANDWIDTH_SIZE].bandwidth_mbps)
             got.setdefault("heat", []).append(heat.time_per_step_s * 1e3)
-            print(f"  run {index + 1}/{runs} {where:<6}: latency {rows[LATENCY_SIZE].latency_us:8.2f} us, "
+            print(f"  run {index + 1}/{runs} {where:<14}: latency {rows[LATENCY_SIZE].latency_us:8.2f} us, "
                   f"bandwidth {rows[BANDWIDTH_SIZE].bandwidth_mbps:9.1f} MB/s, heat "
-                  f"{heat.time_per_step_s * 1e3:7.2f} ms/step", file=sys.stderr, flush=True)
+                  f"{heat.time_per_step_s * 1e3:7.2f} ms/step, load {os.getloadavg()[0]:.1f}",
+                  file=sys.stderr, flush=True)
     return {where: {metric: spread_of(values) for metric, values in got.items()} for where, got in samples.items()}
 
 
@@ -156,18 +205,25 @@ METRICS = (
 )
 
 
-def print_table(results: dict[str, dict[str, Spread]], runs: int, steps: int) -> None:
-    print(f"MPI, 2 ranks on 2 nodes (one core each), Open MPI 4.1 over TCP; {runs} alternating runs, "
-          f"heat {steps} steps; spread = (max - min) / median")
-    print("  rade: a job on a 2-node dev cluster, mpirun in node1's container, orted started through rade-rsh")
-    print("  native: plain mpirun across two namespace hosts (bench/mpi_native.py)")
-    print(f"{'metric':<34} {'where':<7} {'median':>10} {'min':>10} {'max':>10} {'spread':>7}")
+def print_table(results: dict[str, dict[str, Spread]], runs: int, steps: int, build: str,
+                load: tuple[float, float]) -> None:
+    print(f"MPI, 2 ranks on 2 hosts (one CPU each), Open MPI 4.1 over TCP "
+          f"({' '.join(f'{k}={v}' for k, v in mpi_native.MCA)}); {runs} rotating runs, heat {steps} steps; "
+          f"spread = (max - min) / median; load average {load[0]:.1f} before, {load[1]:.1f} after")
+    print("  native: plain mpirun across two namespace hosts, each rank pinned to its host's CPU (taskset)")
+    if "native+seccomp" in results:
+        print("  native+seccomp: the same, each rank under rade's seccomp filter only (bench/mpi_seccomp.py)")
+    print("  rade: a job on a 2-node dev cluster, one rank a node in its container (cpuset = the node's CPU),"
+          " mpirun in node1's, orted through rade-rsh")
+    print(build)
+    print(f"{'metric':<34} {'where':<15} {'median':>10} {'min':>10} {'max':>10} {'spread':>7}")
     for key, title, _, _ in METRICS:
-        for where in ("native", "rade"):
-            s = results[where][key]
-            print(f"{title:<34} {where:<7} {s.median:>10.2f} {s.low:>10.2f} {s.high:>10.2f} {s.spread:>6.0%}")
-    for key, _, name, _ in METRICS:
-        print(f"ratio rade/native {name} {results['rade'][key].median / results['native'][key].median:.3f}")
+        for where, got in results.items():
+            s = got[key]
+            print(f"{title:<34} {where:<15} {s.median:>10.2f} {s.low:>10.2f} {s.high:>10.2f} {s.spread:>6.0%}")
+    for where in (w for w in results if w != "native"):
+        for key, _, name, _ in METRICS:
+            print(f"ratio {where}/native {name} {results[where][key].median / results['native'][key].median:.3f}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -178,6 +234,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="MPI in rade vs native, two ranks on two nodes")
     parser.add_argument("--runs", type=int, default=5, help="alternating runs of each (default 5)")
     parser.add_argument("--heat-steps", type=int, default=100, help="heat solver steps per run (default 100)")
+    parser.add_argument("--no-seccomp-column", action="store_true",
+                        help="leave out the native+seccomp column (a third shorter run)")
     parser.add_argument("--image-root", default=DEFAULT_IMAGE_ROOT,
                         help=f"where the MPI image is built and cached (default {DEFAULT_IMAGE_ROOT})")
     args = parser.parse_args(argv)
@@ -189,15 +247,18 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # so a killed benchmark still removes what it made
     try:
         build_image(Path(args.image_root))
+        build = same_build(Path(args.image_root))
+        columns = tuple(c for c in COLUMNS if not (args.no_seccomp_column and c == "native+seccomp"))
+        before = os.getloadavg()[0]
         with cluster(Path(args.image_root)) as root, mpi_native.make_hosts(HOSTS, NATIVE_BRIDGE) as hosts:
-            results = measure(root, hosts, args.runs, args.heat_steps)
+            results = measure(root, hosts, args.runs, args.heat_steps, columns)
     except RadeError as error:
         print(f"mpi: error: {error.message}", file=sys.stderr)
         return 125
     except KeyboardInterrupt:
         print("mpi: interrupted; cluster and hosts removed", file=sys.stderr)
         return 130
-    print_table(results, args.runs, args.heat_steps)
+    print_table(results, args.runs, args.heat_steps, build, (before, os.getloadavg()[0]))
     return 0
 
 

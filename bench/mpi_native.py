@@ -41,8 +41,11 @@ HOST_NAMES = ("rade-mpi-a", "rade-mpi-b")
 SUBNET_PREFIX = "198.18.250."
 INTERFACE = "rade0"
 RUN_TIMEOUT = 300.0
-# TCP only, over the bridge: the same transport a rade job's ranks on two nodes use.
-TCP_MCA = ("--mca", "btl", "tcp,self")
+# The Open MPI parameters of every run here and of the rade jobs bench/mpi.py compares with: TCP between
+# the ranks (what a job's ranks on two nodes use), and no binding by Open MPI, since each host's CPUs (or
+# each rade task's cpuset) confine its ranks already; left to itself, Open MPI on a namespace host would
+# bind its first rank to core 0 of the whole machine.
+MCA = (("btl", "tcp,self"), ("hwloc_base_binding_policy", "none"))
 LATENCY_SIZE = 8
 BANDWIDTH_SIZE = 1 << 20
 
@@ -63,6 +66,16 @@ esac
 exec ip netns exec "$host" taskset -c "$cpus" unshare --uts -- \\
   /bin/sh -c 'hostname "$0" && exec /bin/sh -c "$*"' "$host" "$@"
 """
+
+
+def mca_args(params: Sequence[tuple[str, str]] = MCA) -> list[str]:
+    """`mpirun` options setting Open MPI's parameters `params`."""
+    return [word for key, value in params for word in ("--mca", key, value)]
+
+
+def mca_env(params: Sequence[tuple[str, str]] = MCA) -> dict[str, str]:
+    """The same parameters as environment variables (how a rade job passes them to its `mpirun`)."""
+    return {f"OMPI_MCA_{key}": value for key, value in params}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +106,15 @@ class NativeHosts:
     agent: Path
     hostfile: Path
     label: str = "netns"
+    rank_wrapper: tuple[str, ...] = ()  # what each rank's command runs under (e.g. a seccomp filter)
 
     def mpirun_argv(self, ranks: int, command: Sequence[str]) -> list[str]:
+        # No interface named: a host has only lo (which Open MPI leaves out) and its link to the bridge, as
+        # a dev-cluster node has.
         mpirun = [
             "mpirun", "--allow-run-as-root", "--hostfile", str(self.hostfile), "-np", str(ranks),
-            "--map-by", "node",
-            # Each host's mpirun or orted would bind its first rank to core 0 of the whole machine; the
-            # hosts' own CPU sets (taskset in the agent) are the binding instead.
-            "--bind-to", "none",
-            "--mca", "plm_rsh_agent", str(self.agent),
-            *TCP_MCA, "--mca", "btl_tcp_if_include", INTERFACE, "--mca", "oob_tcp_if_include", INTERFACE,
-            *command,
+            "--map-by", "node", "--mca", "plm_rsh_agent", str(self.agent), *mca_args(),
+            *self.rank_wrapper, *command,
         ]
         return [str(self.agent), self.hosts[0].name, shlex.join(mpirun)]
 
@@ -122,7 +133,7 @@ class LoopbackHost:
     label: str = "loopback"
 
     def mpirun_argv(self, ranks: int, command: Sequence[str]) -> list[str]:
-        return ["mpirun", "--allow-run-as-root", "-np", str(ranks), "--bind-to", "none", *TCP_MCA,
+        return ["mpirun", "--allow-run-as-root", "-np", str(ranks), *mca_args(),
                 "--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo", *command]
 
     def leftover_pids(self) -> list[int]:

@@ -123,13 +123,15 @@ def unpack(stream: BinaryIO, placement: Placement, top: str, label: str, owner: 
 def put_in_place(temp: str, final: str, proc_fd: int) -> None:
     """Rename the finished file over its destination, unless the destination is a mount of its own (a
     file volume, the generated /etc/hosts): a rename would take that mount away, and the volume's file
-    would never see the copy, so it is written through instead. `proc_fd` is the host's /proc, opened
-    before any chroot, where a file's mount id is read."""
-    if not _is_mounted_file(final, proc_fd):
+    would never see the copy, so it is written through instead; so is a device or FIFO there, as `cp`
+    writes into one (`rade cp C:/file /dev/null` must not replace the host's /dev/null with a file).
+    `proc_fd` is the host's /proc, opened before any chroot, where a file's mount id is read."""
+    if not _is_special(final) and not _is_mounted_file(final, proc_fd):
         os.replace(temp, final)
         return
     if not stat.S_ISREG(os.lstat(temp).st_mode):
-        raise CopyError(f"{final} is a file mounted into the container", "only a file can replace it")
+        raise CopyError(f"{final} is a device, a FIFO or a file mounted of its own", "only a file can be written "
+                        "into it")
     src = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
     dst = os.open(final, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -141,6 +143,14 @@ def put_in_place(temp: str, final: str, proc_fd: int) -> None:
         os.close(src)
         os.close(dst)
     os.unlink(temp)
+
+
+def _is_special(path: str) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
 
 
 def _is_mounted_file(path: str, proc_fd: int) -> bool:

@@ -87,7 +87,8 @@ class CopyExtractor(Extractor):
     with the `.wh.` prefix is refused: it is a whiteout in a layer, and a copy must not make one.
 
     Unlike an image layer, a copy lands among files that matter: it never replaces a directory with a
-    file (that would delete the directory's tree, volumes mounted in it included), nor a file for which
+    file (that would delete the directory's tree, volumes mounted in it included), nor a device or FIFO
+    (a tree copied onto / must not replace /dev/null), nor a file for which
     `is_mounted(path)` says it is a mount of its own (removing it would take a volume away)."""
 
     def __init__(self, dest: str, label: str, top: str | None = None, new_top: str | None = None,
@@ -107,6 +108,9 @@ class CopyExtractor(Extractor):
             if stat.S_ISDIR(existing.st_mode):
                 raise ContainerError(f"{self.label}: {rel!r} is a directory there, and a copy does not replace "
                                      "a directory with a file", "remove the directory first, or copy elsewhere")
+            if stat.S_ISCHR(existing.st_mode) or stat.S_ISBLK(existing.st_mode) or stat.S_ISFIFO(existing.st_mode):
+                raise ContainerError(f"{self.label}: {rel!r} is a device or a FIFO there, and a copy of a tree "
+                                     "does not replace one", "copy that file alone onto its path to write into it")
             if self.is_mounted is not None and self.is_mounted(os.path.join(self.dest, rel)):
                 raise ContainerError(f"{self.label}: {rel!r} is a file mounted of its own there (a volume)",
                                      "copy that file alone onto its path to write into it")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import subprocess
 import tarfile
 
 import pytest
@@ -221,3 +223,25 @@ def test_follow_link_copies_what_a_host_symlink_points_to(rade, tree, tmp_path):
     assert not os.path.islink(tmp_path / "back" / "as-file")
     assert (tmp_path / "back" / "as-file").read_text() == "alpha\n"
     rade("rm", "cp-follow")
+
+
+def test_copy_out_onto_a_device_or_fifo_writes_into_it_and_a_tree_never_replaces_one(rade, tmp_path):
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of the test's own
+    rade("run", "-d", "--network", "none", "--name", "cp-dev", "busybox", "sleep", "1000")
+    rade("cp", "cp-dev:/etc/hostname", str(null))
+    assert stat.S_ISCHR(os.lstat(null).st_mode)  # written into, not replaced by a file
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    rade("cp", "cp-dev:/etc/hostname", str(fifo))
+    assert reader.communicate(timeout=30)[0].strip() == rade.out("exec", "cp-dev", "hostname").encode()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.mknod(tree / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    rade("exec", "cp-dev", "sh", "-c", "mkdir /t && echo data > /t/null")
+    onto = rade("cp", "cp-dev:/t/.", str(tree), check=False)
+    assert onto.returncode == 125 and b"is a device or a FIFO" in onto.stderr
+    assert stat.S_ISCHR(os.lstat(tree / "null").st_mode)
+    rade("rm", "-f", "cp-dev")

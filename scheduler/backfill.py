@@ -99,10 +99,14 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
     """
     placer = placer or _plain_placer
     names = _NameOrder(views)
-    work = dict(views)
+    # The pass's own copy of the views, made when its first plan lands: a pass over a few new jobs in a
+    # big cluster (most passes) copies nothing it does not change. The same for the open nodes' list.
+    work: Mapping[str, NodeView] = views
+    own: dict[str, NodeView] | None = None
+    own_open: list[str] = []
     # The nodes that take work and have room, in name order; a node leaves the list when it fills up.
-    opened = list(open_names) if open_names is not None else [
-        n for n in names.all if work[n].blocked is None and not work[n].is_full]
+    opened: Sequence[str] = open_names if open_names is not None else [
+        n for n in names.all if views[n].blocked is None and not views[n].is_full]
     ends: list[Running] | None = None  # every running end, sorted; built on first need
     planned: list[Running] = []
     plans: list[Plan] = []
@@ -145,13 +149,16 @@ def backfill_pass(jobs: Iterable[QueuedJob], views: Mapping[str, NodeView],
             plans.append(plan)
             if reservations:
                 backfilled.add(job.job_id)
+            if own is None:
+                work = own = dict(views)
+                opened = own_open = list(opened)
             for grant in plan.grants:
-                before = work[grant.node]
-                after = work[grant.node] = before.with_grant(grant)
+                before = own[grant.node]
+                after = own[grant.node] = before.with_grant(grant)
                 if free_milli is not None:
                     free_milli -= _free_milli(before) - _free_milli(after)
                 if after.is_full:
-                    opened.remove(grant.node)
+                    own_open.remove(grant.node)
                 if ends is None:
                     planned.append(Running(now + runtime, grant))
                 else:

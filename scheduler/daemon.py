@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 BATCH = 2000
 NOBODY = 65534
 PLACEMENTS_PER_PASS = 5000
+PASSES_DEFERRED = 32  # turns in a row a pass may wait for client requests already waiting
 MAX_WAIT = 60.0
 GC_THRESHOLDS = (100_000, 50, 100)
 
@@ -184,6 +185,7 @@ class SchedulerDaemon:
         if self.zap is not None:
             poller.register(self.zap, zmq.POLLIN)
         next_tick = self.clock.monotonic()
+        deferred = 0
         try:
             while not self._stopping.is_set():
                 timeout = max(0.0, min(next_tick - self.clock.monotonic(), 0.25))
@@ -196,27 +198,36 @@ class SchedulerDaemon:
                     self._read_agents()
                 if self.clients in ready:
                     self._read_clients()
-                # What was read is answered before the pass: a client's next request (or its encoding)
-                # overlaps the pass, and the pass's launches get a commit of their own below.
-                self.store.commit()
-                self._flush()
                 if self.clock.monotonic() >= next_tick:
                     self.state.tick()
                     next_tick = self.clock.monotonic() + self._tick_every()
                     if self.metrics is not None:
                         counts = views.stats(self.state)
                         self.metrics.update(counts["jobs"], counts["nodes"], counts["placed"], counts["ended"])
+                self._answer_waiters()
+                # What was read is answered before the pass: a client's next request (or its encoding)
+                # overlaps the pass, and the pass's launches get a commit of their own below.
+                self.store.commit()
+                self._flush()
+                # Requests first: while another is already waiting, the pass waits for it (a few turns at
+                # most), so a stream of submissions is answered back to back and one pass takes them all.
+                if deferred < PASSES_DEFERRED and self._clients_waiting():
+                    deferred += 1
+                    continue
+                deferred = 0
                 passes, began = self.state.passes, time.perf_counter()
                 self.state.schedule(limit=PLACEMENTS_PER_PASS)
                 if self.metrics is not None and self.state.passes != passes:
                     self.metrics.observe_cycle(time.perf_counter() - began)
-                self._answer_waiters()
                 self.store.commit()
                 self._flush()
         finally:
             gc.set_threshold(*previous)
             gc.unfreeze()
             self.close()
+
+    def _clients_waiting(self) -> bool:
+        return bool(self.clients.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def _tick_every(self) -> float:
         every = self.state.liveness.interval / 2
@@ -284,6 +295,10 @@ class SchedulerDaemon:
 
     def _read_clients(self) -> None:
         for _ in range(BATCH):
+            # Asked first rather than learnt from zmq.Again: one request a turn is the common case, and an
+            # exception a turn cost more than the question.
+            if not self.clients.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
             try:
                 parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:

@@ -66,6 +66,10 @@ CREATE TABLE nodes (
 """
 
 
+# One encoder for every spec stored: json.dumps with options builds a new encoder on each call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _ints(values: tuple[int, ...]) -> str:
     """A JSON list of ints (a task's cores, its GPUs), written without the json module's per-call setup."""
     return f"[{','.join(map(str, values))}]"
@@ -158,7 +162,7 @@ class Store:
             db.executemany(
                 "INSERT INTO jobs (id, name, user, spec, priority, state, reason, attempt, submitted_at,"
                 " array_index, array_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(j.id, j.name, j.user, json.dumps(j.spec, separators=(",", ":")), j.priority, j.state.value,
+                [(j.id, j.name, j.user, _compact_json(j.spec), j.priority, j.state.value,
                   j.reason, j.attempt, j.submitted_at, j.array_index, j.array_of) for j in self._inserts])
             self._inserts.clear()
         if self._jobs:

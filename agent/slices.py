@@ -1,11 +1,13 @@
-"""A task's cgroup slice: `rade-agent/<node>-<root hash>.<job>.<task>.<attempt>`, with `task` inside it
-where the engine makes the container's own cgroup.
+"""A task's cgroup slice: `rade-agent/<node>-<root hash>.<job>.<task>.<attempt>`, where the engine makes
+the container's own cgroup.
 
 The slice holds the task's allocation (its cores as the cpuset, a CPU quota for a fraction of a CPU) and
-outlives the container's cgroup, which the engine removes when the container exits (and `task` with it
-once empty): the slice's counters, which include its children's, then still give the task's CPU seconds
-and peak memory. The memory limit is the container's alone, so an OOM kill is counted where the engine
-looks. The node's name and its state root's hash keep two clusters' `node1` on one machine apart.
+outlives the container's cgroup, which the engine removes when the container exits while leaving the
+slice, a nested parent, to the agent (`engine.cgroups.files.is_shared_parent`): the slice's counters,
+which include its children's, then still give the task's CPU seconds and peak memory. The memory limit is
+the container's alone, so an OOM kill is counted where the engine looks. The node's name and its state
+root's hash keep two clusters' `node1` on one machine apart. One directory a hierarchy a task: every
+directory made costs the kernel a cgroup (a memory cgroup is not small) and its removal.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any
 from jobs.messages import Launch
 
 SLICE_PARENT = "rade-agent"
-INNER = "task"
 
 
 def task_limits(order: Launch) -> Any:
@@ -37,7 +38,7 @@ def task_limits(order: Launch) -> Any:
 
 def container_parent(slice_name: str) -> str:
     """The cgroup parent the engine makes the task's container under."""
-    return f"{SLICE_PARENT}/{slice_name}/{INNER}"
+    return f"{SLICE_PARENT}/{slice_name}"
 
 
 def open_slice(slice_name: str) -> Any:
@@ -47,36 +48,35 @@ def open_slice(slice_name: str) -> Any:
 
 
 def make_slice(slice_name: str, limits: Any) -> Any:
-    """Create the task's slice and the `task` cgroup in it, both with the task's limits, so the container's
-    cgroup finds every hierarchy it joins already made above it (and on cgroup v2, the controllers it
-    needs delegated to it); the slice's driver."""
-    from engine.cgroups import files, open_cgroup
+    """Create the task's slice with the task's limits, so the container's cgroup finds every hierarchy it
+    joins already made above it (and on cgroup v2, the controllers it needs delegated to it); the slice's
+    driver."""
+    from engine.cgroups import files
 
     driver = open_slice(slice_name)
-    for level in (driver, open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}")):
-        level.create()
-        level.apply(limits)
-        if level.version == 2:
-            offered = files.read(f"{level.path}/cgroup.controllers", "").split()
-            wanted = [c for c in ("cpu", "cpuset", "memory", "pids") if c in offered]
-            if wanted:
-                files.write(f"{level.path}/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+    driver.create()
+    driver.apply(limits)
+    if driver.version == 2:
+        offered = files.read(f"{driver.path}/cgroup.controllers", "").split()
+        wanted = [c for c in ("cpu", "cpuset", "memory", "pids") if c in offered]
+        if wanted:
+            files.write(f"{driver.path}/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
     return driver
 
 
 def remove_slice(slice_name: str) -> None:
-    """Remove what is left of the task's cgroups (the `task` level if the engine left it, then the slice)."""
-    from engine.cgroups import open_cgroup
-
-    # A container whose start failed half-way can leave its own cgroup below `task`, empty of processes
-    # but in the way of removing its parents: empty cgroups go first, deepest first.
-    for path in open_slice(slice_name).paths():
+    """Remove what is left of the task's cgroups (what the engine left below the slice, then the slice; the
+    agents' common parent goes with its last slice)."""
+    # A container whose start failed half-way can leave its own cgroup below the slice (and a slice made
+    # by an older agent has a `task` level), empty of processes but in the way of removing the slice:
+    # empty cgroups go first, deepest first.
+    driver = open_slice(slice_name)
+    for path in driver.paths():
         for parent, children, _ in os.walk(path, topdown=False):
             for child in children:
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.join(parent, child))
-    open_cgroup(INNER, f"{SLICE_PARENT}/{slice_name}").remove()
-    open_slice(slice_name).remove()
+    driver.remove()
 
 
 def slice_prefix(root: str, node: str) -> str:

@@ -98,7 +98,8 @@ class CgroupDriver(Protocol):
     def is_frozen(self) -> bool: ...
 
     def remove(self) -> None:
-        """Remove the cgroup (killing what is left); safe to repeat and after a failed create."""
+        """Remove the cgroup (killing what is left); safe to repeat and after a failed create. A top-level
+        parent goes with its last container; a nested one is left to its maker (`files.is_shared_parent`)."""
 
     def paths(self) -> tuple[str, ...]:
         """The cgroup directories this container has (one for v2, one per controller for v1)."""

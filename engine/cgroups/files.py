@@ -112,6 +112,13 @@ def remove_dir(path: str, emptied: Callable[[], None], timeout: float = 5.0) -> 
         delay = min(delay * 2, 0.05)
 
 
+def is_shared_parent(parent: str) -> bool:
+    """Whether a cgroup parent is a pool its containers share and the last of them removes (a top-level
+    one, such as the default `rade`), rather than a nested one its maker keeps and removes itself (a node
+    agent's task slice, whose counters it reads once the container's own cgroup is gone)."""
+    return "/" not in parent.strip("/")
+
+
 def remove_parent(path: str) -> None:
     """Remove a shared parent cgroup if it is now empty; another container still in it keeps it."""
     try:

@@ -35,10 +35,11 @@ class CgroupV2:
     """One container's cgroup on a cgroup2 mount (see the module docstring)."""
 
     version = 2
-    __slots__ = ("_mount", "_parent_dir", "name", "path")
+    __slots__ = ("_mount", "_parent_dir", "_shared", "name", "path")
 
     def __init__(self, container_id: str, parent: str = "rade", mount: str = "/sys/fs/cgroup") -> None:
         self.name = f"{parent}/{container_id}"
+        self._shared = files.is_shared_parent(parent)
         self._mount = mount
         self._parent_dir = f"{mount}/{parent}"
         self.path = f"{self._parent_dir}/{container_id}"
@@ -170,7 +171,8 @@ class CgroupV2:
 
     def remove(self) -> None:
         files.remove_dir(self.path, self._kill_quietly)
-        files.remove_parent(self._parent_dir)
+        if self._shared:
+            files.remove_parent(self._parent_dir)
 
     def _kill_quietly(self) -> None:
         try:

@@ -38,8 +38,10 @@ def test_a_slice_is_made_with_the_tasks_limits_and_removed_with_what_a_failed_st
     driver = make_slice(slice_name, limits)
     assert node_slices(str(tmp_path), "n1") == [slice_name]
     paths = driver.paths()
-    leftover = Path(paths[0], "task", "c" * 64)
+    leftover = Path(paths[0], "c" * 64)
     leftover.mkdir()  # an engine cgroup left behind, empty
+    older = Path(paths[0], "task", "d" * 64)
+    older.mkdir(parents=True)  # and an older agent's `task` level with one in it
     remove_slice(slice_name)
     assert not [p for p in paths if os.path.exists(p)]
     assert node_slices(str(tmp_path), "n1") == []

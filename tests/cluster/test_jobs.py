@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from agent.slices import container_parent
 from engine.cgroups import CGROUP_ROOT, host_version
 from engine.cgroups.v1 import hierarchies
 from rade import devcluster
@@ -71,7 +72,7 @@ def test_the_tasks_cgroup_has_its_cpuset_and_memory_limit(cluster):
     shown = cluster.wait_running(job)
     task = shown["tasks"][0]
     (file,) = [f for f in cluster.task_files(task["node"]) if f.job_id == job]
-    name = f"rade-agent/{file.cgroup_slice}/task/{file.container_id}"
+    name = f"{container_parent(file.cgroup_slice)}/{file.container_id}"
     if host_version() == 2:
         base = Path(CGROUP_ROOT if Path(CGROUP_ROOT, "cgroup.controllers").exists() else f"{CGROUP_ROOT}/unified")
         cpus = (base / name / "cpuset.cpus").read_text().strip()

@@ -142,9 +142,14 @@ class Store:
 
     # -- transactions ---------------------------------------------------------------------------------------
 
+    @property
+    def has_pending(self) -> bool:
+        """Whether changes wait for `commit` (nothing may be acted on while they do)."""
+        return bool(self._inserts or self._jobs or self._tasks or self._nodes)
+
     def commit(self) -> None:
         """Write what was buffered and make it durable, in one transaction. Cheap when nothing changed."""
-        if not (self._inserts or self._jobs or self._tasks or self._nodes):
+        if not self.has_pending:
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:

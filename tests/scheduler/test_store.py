@@ -91,3 +91,36 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     store.commit()
     assert store.load().nodes[0].numa == ((0,), (1,))
     store.close()
+
+
+def test_schema_4_loses_the_live_jobs_index_and_keeps_its_jobs(tmp_path, clock):
+    path = str(tmp_path / "s.db")
+    h = Harness(path, clock)
+    [job] = h.state.submit(spec(), "alice")
+    h.commit()
+    h.store.close()
+    db = sqlite3.connect(path)
+    db.execute("CREATE INDEX jobs_live ON jobs (state) WHERE state IN ('PENDING', 'STARTING', 'RUNNING')")
+    db.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    h.open()
+    assert job in h.state.jobs
+    h.store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "5"
+    assert db.execute("SELECT 1 FROM sqlite_master WHERE name='jobs_live'").fetchone() is None
+    db.close()
+
+
+def test_a_tasks_cores_and_gpus_read_back_as_written(tmp_path, clock):
+    h = Harness(str(tmp_path / "s.db"), clock)
+    h.register("n1", cpus=4)
+    [job] = h.state.submit(spec(cpus=3), "alice")
+    h.schedule()
+    assert not h.store.has_pending
+    written = {key: task.grant for key, task in h.state.tasks.items()}
+    h.restart()
+    assert {key: task.grant for key, task in h.state.tasks.items()} == written
+    assert written[(job, 0, 0)].cores == (0, 1, 2)
+    h.store.close()

@@ -124,3 +124,20 @@ def test_backfill_never_delays_the_reserved_job_on_random_workloads():
 def test_earliest_start_is_now_when_the_job_fits():
     found = earliest_start(queued(1, cpus=2).demand, 10.0, {"n1": node("n1")}, [], [], now=5.0)
     assert found is not None and (found.start, found.end, found.nodes) == (5.0, 15.0, ("n1",))
+
+
+def test_a_pass_that_reaches_its_limit_stops_and_leaves_the_views_it_was_given_untouched():
+    views = {"n1": node("n1"), "n2": node("n2")}
+    before = dict(views)
+    opened = ["n1", "n2"]
+    result = backfill_pass([queued(i) for i in range(1, 7)], views, [], {}, now=0.0, limit=3, open_names=opened)
+    assert [p.job_id for p in result.plans] == [1, 2, 3]
+    assert not result.waiting  # the jobs after the limit keep the reasons they had
+    assert views == before and opened == ["n1", "n2"]
+
+
+def test_a_pass_over_jobs_that_all_fit_places_them_on_the_first_open_nodes():
+    views = {f"n{i:03d}": node(f"n{i:03d}") for i in range(200)}
+    result = backfill_pass([queued(1), queued(2, cpus=4)], views, [], {}, now=0.0,
+                           open_names=sorted(views))
+    assert [(p.job_id, p.nodes) for p in result.plans] == [(1, ("n000",)), (2, ("n001",))]

@@ -74,9 +74,10 @@ def throughput(client, count: int) -> tuple[float, float]:
     for job in jobs:
         client.wait(job)
     ends = [client.show(job) for job in jobs]
-    failed = [j["id"] for j in ends if j["state"] != "COMPLETED"]
+    failed = [j for j in ends if j["state"] != "COMPLETED"]
     if failed:
-        raise SystemExit(f"{len(failed)} jobs did not complete, e.g. {failed[:5]}")
+        said = [(j["id"], j["state"], [(t["node"], t["state"], t["exit_code"], t.get("detail")) for t in j["tasks"]]) for j in failed]
+        raise SystemExit(f"{len(failed)} jobs did not complete, e.g. {said[:3]}")
     last = max(j["ended_at"] for j in ends)
     first = min(j["submitted_at"] for j in ends)
     return count / (last - first), count / submitted

@@ -189,14 +189,10 @@ def host_root(base: str) -> tuple[str, str]:
     """A root of the host's static busybox (an applet link each) and the host's own files the workloads run:
     HOST_PROGRAMS, HOST_TREES (Open MPI's plugins and data) and every library those load. Returns the
     directory and a tar of it: every container column runs these same bytes."""
-    layer = f"{base}/layer"
-    for sub in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "usr/bin"):
-        os.makedirs(f"{layer}/{sub}", exist_ok=True)
-    shutil.copy2("/bin/busybox", f"{layer}/bin/busybox")
-    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout
-    for applet in applets.split():
-        if applet != "busybox":
-            os.symlink("busybox", f"{layer}/bin/{applet}")
+    import runtimes  # bench/, beside this script (here, not on top: tests load this file alone)
+
+    layer = runtimes.busybox_root(f"{base}/layer")
+    os.makedirs(f"{layer}/usr/bin", exist_ok=True)
     os.chmod(f"{layer}/tmp", 0o1777)
     with open(f"{layer}/etc/passwd", "w", encoding="ascii") as passwd:
         passwd.write("root:x:0:0:root:/root:/bin/sh\n")
@@ -245,11 +241,12 @@ def crun(base: str, layer: str, work: str, quota: Quota) -> Runner:
 
 
 def podman(base: str, tar: str, work: str, quota: Quota) -> Runner:
-    args = ["podman", "--root", f"{base}/podman-root", "--runroot", f"{base}/podman-run", "--runtime", "runc",
-            "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    import runtimes  # bench/, beside this script
+
+    args = runtimes.podman_args(base)
     run_checked([*args, "import", tar, "felter/busybox"], timeout=120)
     head = [*args, "run", "--rm", "--network", "host", "--cpus", str(quota.cpus), "--memory",
-            f"{quota.memory_mib}m", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+            f"{quota.memory_mib}m", *runtimes.PODMAN_ULIMITS]
     head += ["-v", f"{work}:{work}"]
     head += [arg for key, value in ENV.items() for arg in ("-e", f"{key}={value}")]
     return lambda argv, cwd: run_checked([*head, "-w", cwd, "felter/busybox", *argv])
@@ -362,6 +359,8 @@ def table(results: dict[str, dict[str, list[float]]], skipped: dict[str, str]) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import runtimes  # bench/, beside this script
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="3 rounds, HPL order 1500, 8 MB for xz (what `make bench` runs)")
@@ -384,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quota = node_quota()
     base = tempfile.mkdtemp(prefix="rade-bench-felter-")
     os.chmod(base, 0o755)
-    podman_before = podman_cgroups()
+    podman_before = runtimes.podman_cgroups()
     stops: list[Callable[[], object]] = []
     try:
         work = prepare(base, hpl_n, xz_mb)
@@ -431,23 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for stop in stops:
             stop()
         shutil.rmtree(base, ignore_errors=True)
-        remove_podman_cgroups(podman_before)
+        runtimes.remove_podman_cgroups(podman_before)
     return 0
-
-
-def podman_cgroups() -> set[str]:
-    return {f"/sys/fs/cgroup/{c}/libpod_parent" for c in os.listdir("/sys/fs/cgroup")
-            if os.path.isdir(f"/sys/fs/cgroup/{c}/libpod_parent")}
-
-
-def remove_podman_cgroups(before: set[str]) -> None:
-    """podman (cgroupfs manager) leaves libpod_parent/conmon behind: remove what this run made."""
-    for path in podman_cgroups() - before:
-        for leaf in (f"{path}/conmon", path):
-            try:
-                os.rmdir(leaf)
-            except OSError:
-                pass
 
 
 if __name__ == "__main__":

@@ -29,26 +29,14 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import runtimes  # bench/, beside this script
+
 from engine.launch import LaunchConfig, launch
 from engine.syscalls import CLONE_NEWNS, LINUX, MNT_DETACH, MS_PRIVATE, MS_REC
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-BUSYBOX = "/bin/busybox"
 RADE = os.path.join(os.path.dirname(HERE), ".venv", "bin", "rade")
-
-
-def make_layer(base: str) -> str:
-    layer = f"{base}/layer"
-    os.makedirs(f"{layer}/bin")
-    shutil.copy2(BUSYBOX, f"{layer}/bin/busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout
-    for applet in applets.split():
-        if applet != "busybox":
-            os.symlink("busybox", f"{layer}/bin/{applet}")
-    for d in ("etc", "tmp", "proc", "sys", "dev", "root"):
-        os.makedirs(f"{layer}/{d}", exist_ok=True)
-    return layer
 
 
 class Fresh:
@@ -139,14 +127,12 @@ def rade_run(base: str) -> tuple[Callable[[], None] | None, str]:
 def podman(base: str, layer: str) -> tuple[Callable[[], None] | None, str]:
     if shutil.which("podman") is None:
         return None, "podman is not installed"
-    args = ["podman", "--root", f"{base}/podman-root", "--runroot", f"{base}/podman-run", "--runtime", "runc",
-            "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    args = runtimes.podman_args(base)
     tar = f"{base}/layer.tar"
     try:
         subprocess.run(["tar", "-C", layer, "-cf", tar, "."], check=True, capture_output=True)
         subprocess.run([*args, "import", tar, "bench/busybox"], check=True, capture_output=True, timeout=120)
-        argv = [*args, "run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit",
-                "nproc=32768:32768", "bench/busybox", "/bin/true"]
+        argv = [*args, "run", "--rm", "--network", "none", *runtimes.PODMAN_ULIMITS, "bench/busybox", "/bin/true"]
         subprocess.run(argv, check=True, capture_output=True, timeout=120)
     except Exception as err:  # noqa: BLE001
         detail = getattr(err, "stderr", b"") or b""
@@ -165,21 +151,6 @@ def ch_run(layer: str) -> tuple[Callable[[], None] | None, str]:
     def run() -> None:
         subprocess.run(["ch-run", layer, "--", "/bin/true"], check=True, env=env, stdout=subprocess.DEVNULL)
     return run, ""
-
-
-def podman_cgroups() -> set[str]:
-    return {f"/sys/fs/cgroup/{c}/libpod_parent" for c in os.listdir("/sys/fs/cgroup")
-            if os.path.isdir(f"/sys/fs/cgroup/{c}/libpod_parent")}
-
-
-def remove_podman_cgroups(before: set[str]) -> None:
-    """podman (cgroupfs manager) leaves libpod_parent/conmon behind: remove what this run made."""
-    for path in podman_cgroups() - before:
-        for leaf in (f"{path}/conmon", path):
-            try:
-                os.rmdir(leaf)
-            except OSError:
-                pass
 
 
 def detach_mounts_under(base: str) -> None:
@@ -210,11 +181,11 @@ def main() -> int:
         print("bench/start.py needs root (namespaces, mounts, cgroups)", file=sys.stderr)
         return 1
     hide_cgroup2_for_crun()
-    podman_before = podman_cgroups()
+    podman_before = runtimes.podman_cgroups()
     base = tempfile.mkdtemp(prefix="rade-bench-start-")
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        layer = make_layer(base)
+        layer = runtimes.busybox_root(f"{base}/layer")
         fresh = Fresh(base)
         columns: dict[str, Callable[[], None]] = {"bare": bare(layer), "rade-api": rade_api(layer, fresh, devnull)}
         skipped: dict[str, str] = {}
@@ -269,7 +240,7 @@ def main() -> int:
         os.close(devnull)
         detach_mounts_under(base)
         shutil.rmtree(base, ignore_errors=True)
-        remove_podman_cgroups(podman_before)
+        runtimes.remove_podman_cgroups(podman_before)
     return 0
 
 

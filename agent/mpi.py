@@ -4,6 +4,8 @@ For a task of a job with an `mpi:` section the agent writes a small directory (R
 <job>.<task>.<attempt>/), mounted read-only at /run/rade in the container:
 
     hostfile   every node of the job with its slots (its ranks), in rank order
+    hosts      the node's /etc/hosts with every node of the job and its address, mounted at /etc/hosts,
+               so the names in the hostfile resolve in the containers (Hydra's proxies call back by name)
     key        the job's rsh secret (`agent.rsh.job_secret`), so `rade-rsh` can prove it is this job
     job.json   the job id and attempt, this node, every node's address and the agents' rsh port
     rade-rsh   the rsh agent `mpirun` calls to start its daemons on the other nodes (`agent/rsh.py`)
@@ -36,6 +38,7 @@ HOSTFILE = f"{rsh.MOUNT_POINT}/hostfile"
 RSH_AGENT = f"{rsh.MOUNT_POINT}/rade-rsh"
 IMPLEMENTATIONS = ("openmpi", "mpich")
 _RSH_SOURCE = Path(__file__).with_name("rsh.py")
+HOSTS_FILE = "hosts"
 MIN_SHM = 64 << 20
 
 
@@ -91,15 +94,25 @@ def layout_of(order: Launch) -> MpiLayout:
 
 
 def hostfile_text(layout: MpiLayout) -> str:
-    """The hostfile in the implementation's own format: Open MPI's `NODE slots=N`, MPICH's `ADDRESS:N`.
-
-    MPICH gets addresses where they are known: Hydra hands each proxy its hostfile name as the name its
-    ranks publish to each other, and node names need not resolve inside the containers."""
+    """The hostfile in the implementation's own format: Open MPI's `NODE slots=N`, MPICH's `NODE:N`."""
     if layout.implementation == "mpich":
-        return "".join(f"{address or node}:{count}\n"
-                       for node, address, count in zip(layout.nodes, layout.addresses, layout.ranks,
-                                                       strict=True))
+        return "".join(f"{node}:{count}\n" for node, count in zip(layout.nodes, layout.ranks, strict=True))
     return "".join(f"{node} slots={count}\n" for node, count in zip(layout.nodes, layout.ranks, strict=True))
+
+
+def hosts_text(layout: MpiLayout, base: str) -> str | None:
+    """The containers' /etc/hosts: the node's own (`base`, what a host-network container sees) and every
+    node of the job at its address; None when an address is unknown (a job within one node needs none).
+
+    Hydra gives each proxy the hostfile's name of mpiexec's node to call back, and its ranks publish
+    their node's name to each other: the names must resolve where the ranks run, and a node's own
+    /etc/hosts need not list the cluster."""
+    if not all(layout.addresses):
+        return None
+    lines = [line for line in base.splitlines()
+             if not set(line.split("#", 1)[0].split()[1:]) & set(layout.nodes)]
+    lines += [f"{address}\t{node}" for node, address in zip(layout.nodes, layout.addresses, strict=True)]
+    return "\n".join(lines) + "\n"
 
 
 def mpi_env(runs_as_root: bool) -> dict[str, str]:
@@ -124,9 +137,7 @@ def wrap_command(layout: MpiLayout, node: str, command: Sequence[str]) -> tuple[
     if node != layout.nodes[0]:
         return (RSH_AGENT, "--hold")
     if layout.implementation == "mpich":
-        # Hydra's proxies call back to `mpiexec` by this name: the first node's address when known.
-        local = ("-localhost", layout.addresses[0]) if layout.addresses[0] else ()
-        return ("mpiexec", "-f", HOSTFILE, *local, "-n", str(layout.total), *command)
+        return ("mpiexec", "-f", HOSTFILE, "-n", str(layout.total), *command)
     return ("mpirun", "--hostfile", HOSTFILE, "-np", str(layout.total), *command)
 
 
@@ -154,13 +165,16 @@ def files_dir(root: str | os.PathLike[str], node: str, key: tuple[int, int, int]
 
 
 def write_files(directory: Path, layout: MpiLayout, node: str, secret: bytes,
-                port: int = rsh.RSH_PORT) -> None:
-    """Write the task's MPI directory whole (made beside it, then renamed into place)."""
+                port: int = rsh.RSH_PORT, hosts: str | None = None) -> None:
+    """Write the task's MPI directory whole (made beside it, then renamed into place); `hosts` is the
+    text of its /etc/hosts, if it gets one."""
     directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o755)
     (tmp / "hostfile").write_text(hostfile_text(layout))
+    if hosts is not None:
+        (tmp / HOSTS_FILE).write_text(hosts)
     (tmp / rsh.JOB_FILE).write_text(json.dumps(job_file(layout, node, port)))
     fd = os.open(tmp / rsh.KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
@@ -186,10 +200,23 @@ def image_command(root: str, image: str) -> tuple[tuple[str, ...], tuple[str, ..
             str(config.get("User") or ""))
 
 
+def _target(volume: str) -> str:
+    """The container path of a `SOURCE:TARGET[:ro]` volume."""
+    parts = volume.split(":")
+    return os.path.normpath(parts[1]) if len(parts) > 1 else ""
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return "127.0.0.1\tlocalhost\n"
+
+
 def wire(root: str, node: str, order: Launch, options: Any, cluster_key: bytes,
-         image: Mapping[str, Any] | None = None) -> Any:
+         image: Mapping[str, Any] | None = None, etc_hosts: str = "/etc/hosts") -> Any:
     """The task's CreateOptions with its MPI wiring, its files written. `image` (entrypoint, cmd, user)
-    is read from the image store when not given."""
+    is read from the image store when not given; `etc_hosts` is the node's own hosts file."""
     layout = layout_of(order)
     if options.network != "host" and len(layout.nodes) > 1:
         raise MpiWiringError(f"job {order.job_id}: an MPI job over several nodes needs the host network, "
@@ -201,13 +228,18 @@ def wire(root: str, node: str, order: Launch, options: Any, cluster_key: bytes,
         raise MpiWiringError(f"job {order.job_id}: no command to run on the ranks",
                              "give the job a command, or use an image with one")
     directory = files_dir(root, node, (order.job_id, order.task_id, order.attempt))
-    write_files(directory, layout, node, rsh.job_secret(cluster_key, order.job_id, order.attempt))
+    own_hosts = any(_target(v) == "/etc/hosts" for v in options.volumes)
+    hosts = None if own_hosts else hosts_text(layout, _read_text(etc_hosts))
+    write_files(directory, layout, node, rsh.job_secret(cluster_key, order.job_id, order.attempt), hosts=hosts)
+    volumes = (*options.volumes, f"{directory}:{rsh.MOUNT_POINT}:ro")
+    if hosts is not None:
+        volumes += (f"{directory / HOSTS_FILE}:/etc/hosts:ro",)
     user = options.user if options.user is not None else image_user
     env = tuple(f"{k}={v}" for k, v in mpi_env(is_root_user(user)).items())
     # The job's own variables come last, so a job may override the wiring's (e.g. its own PMIx store).
     return replace(options, entrypoint=(), command=wrap_command(layout, node, command),
                    shm_size=shm_size(order.memory) if order.memory else None,
-                   env=(*env, *options.env), volumes=(*options.volumes, f"{directory}:{rsh.MOUNT_POINT}:ro"))
+                   env=(*env, *options.env), volumes=volumes)
 
 
 def task_options(root: str, node: str, order: Launch, options: Any) -> Any:

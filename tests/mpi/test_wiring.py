@@ -46,10 +46,18 @@ def test_layout_that_does_not_add_up_is_refused():
 def test_hostfile_lists_every_node_with_its_slots_in_each_implementations_format():
     layout = mpi.MpiLayout(1, 0, ("n1", "n2", "n3"), (2, 2, 1), ("", "", ""))
     assert mpi.hostfile_text(layout) == "n1 slots=2\nn2 slots=2\nn3 slots=1\n"
-    mpich = mpi.MpiLayout(1, 0, ("n1", "n2"), (2, 1), ("", ""), "mpich")
+    # By name for MPICH too: the job's /etc/hosts resolves them where the ranks run.
+    mpich = mpi.MpiLayout(1, 0, ("n1", "n2"), (2, 1), ("198.18.0.11", "198.18.0.12"), "mpich")
     assert mpi.hostfile_text(mpich) == "n1:2\nn2:1\n"
-    addressed = mpi.MpiLayout(1, 0, ("n1", "n2"), (2, 1), ("198.18.0.11", "198.18.0.12"), "mpich")
-    assert mpi.hostfile_text(addressed) == "198.18.0.11:2\n198.18.0.12:1\n"
+
+
+def test_etc_hosts_keeps_the_nodes_own_entries_and_names_every_node_of_the_job_at_its_address():
+    layout = mpi.MpiLayout(1, 0, ("n1", "n2"), (1, 1), ("198.18.0.11", "198.18.0.12"))
+    base = "127.0.0.1\tlocalhost\n127.0.1.1\tn1  # Debian's own-name line\n10.0.0.5 nfs\n"
+    # The node's own name must not stay on a loopback address: ranks publish it to the other nodes.
+    assert mpi.hosts_text(layout, base) == (
+        "127.0.0.1\tlocalhost\n10.0.0.5 nfs\n198.18.0.11\tn1\n198.18.0.12\tn2\n")
+    assert mpi.hosts_text(mpi.MpiLayout(1, 0, ("n1",), (4,), ("",)), base) is None
 
 
 def test_running_as_root_is_allowed_only_for_root_jobs():
@@ -68,11 +76,8 @@ def test_first_node_runs_mpirun_around_the_command_and_the_others_hold():
     assert mpi.wrap_command(layout, "n1", ("python3", "heat.py")) == (
         "mpirun", "--hostfile", mpi.HOSTFILE, "-np", "4", "python3", "heat.py")
     assert mpi.wrap_command(layout, "n2", ("python3", "heat.py")) == (mpi.RSH_AGENT, "--hold")
-    mpich = mpi.MpiLayout(1, 0, ("n1", "n2"), (1, 1), ("", ""), "mpich")
+    mpich = mpi.MpiLayout(1, 0, ("n1", "n2"), (1, 1), ("198.18.0.11", "198.18.0.12"), "mpich")
     assert mpi.wrap_command(mpich, "n1", ("./ring",)) == ("mpiexec", "-f", mpi.HOSTFILE, "-n", "2", "./ring")
-    addressed = mpi.MpiLayout(1, 0, ("n1", "n2"), (1, 1), ("198.18.0.11", "198.18.0.12"), "mpich")
-    assert mpi.wrap_command(addressed, "n1", ("./ring",)) == (
-        "mpiexec", "-f", mpi.HOSTFILE, "-localhost", "198.18.0.11", "-n", "2", "./ring")
 
 
 def test_wire_writes_the_files_and_mounts_them_read_only(tmp_path: Path):
@@ -80,13 +85,18 @@ def test_wire_writes_the_files_and_mounts_them_read_only(tmp_path: Path):
     options = CreateOptions(image="mpi:bookworm", command=("python3", "heat.py"), env=("PMIX_MCA_gds=ds12",),
                             network="host")
     key = b"k" * 32
-    wired = mpi.wire(str(tmp_path), "n1", launch, options, key, image={"entrypoint": ("/init",), "user": ""})
+    etc_hosts = tmp_path / "etc-hosts"
+    etc_hosts.write_text("127.0.0.1 localhost\n")
+    wired = mpi.wire(str(tmp_path), "n1", launch, options, key, image={"entrypoint": ("/init",), "user": ""},
+                     etc_hosts=str(etc_hosts))
     directory = mpi.files_dir(tmp_path, "n1", (12, 0, 1))
     assert wired.command == ("mpirun", "--hostfile", mpi.HOSTFILE, "-np", "4", "/init", "python3", "heat.py")
     assert wired.entrypoint == ()
     assert wired.shm_size == 512 << 20  # half of the task's 1 GiB
     assert mpi.shm_size(64 << 20) == mpi.MIN_SHM
     assert f"{directory}:{rsh.MOUNT_POINT}:ro" in wired.volumes
+    assert f"{directory}/hosts:/etc/hosts:ro" in wired.volumes
+    assert (directory / "hosts").read_text() == "127.0.0.1 localhost\n198.18.0.11\tn1\n198.18.0.12\tn2\n"
     assert "OMPI_ALLOW_RUN_AS_ROOT=1" in wired.env
     assert wired.env[-1] == "PMIX_MCA_gds=ds12"  # the job's own value comes last, so it wins
     assert (directory / "hostfile").read_text() == "n1 slots=2\nn2 slots=2\n"
@@ -98,6 +108,15 @@ def test_wire_writes_the_files_and_mounts_them_read_only(tmp_path: Path):
     assert not list(directory.parent.glob(".*.tmp"))
     mpi.remove_files(tmp_path, "n1", (12, 0, 1))
     assert not directory.exists()
+
+
+def test_a_job_mounting_its_own_etc_hosts_keeps_it(tmp_path: Path):
+    launch = order(env={"RADE_NODE_ADDRESSES": "198.18.0.11,198.18.0.12"})
+    options = CreateOptions(image="mpi:bookworm", command=("true",), network="host",
+                            volumes=(f"{tmp_path}/mine:/etc//hosts:ro",))
+    wired = mpi.wire(str(tmp_path), "n1", launch, options, b"k", image={})
+    assert [v for v in wired.volumes if v.split(":")[1].startswith("/etc")] == [f"{tmp_path}/mine:/etc//hosts:ro"]
+    assert not (mpi.files_dir(tmp_path, "n1", (12, 0, 1)) / "hosts").exists()
 
 
 def test_wire_refuses_a_job_with_no_command(tmp_path: Path):

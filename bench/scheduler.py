@@ -156,12 +156,22 @@ def placement_alone() -> float:
     from scheduler.queue import QueuedJob
     from scheduler.resources import JobDemand, NodeView, TaskDemand
 
+    import gc
+
+    from scheduler.daemon import GC_THRESHOLDS
+
     views = {f"n{i:04d}": NodeView(f"n{i:04d}", tuple(range(CPUS)), 256 << 30) for i in range(NODES)}
     jobs = [QueuedJob(i, 0, i, JobDemand(i, TaskDemand(1000, 512 << 20))) for i in range(JOBS)]
-    began = time.perf_counter()
-    result = SchedulingPolicy().run(jobs, views, {}, list, time.time())
+    previous = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)  # as the daemon runs its passes
+    try:
+        began = time.perf_counter()
+        result = SchedulingPolicy().run(jobs, views, {}, list, time.time())
+        elapsed = time.perf_counter() - began
+    finally:
+        gc.set_threshold(*previous)
     assert len(result.plans) == JOBS
-    return JOBS / (time.perf_counter() - began)
+    return JOBS / elapsed
 
 
 def best_of(action, rounds: int = 7, count: int = 300) -> float:

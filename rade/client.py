@@ -124,7 +124,7 @@ def wire_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _without_defaults(data: Mapping[str, Any], record: Any) -> dict[str, Any]:
-    from jobs.kinds import Record
+    from jobs.kinds import Record  # loaded with jobs.fields already: a lookup, not an import
 
     lean: dict[str, Any] = {}
     for key, value in data.items():
@@ -164,6 +164,7 @@ class SchedulerClient:
         self._ids = itertools.count(1)
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
+        self._poller = zmq.Poller()  # the socket and its monitor, once connected
 
     def _sock(self) -> zmq.Socket:
         if self._socket is None:
@@ -179,6 +180,9 @@ class SchedulerClient:
                 | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
             sock.connect(self.endpoint)
             self._socket = sock
+            self._poller = zmq.Poller()
+            self._poller.register(sock, zmq.POLLIN)
+            self._poller.register(self._monitor, zmq.POLLIN)
         return self._socket
 
     def close(self) -> None:
@@ -189,6 +193,7 @@ class SchedulerClient:
                 self._monitor = None
             self._socket.close(0)
             self._socket = None
+            self._poller = zmq.Poller()
 
     def _handshake_failure(self) -> None:
         """Raise AuthenticationFailed if the monitor saw the handshake fail."""
@@ -257,10 +262,7 @@ class SchedulerClient:
                 count += 1
             if not pending:
                 break
-            poller = zmq.Poller()
-            poller.register(sock, zmq.POLLIN)
-            poller.register(self._monitor, zmq.POLLIN)
-            ready = dict(poller.poll(limit * 1000))
+            ready = dict(self._poller.poll(limit * 1000))
             if self._monitor in ready:
                 self._handshake_failure()
             if sock not in ready:

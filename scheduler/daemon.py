@@ -76,7 +76,8 @@ log = logging.getLogger(__name__)
 BATCH = 2000
 NOBODY = 65534
 PLACEMENTS_PER_PASS = 5000
-PASSES_DEFERRED = 32  # turns in a row a pass may wait for client requests already waiting
+PASSES_DEFERRED = 32  # turns in a row a pass may wait for client requests
+REQUEST_GAP_MS = 1  # how long after answering a pass waits for a next request (zmq counts whole ms)
 MAX_WAIT = 60.0
 GC_THRESHOLDS = (100_000, 50, 100)
 
@@ -202,8 +203,7 @@ class SchedulerDaemon:
                     self._answer_zap()
                 if self.agents in ready:
                     self._read_agents()
-                if self.clients in ready:
-                    self._read_clients()
+                asked = self.clients in ready and self._read_clients()
                 if self.clock.monotonic() >= next_tick:
                     self.state.tick()
                     next_tick = self.clock.monotonic() + self._tick_every()
@@ -215,9 +215,10 @@ class SchedulerDaemon:
                 # overlaps the pass, and the pass's launches get a commit of their own below.
                 self.store.commit()
                 self._flush()
-                # Requests first: while another is already waiting, the pass waits for it (a few turns at
-                # most), so a stream of submissions is answered back to back and one pass takes them all.
-                if deferred < PASSES_DEFERRED and self._clients_waiting():
+                # Requests first: after answering, the pass waits for a next request that comes within a
+                # moment (a few turns at most), so a stream of submissions is answered back to back and one
+                # pass takes them all; a lone submission is placed a moment later.
+                if asked and deferred < PASSES_DEFERRED and self.clients.poll(REQUEST_GAP_MS):
                     deferred += 1
                     continue
                 deferred = 0
@@ -231,9 +232,6 @@ class SchedulerDaemon:
             gc.set_threshold(*previous)
             gc.unfreeze()
             self.close()
-
-    def _clients_waiting(self) -> bool:
-        return bool(self.clients.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def _tick_every(self) -> float:
         every = self.state.liveness.interval / 2
@@ -299,18 +297,20 @@ class SchedulerDaemon:
 
     # -- clients --------------------------------------------------------------------------------------------
 
-    def _read_clients(self) -> None:
+    def _read_clients(self) -> bool:
+        """Read a batch of requests and queue their replies; whether any request was read."""
+        asked = False
         for _ in range(BATCH):
             # Asked first rather than learnt from zmq.Again: one request a turn is the common case, and an
             # exception a turn cost more than the question.
             if not self.clients.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                return
+                return asked
             # Frames as bytes (cheaper for small ones), except with CURVE, whose user id only a Frame carries.
             curve = self._curve is not None
             try:
                 parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=not curve)
             except zmq.Again:
-                return
+                return asked
             frames = [part.bytes for part in parts] if curve else parts
             if len(frames) < 3 or len(frames) % 2 == 0:
                 log.warning("client socket: a message of %d frames dropped (expected id, message pairs)",
@@ -319,6 +319,7 @@ class SchedulerDaemon:
             # Who asks: the key's owner as the ZAP handler said, never the user a request names.
             user = parts[1].get("User-Id") if curve else None
             peer = frames[0]
+            asked = True
             for request, frame in zip(frames[1::2], frames[2::2]):
                 try:
                     reply = self._on_client(peer, request, decode(frame), user)
@@ -329,6 +330,7 @@ class SchedulerDaemon:
                     reply = ErrorReply(message=f"internal error: {type(err).__name__}: {err}")
                 if reply is not None:
                     self._replies.append((peer, request, reply))
+        return asked
 
     def _on_client(self, peer: bytes, request: bytes, msg: Message, user: str | None = None) -> Message | None:
         state, access = self.state, self.access

@@ -184,11 +184,25 @@ class EngineRunner:
 
     def _request_start(self, task: Task) -> None:
         """Ask the launcher for the task's supervisor; its reply comes to `_on_launcher`, in order."""
-        self.launcher.request(task.file.container_id)
+        try:
+            self.launcher.request(task.file.container_id)
+        except RadeError as err:
+            # Gone: what was asked of it before will not be answered either.
+            self._fail_starting(err)
+            raise
         self.starting.append(task)
         if self._launcher_fd is None:
             self._launcher_fd = self.launcher.fileno()
             self.watcher.watch(self._launcher_fd, self._on_launcher)
+
+    def _fail_starting(self, err: RadeError) -> None:
+        if self._launcher_fd is not None:
+            self.watcher.unwatch(self._launcher_fd)
+            self._launcher_fd = None
+        while self.starting:
+            task = self.starting.popleft()
+            log.warning("job %d task %d attempt %d: could not start: %s", *task.key, err.message)
+            self._end(task, TaskState.FAILED, err.exit_code, err.message)
 
     def _on_launcher(self) -> None:
         replies = self.launcher.replies()

@@ -86,7 +86,10 @@ def _become_supervisor(root: str, container_id: str, ready_fd: int, wait_attach:
         os.closerange(low, keep)
         low = keep + 1
     os.closerange(low, 1 << 16)
-    logging.basicConfig(filename=str(store.dir(container_id).supervisor_log), level=logging.INFO, force=True,
+    # The caller's handlers are dropped, not closed: their files went with the descriptors above, and
+    # closing one (a caller logging to a file) would raise here and take the supervisor with it.
+    logging.root.handlers.clear()
+    logging.basicConfig(filename=str(store.dir(container_id).supervisor_log), level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # A launcher that reaps its children by ignoring SIGCHLD must not pass that on: the supervisor waits
     # for its container.

@@ -64,7 +64,8 @@ class DevCluster:
         self.files = root / "files"  # job files and inputs of the tests
         self.files.mkdir(exist_ok=True)
 
-    def rade(self, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def rade(self, *args: str, check: bool = True,
+             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         result = run_rade(self.root, *args, timeout=timeout or self.command_timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"rade {' '.join(args)} exited {result.returncode}: {result.stderr}")
@@ -146,9 +147,9 @@ class DevCluster:
                 state = json.loads((self.root / "containers" / cid / "state.json").read_text())["container"]
             except (OSError, ValueError, KeyError) as err:
                 state = {"unreadable": str(err)}
-            said = [line.strip() for log in self._agent_logs() for line in log.read_text(errors="replace").splitlines()
-                    if cid[:12] in line]
-            parts.append(f"{cid[:12]} {state.get('status', state)} {state.get('name', '')}; agent logs: {said[-8:]}")
+            said = [line for line in self._agent_log_lines() if cid[:12] in line]
+            parts.append(f"{cid[:12]} {state.get('status', state)} {state.get('name', '')}; "
+                         f"agent logs: {said[-8:]}")
         dead = [n.name for n in self.state().nodes if n.agent is None or not devcluster.is_alive(n.agent)]
         if dead:
             parts.append(f"agents not running: {dead}; their logs end: " + "; ".join(
@@ -158,11 +159,11 @@ class DevCluster:
 
     def agent_warnings(self) -> list[str]:
         """The agents' log lines that say something went wrong (an ERROR, a process outliving its task)."""
-        return [line.strip() for log in self._agent_logs() for line in log.read_text(errors="replace").splitlines()
-                if "outlived its task" in line or " ERROR " in line]
+        return [line for line in self._agent_log_lines() if "outlived its task" in line or " ERROR " in line]
 
-    def _agent_logs(self) -> list[Path]:
-        return [log for log in (self.root / "cluster").glob("*.log") if log.name != "scheduler.log"]
+    def _agent_log_lines(self) -> list[str]:
+        return [line.strip() for log in (self.root / "cluster").glob("*.log") if log.name != "scheduler.log"
+                for line in log.read_text(errors="replace").splitlines()]
 
 
 def leftovers(root: str, nodes: list[str], netns: list[str], links: list[str]) -> list[str]:

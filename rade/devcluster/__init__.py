@@ -51,8 +51,9 @@ from rade.devcluster.state import (
 
 __all__ = [
     "AGENT_PORT", "ALLOWED_VOLUMES", "CLIENT_PORT", "MAX_NODES", "MAX_SLOTS", "PIDS_LIMIT", "SLOTS_LOCK",
-    "STATE_VERSION", "ClusterAlreadyUp", "ClusterError", "ClusterState", "NodeEntry", "Process", "bridge_name",
-    "cluster_dir", "down", "gateway", "host_of", "is_alive", "key_dir", "kill_processes_in", "load_state",
-    "main", "make_keys", "netns_inode", "netns_name", "processes_in", "restart", "start_agent",
-    "start_scheduler", "start_time", "state_path", "status", "stop_process", "up", "wait_for_nodes",
+    "STATE_VERSION", "ClusterAlreadyUp", "ClusterError", "ClusterState", "NodeEntry", "Process",
+    "bridge_name", "cluster_dir", "down", "gateway", "host_of", "is_alive", "key_dir", "kill_processes_in",
+    "load_state", "main", "make_keys", "netns_inode", "netns_name", "processes_in", "restart",
+    "start_agent", "start_scheduler", "start_time", "state_path", "status", "stop_process", "up",
+    "wait_for_nodes",
 ]

@@ -55,8 +55,9 @@ def make_keys(root: str) -> KeyDir:
 def write_scheduler_config(state: ClusterState, keys: KeyDir, heartbeat: float) -> None:
     """ROOT/cluster/scheduler.yaml: listening on the bridge's gateway address."""
     # JSON is YAML: the file the scheduler reads, every value quoted as it must be.
+    address = state.gateway_ip
     (cluster_dir(state.root) / "scheduler.yaml").write_text(json.dumps({
-        "agents": f"tcp://{state.gateway_ip}:{AGENT_PORT}", "clients": f"tcp://{state.gateway_ip}:{CLIENT_PORT}",
+        "agents": f"tcp://{address}:{AGENT_PORT}", "clients": f"tcp://{address}:{CLIENT_PORT}",
         "heartbeat_interval": heartbeat, "misses": 3, "auth": "curve", "keys": str(keys.path),
         "admins": sorted({"root", _user()}), "allowed_volumes": list(ALLOWED_VOLUMES),
         "pids_limit": PIDS_LIMIT}, indent=1) + "\n")
@@ -74,7 +75,8 @@ def _rade(root: str, *args: str) -> list[str]:
 def start_scheduler(state: ClusterState) -> Process:
     """Start the cluster's scheduler (again: it resumes from its state database)."""
     cdir = cluster_dir(state.root)
-    return spawn(_rade(state.root, "scheduler", "--config", str(cdir / "scheduler.yaml")), cdir / "scheduler.log")
+    argv = _rade(state.root, "scheduler", "--config", str(cdir / "scheduler.yaml"))
+    return spawn(argv, cdir / "scheduler.log")
 
 
 def start_agent(state: ClusterState, node: NodeEntry) -> Process:
@@ -82,6 +84,6 @@ def start_agent(state: ClusterState, node: NodeEntry) -> Process:
     cdir = cluster_dir(state.root)
     # Entering the namespaces happens in a small exec wrapper, not between fork and exec here: the caller
     # may have threads (ZeroMQ's), and Python code after fork is unsafe then.
-    argv = _rade(state.root, "agent", "--scheduler", f"tcp://{state.gateway_ip}:{AGENT_PORT}", "--name", node.name,
-                 "--config", str(cdir / f"{node.name}.yaml"))
+    argv = _rade(state.root, "agent", "--scheduler", f"tcp://{state.gateway_ip}:{AGENT_PORT}",
+                 "--name", node.name, "--config", str(cdir / f"{node.name}.yaml"))
     return spawn(enter_argv(state, node) + argv, cdir / f"{node.name}.log")

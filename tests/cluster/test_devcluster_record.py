@@ -27,7 +27,7 @@ def test_saved_record_reads_back_with_its_processes_and_nodes(tmp_path: Path) ->
     again = devcluster.load_state(str(tmp_path))
     assert again == state
     assert again is not None and again.gateway_ip == "198.18.3.1"
-    assert [p.name for p in devcluster.cluster_dir(str(tmp_path)).iterdir()] == ["cluster.json"]  # no temp left
+    assert [p.name for p in devcluster.cluster_dir(str(tmp_path)).iterdir()] == ["cluster.json"]  # no temp file
 
 
 def test_record_of_another_version_is_refused_naming_the_file(tmp_path: Path) -> None:

@@ -42,8 +42,6 @@ def secure_scheduler(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterat
         thread.join(timeout=20)
 
 
-
-
 @pytest.fixture(scope="module")
 def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustCluster]:
     """A one-node dev cluster: every job of a module lands on the same node as its neighbours."""

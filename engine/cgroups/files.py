@@ -14,26 +14,34 @@ from collections.abc import Callable
 from engine.errors import CgroupError
 
 
+class CgroupGone(CgroupError):
+    """The cgroup was removed while in use (gone, or ENODEV: its directory still there, the cgroup not): a
+    shared parent whose last child another process was removing. Whoever makes a child under it again
+    makes the parent again."""
+
+
 def write(path: str, value: str | int) -> None:
     """Write one value to a control file."""
     data = str(value).encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except FileNotFoundError:
+        if not os.path.isdir(os.path.dirname(path)):
+            raise CgroupGone(f"cgroup {os.path.dirname(path)} does not exist") from None
         raise CgroupError(f"cgroup file {path} does not exist",
                           "the controller it belongs to is not enabled or not mounted here") from None
     except OSError as err:
-        raise CgroupError(f"cannot open {path}: {err.strerror}") from None
+        raise _error(err, f"cannot open {path}: {err.strerror}") from None
     try:
         os.write(fd, data)
     except OSError as err:
-        raise CgroupError(f"cannot write {data.decode()!r} to {path}: {err.strerror}") from None
+        raise _error(err, f"cannot write {data.decode()!r} to {path}: {err.strerror}") from None
     finally:
         os.close(fd)
 
 
 def read(path: str, default: str | None = None) -> str:
-    """A control file's content; `default` if the file does not exist (when given)."""
+    """A control file's content; `default` if the file does not exist (when given), its cgroup gone too."""
     try:
         with open(path, "rb") as f:
             return f.read().decode()
@@ -42,7 +50,13 @@ def read(path: str, default: str | None = None) -> str:
             return default
         raise CgroupError(f"cgroup file {path} does not exist") from None
     except OSError as err:
-        raise CgroupError(f"cannot read {path}: {err.strerror}") from None
+        if err.errno == errno.ENODEV and default is not None:
+            return default
+        raise _error(err, f"cannot read {path}: {err.strerror}") from None
+
+
+def _error(err: OSError, message: str) -> CgroupError:
+    return CgroupGone(message) if err.errno == errno.ENODEV else CgroupError(message)
 
 
 def read_int(path: str, default: int = 0) -> int:
@@ -76,7 +90,7 @@ def make_dir(path: str) -> bool:
     except FileNotFoundError:
         raise  # the parent vanished (removed by another container's cleanup): the caller retries
     except OSError as err:
-        raise CgroupError(f"cannot create cgroup {path}: {err.strerror}") from None
+        raise _error(err, f"cannot create cgroup {path}: {err.strerror}") from None
 
 
 def make_container_dir(path: str) -> None:

@@ -91,18 +91,21 @@ class CgroupV1:
         if path in self._joined:
             return path
         for attempt in range(5):
-            # Outside cpuset (whose parent may need filling) the parent is made only when it is missing:
-            # it nearly always exists, and a node makes several of these directories for every task.
-            if controller == "cpuset" or attempt:
-                self._ensure_parent(controller, self._mounts[controller])
             try:
+                # Outside cpuset (whose parent may need filling) the parent is made only when it is
+                # missing: it nearly always exists, and a node makes several of these for every task.
+                if controller == "cpuset" or attempt:
+                    self._ensure_parent(controller, self._mounts[controller])
                 files.make_container_dir(path)
                 if controller == "cpuset":
                     # Made while the parent was still empty, it inherited nothing through clone_children.
                     _fill_cpuset(path, os.path.dirname(path))
                 break
-            except FileNotFoundError:
-                continue  # the shared parent was removed by another container's cleanup meanwhile
+            except (FileNotFoundError, files.CgroupGone):
+                # The shared parent was removed by another container's cleanup meanwhile; a removal
+                # still under way shows as ENODEV until it is done.
+                time.sleep(0.001 * attempt)
+                continue
         else:
             raise CgroupError(f"cannot create cgroup {path}: its parent keeps disappearing")
         self._joined.append(path)

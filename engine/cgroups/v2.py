@@ -48,13 +48,16 @@ class CgroupV2:
         return (self.path,)
 
     def create(self) -> None:
-        for _ in range(5):
-            if files.make_dir(self._parent_dir):
-                self._enable_controllers()
+        for attempt in range(5):
             try:
+                if files.make_dir(self._parent_dir):
+                    self._enable_controllers()
                 files.make_container_dir(self.path)
                 return
-            except FileNotFoundError:
+            except (FileNotFoundError, files.CgroupGone):
+                # The shared parent was removed by another container's cleanup meanwhile; a removal
+                # still under way shows as ENODEV until it is done.
+                time.sleep(0.001 * attempt)
                 continue
         raise CgroupError(f"cannot create cgroup {self.path}: its parent keeps disappearing")
 

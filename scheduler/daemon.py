@@ -193,12 +193,16 @@ class SchedulerDaemon:
             poller.register(self.zap, zmq.POLLIN)
         next_tick = self.clock.monotonic()
         deferred = 0
+        known: dict[zmq.Socket, int] | None = None  # what is ready, when the turn before found out
         try:
             while not self._stopping.is_set():
-                timeout = max(0.0, min(next_tick - self.clock.monotonic(), 0.25))
-                if self.state.dirty:
-                    timeout = 0.0
-                ready = dict(poller.poll(timeout * 1000))
+                if known is not None:
+                    ready, known = known, None
+                else:
+                    timeout = max(0.0, min(next_tick - self.clock.monotonic(), 0.25))
+                    if self.state.dirty:
+                        timeout = 0.0
+                    ready = dict(poller.poll(timeout * 1000))
                 if self.zap is not None and self.zap in ready:
                     self._answer_zap()
                 if self.agents in ready:
@@ -220,6 +224,7 @@ class SchedulerDaemon:
                 # pass takes them all; a lone submission is placed a moment later.
                 if asked and deferred < PASSES_DEFERRED and self.clients.poll(REQUEST_GAP_MS):
                     deferred += 1
+                    known = {self.clients: zmq.POLLIN}  # agents wait for the pass's turn (32 at most)
                     continue
                 deferred = 0
                 passes, began = self.state.passes, time.perf_counter()

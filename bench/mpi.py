@@ -131,7 +131,8 @@ def run_job(root: Path, name: str, command: list[str]) -> str:
 
 # The Debian packages whose files the ranks run: the same versions on the host and in the image mean the
 # same build of every binary on both sides.
-PACKAGES = ("openmpi-bin", "libopenmpi3", "python3.11", "python3-mpi4py", "python3-numpy", "libc6")
+PACKAGES = ("openmpi-bin", "libopenmpi3", "python3.11-minimal", "libpython3.11-stdlib", "python3-mpi4py",
+            "python3-numpy", "libc6")
 
 
 def host_packages(names: Sequence[str] = PACKAGES) -> dict[str, str]:

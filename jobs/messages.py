@@ -226,8 +226,8 @@ def encode(message: Message) -> bytes:
     if _TYPES.get(getattr(cls, "TYPE", None)) is not cls:
         raise ProtocolError(f"{cls.__name__} is not a message type")
     body: dict[str, Any] = {"v": PROTOCOL_VERSION, "t": cls.TYPE}
-    for name, kind in _hints(cls).items():
-        body[name] = _to_wire(getattr(message, name), kind, f"{cls.TYPE}.{name}")
+    for name, kind, _, where in _fields(cls):
+        body[name] = _to_wire(getattr(message, name), kind, where)
     try:
         frame = msgpack.packb(body, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as err:
@@ -274,11 +274,13 @@ def _shape(kind: Any) -> tuple[Any, tuple[Any, ...]]:
 
 
 @functools.cache
-def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
-    """Each field's name, type and whether a frame must carry it, asked once per class."""
+def _fields(cls: type) -> tuple[tuple[str, Any, bool, str], ...]:
+    """Each field's name, type, whether a frame must carry it, and where it is in a message of this class
+    (for errors), asked once per class."""
     hints = _hints(cls)
     return tuple((spec.name, hints[spec.name],
-                  spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING)
+                  spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING,
+                  f"{getattr(cls, 'TYPE', cls.__name__)}.{spec.name}")
                  for spec in dataclasses.fields(cls))
 
 
@@ -287,13 +289,14 @@ def _from_map(cls: type, body: dict[str, Any], where: str) -> Any:
     if len(body) > len(fields) or not body.keys() <= _hints(cls).keys():
         unknown = set(body) - set(_hints(cls))
         raise ProtocolError(f"{where}: unknown field {min(map(str, unknown))!r}")
+    top = where == getattr(cls, "TYPE", None)  # a message itself: its fields' places are known
     values = {}
-    for name, kind, required in fields:
+    for name, kind, required, place in fields:
         if name not in body:
             if required:
                 raise ProtocolError(f"{where}: missing field {name!r}")
             continue
-        values[name] = _from_wire(body[name], kind, f"{where}.{name}")
+        values[name] = _from_wire(body[name], kind, place if top else f"{where}.{name}")
     return cls(**values)
 
 

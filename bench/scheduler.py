@@ -152,13 +152,12 @@ class Cluster:
 def placement_alone() -> float:
     """The daemon's pass by itself (the site policy's backfill pass, as configured by default), in this
     process: 20,000 one-task jobs over 1,000 empty nodes."""
-    from scheduler.policy import SchedulingPolicy
-    from scheduler.queue import QueuedJob
-    from scheduler.resources import JobDemand, NodeView, TaskDemand
-
     import gc
 
     from scheduler.daemon import GC_THRESHOLDS
+    from scheduler.policy import SchedulingPolicy
+    from scheduler.queue import QueuedJob
+    from scheduler.resources import JobDemand, NodeView, TaskDemand
 
     views = {f"n{i:04d}": NodeView(f"n{i:04d}", tuple(range(CPUS)), 256 << 30) for i in range(NODES)}
     jobs = [QueuedJob(i, 0, i, JobDemand(i, TaskDemand(1000, 512 << 20))) for i in range(JOBS)]

@@ -45,7 +45,6 @@ from jobs.messages import (
     Drain,
     ErrorReply,
     Heartbeat,
-    Launch,
     Message,
     Query,
     Register,
@@ -67,7 +66,6 @@ from scheduler.drain import next_deadline
 from scheduler.metrics import SchedulerMetrics
 from scheduler.nodes import Liveness
 from scheduler.policy import SchedulingPolicy
-from scheduler.resources import evolve
 from scheduler.state import ClusterState
 from scheduler.store import Store
 
@@ -93,6 +91,9 @@ class SchedulerDaemon:
                                   policy=SchedulingPolicy(config.policy))
         self.metrics: SchedulerMetrics | None = None
         self.desk = AgentDesk(self.state)
+        self._owners: dict[str, tuple[int, int]] = {}
+        self.state.run_as = self._run_as
+        self.state.pids_limit = config.pids_limit
         self.instance = uuid.uuid4().hex[:12]
         self._stopping = threading.Event()
         self._waiters: dict[int, list[tuple[bytes, bytes, float]]] = {}
@@ -430,33 +431,26 @@ class SchedulerDaemon:
         for peer, frames in replies.items():
             self._send(self.clients, [peer, *frames], peer)
         orders: dict[str, list[bytes]] = {}
-        owners: dict[str, tuple[int, int]] = {}  # one passwd lookup per user per turn, not one per launch
         for node, msg in self.state.outbox:
-            if isinstance(msg, Launch):
-                msg = self._as_owner(msg, owners)
             orders.setdefault(node, []).append(encode(msg))
         self.state.outbox.clear()
+        self._owners.clear()  # the passwd is read again next turn
         for node, frames in orders.items():
             self._send(self.agents, [node.encode(), *frames], node)
 
-    def _as_owner(self, order: Launch, owners: dict[str, tuple[int, int]]) -> Launch:
-        """The order with the uid and gid of the job's owner, and the site's pids limit."""
-        job = self.state.jobs.get(order.job_id)
-        if job is None:
-            uid, gid = -1, -1
-        elif job.user in owners:
-            uid, gid = owners[job.user]
-        else:
+    def _run_as(self, user: str) -> tuple[int, int]:
+        """The uid and gid a user's tasks run as: one passwd lookup per user per turn, not one per launch."""
+        ids = self._owners.get(user)
+        if ids is None:
             try:
-                uid, gid = self.access.ids(job.user)
+                ids = self.access.ids(user)
             except RadeError as err:
                 # Never root by default: an owner without a uid (gone from the passwd since, or named by
                 # an unauthenticated request) runs as nobody.
-                log.warning("job %d: %s: running as nobody (and the user's other jobs started now)",
-                            order.job_id, err.message)
-                uid, gid = NOBODY, NOBODY
-            owners[job.user] = (uid, gid)
-        return evolve(order, uid=uid, gid=gid, pids_limit=self.config.pids_limit)
+                log.warning("%s: the user's tasks started now run as nobody", err.message)
+                ids = (NOBODY, NOBODY)
+            self._owners[user] = ids
+        return ids
 
     def _send(self, sock: zmq.Socket, frames: list[bytes], peer: Any) -> None:
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jobs.errors import RadeError
@@ -60,6 +60,10 @@ class ClusterState:
         self.clock = clock
         self.liveness = liveness or Liveness()
         self.policy = policy or SchedulingPolicy()
+        # Who a job's tasks run as (uid, gid) and their pids limit: the site's answer, set by the daemon;
+        # launch orders carry them (-1: as the image says; 0: no limit).
+        self.run_as: Callable[[str], tuple[int, int]] = lambda user: (-1, -1)
+        self.pids_limit = 0
         self.heartbeats = HeartbeatBook(clock, self.liveness)
         self.jobs: dict[int, JobRecord] = {}
         self.ended: dict[int, tuple[JobState, int | None]] = {}
@@ -332,8 +336,10 @@ class ClusterState:
             env["RADE_NODE_ADDRESSES"] = ",".join(
                 self.nodes[g.node].address if g.node in self.nodes else "" for g in grants)
         grant = task.grant
+        uid, gid = self.run_as(job.user)
         return Launch(job_id=job.id, task_id=task.task, attempt=task.attempt, spec=_lean(job.spec), nodes=nodes,
-                      cpus=grant.cores, memory=grant.memory, gpus=grant.gpus, ranks=grant.ranks, env=env)
+                      cpus=grant.cores, memory=grant.memory, gpus=grant.gpus, ranks=grant.ranks, env=env, uid=uid,
+                      gid=gid, pids_limit=self.pids_limit)
 
     # -- tasks and jobs -------------------------------------------------------------------------------------
 

@@ -44,6 +44,9 @@ from jobs.units import parse_duration
 
 log = logging.getLogger(__name__)
 
+# After a supervisor turned the runner's connection away while its container's end was being recorded.
+REATTACH_DELAY = 0.02
+
 # SLICE_PARENT too: tools and tests find the task cgroups through this module.
 __all__ = ["SLICE_PARENT", "EngineRunner", "Task", "container_options", "stop_leftovers"]
 
@@ -80,6 +83,7 @@ class Task:
     kill_at: float | None = None  # when SIGKILL follows the SIGTERM already sent
     pending_signal: int | None = None  # asked for before the container had started
     pending_grace: float = 0.0
+    reattach_at: float | None = None  # when to connect to its supervisor again (it turned us away)
     start_error: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -305,6 +309,8 @@ class EngineRunner:
     def next_due(self) -> float:
         due = float("inf")
         for task in self.tasks.values():
+            if task.reattach_at is not None:
+                due = min(due, task.reattach_at)
             if task.kill_at is not None:
                 due = min(due, task.kill_at)
             elif task.file.deadline is not None and task.stop_state is None:
@@ -314,10 +320,14 @@ class EngineRunner:
     def on_timer(self) -> None:
         now = self.clock.monotonic()
         for task in list(self.tasks.values()):
+            if task.reattach_at is not None and now >= task.reattach_at:
+                task.reattach_at = None
+                self._attach(task, report_running=False)
+                continue
             if task.kill_at is not None and now >= task.kill_at:
                 log.info("job %d task %d attempt %d: grace period over: SIGKILL", *task.key)
                 task.kill_at = None
-                task.control.signal(signal.SIGKILL)
+                self._signal(task, signal.SIGKILL, 0.0)
             elif task.file.deadline is not None and task.stop_state is None and now >= task.file.deadline:
                 log.info("job %d task %d attempt %d: time limit reached: SIGTERM", *task.key)
                 task.stop_state, task.stop_reason = TaskState.TIMEOUT, "time limit reached"
@@ -328,6 +338,7 @@ class EngineRunner:
     def _finish(self, task: Task) -> None:
         """The container has exited and its supervisor cleaned up: report how it ended."""
         from engine.containers import lifecycle
+        from engine.containers.status import is_active
         from engine.errors import ContainerError
 
         if task.control is not None:
@@ -338,6 +349,15 @@ class EngineRunner:
             record = lifecycle.refresh(self.store, self.store.get(task.file.container_id))
         except ContainerError as err:
             self._end(task, TaskState.FAILED, 125, f"the container's record is gone: {err.message}")
+            return
+        if is_active(record.status) or lifecycle.is_being_started(self.store, record):
+            # The connection ended before the supervisor was done: one whose container has just exited
+            # turns new clients away while it drains the output, records the end, and cleans up, holding
+            # the container's lock until then. Reported now, the end would come from the running record,
+            # and the container, which cannot be removed while it says running or is locked, would outlive
+            # its task: look again in a moment.
+            log.info("job %d task %d attempt %d: its end is still being recorded: looking again", *task.key)
+            task.reattach_at = self.clock.monotonic() + REATTACH_DELAY
             return
         code, reason = record.exit_code, record.error or task.start_error.get("message", "")
         # A task stopped by rade (time limit, cancel) or by the OOM killer has no exit code of its own:

@@ -148,6 +148,23 @@ def test_a_task_runs_and_its_end_is_reported_with_exit_code_usage_and_log(env):
     assert scheduler.registrations[0].node == NODE and scheduler.registrations[0].cpus == len(os.sched_getaffinity(0))
 
 
+def test_tasks_gone_before_the_agent_attaches_report_their_own_exit_code_and_leave_no_container(env):
+    # A container as short as this one often exits before the agent connects to its supervisor, which
+    # then turns the agent away while it records the end: that is not the end yet.
+    root, scheduler, agents = env
+    start_agent(root, scheduler, agents)
+    keys = [(job, 0, 0) for job in range(100, 124)]
+    for job, _, _ in keys:
+        scheduler.send(launch(job, ["sh", "-c", "exit 3"]))
+    ends = {key: scheduler.end(key) for key in keys}
+    assert {(e.state, e.exit_code) for e in ends.values()} == {(TaskState.FAILED, 3)}
+    containers = root / "containers"
+    deadline = time.monotonic() + 30
+    while [c for c in containers.iterdir() if len(c.name) == 64] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [c.name for c in containers.iterdir() if len(c.name) == 64], "containers outlived their tasks"
+
+
 def test_malformed_frames_and_orders_leave_the_agent_serving(env):
     root, scheduler, agents = env
     start_agent(root, scheduler, agents)

@@ -81,7 +81,7 @@ def test_requests_are_answered_in_order_with_a_refusal_in_its_turn(launcher):
 
 
 def test_a_retired_container_is_deleted_with_its_slice_and_task_file(launcher, tmp_path):
-    from agent.slices import make_slice, node_slices, slice_prefix
+    from agent.slices import make_slice, node_slices, remove_slice, slice_prefix
     from engine.cgroups.driver import Limits
     from engine.containers import lifecycle
 
@@ -93,16 +93,20 @@ def test_a_retired_container_is_deleted_with_its_slice_and_task_file(launcher, t
     record = lifecycle.wait(store, store.get(record.id), timeout=30)
     slice_name = f"{slice_prefix(str(store.root), 'n1')}.1.0.0"
     make_slice(slice_name, Limits(pids=16))
-    task_file = tmp_path / "task.json"
-    task_file.write_text("{}")
-    path, lock_fd = lifecycle.retire_exited(store, record, volumes=True)
-    assert started.purge(path, lock_fd, slice_name, task_file)
-    os.close(lock_fd)
-    deadline = time.monotonic() + 30
-    while (path.exists() or task_file.exists() or node_slices(str(store.root), "n1")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not path.exists() and not task_file.exists()
-    assert node_slices(str(store.root), "n1") == []
+    try:
+        task_file = tmp_path / "task.json"
+        task_file.write_text("{}")
+        path, lock_fd = lifecycle.retire_exited(store, record, volumes=True)
+        assert started.purge(path, lock_fd, slice_name, task_file)
+        os.close(lock_fd)
+        deadline = time.monotonic() + 30
+        while (path.exists() or task_file.exists() or node_slices(str(store.root), "n1")) and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not path.exists() and not task_file.exists()
+        assert node_slices(str(store.root), "n1") == []
+    finally:
+        remove_slice(slice_name)  # whatever the purge did not
 
 
 def test_requests_a_dead_launcher_never_answered_fail(launcher):

@@ -5,8 +5,9 @@ and runs the clock's checks, commits the store, and only then sends what that de
 and orders to agents. Then it runs a scheduling pass, commits again, and sends the pass's launches. So
 every answer and every order stands on committed state, one commit covers a whole batch of submissions
 (group commit) and a whole pass's placements, and a client is answered without waiting for the pass its
-job joins; while further requests are already waiting, the pass waits for them (a few turns at most).
-Timers come from the clock and the poll timeout; nothing sleeps.
+job joins. After answering, the pass waits a moment (a millisecond, 32 requests at most) for the next
+request, so a stream of submissions is answered back to back and placed by one pass. Timers come from the
+clock and the poll timeout; nothing sleeps.
 
 Durability: the store is SQLite in WAL mode, `synchronous: normal` by default, so a commit is in the WAL
 file before anything is sent and survives any death of this process (SIGKILL included); only a power cut

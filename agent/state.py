@@ -100,7 +100,8 @@ def keep_task_log(root: str | os.PathLike[str], key: tuple[int, int, int], conta
 
 
 def _make_traversable(job_dir: Path) -> None:
-    """ROOT/logs and ROOT/logs/job-J: mode 0711 (the mode set after mkdir, past the umask)."""
+    """ROOT/logs and ROOT/logs/job-J: mode 0711, set after mkdir (past the umask), and on ROOT/logs each
+    time a job's directory is made (one an older rade made listable is closed then)."""
     try:
         os.mkdir(job_dir, 0o711)
     except FileExistsError:
@@ -108,7 +109,6 @@ def _make_traversable(job_dir: Path) -> None:
     except FileNotFoundError:
         try:
             os.mkdir(job_dir.parent, 0o711)
-            os.chmod(job_dir.parent, 0o711)
         except FileExistsError:
             pass
         try:
@@ -116,6 +116,7 @@ def _make_traversable(job_dir: Path) -> None:
         except FileExistsError:
             return
     os.chmod(job_dir, 0o711)
+    os.chmod(job_dir.parent, 0o711)
 
 
 class AgentState:

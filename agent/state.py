@@ -9,8 +9,8 @@ been reported, so an agent restarted in between finds every container it may hav
 adopts it. A task's log is made with its container, owned by the job's user with mode 0600 in
 directories anyone may traverse but not list (0711), and linked as the container's own log
 (ROOT/containers/<id>/ctr.log), so the user reads it with `rade logs`, on a shared root, while the task
-runs and after its container is gone, and no one else can. The deadline is on the monotonic clock, which counts from boot and so survives a
-restart of the agent (containers do not survive a reboot).
+runs and after its container is gone, and no one else can. The deadline is on the monotonic clock, which
+counts from boot and so survives a restart of the agent (containers do not survive a reboot).
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ def throughput(client, count: int) -> tuple[float, float]:
     ends = [client.show(job) for job in jobs]
     failed = [j for j in ends if j["state"] != "COMPLETED"]
     if failed:
-        said = [(j["id"], j["state"], [(t["node"], t["state"], t["exit_code"], t.get("detail")) for t in j["tasks"]]) for j in failed]
+        said = [(j["id"], j["state"], [(t["node"], t["state"], t["exit_code"], t.get("detail")) for t in j["tasks"]])
+                for j in failed]
         raise SystemExit(f"{len(failed)} jobs did not complete, e.g. {said[:3]}")
     last = max(j["ended_at"] for j in ends)
     first = min(j["submitted_at"] for j in ends)

@@ -40,7 +40,8 @@ class Reports:
     def __init__(self) -> None:
         self.ends: list[tuple] = []
 
-    def report(self, job_id, task_id, attempt, state, exit_code=None, reason="", cpu_seconds=0.0, peak_memory=0):
+    def report(self, job_id, task_id, attempt, state, exit_code=None, reason="", cpu_seconds=0.0,
+               peak_memory=0):
         self.ends.append((job_id, task_id, attempt, state, exit_code))
 
 

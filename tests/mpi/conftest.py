@@ -10,11 +10,8 @@ whose image store is that root's (a symlink), so nothing of a test run is left i
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,24 +20,17 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.tasks import SLICE_PARENT, slice_prefix
-from rade import devcluster
+from ..devcluster_harness import DevCluster, run_rade, running_cluster, skip_reason
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE = "mpi:bookworm"
 MPICH_IMAGE = "mpi:bookworm-mpich"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OOM", "NODE_FAIL"}
 BUILD_TIMEOUT = 1800
 
 
-def rade(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rade", "--root", str(root), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
 def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "the dev cluster needs root (network namespaces, cgroups, mounts)"
+    reason = skip_reason(busybox=False)
+    if reason:
+        return reason
     if shutil.which("debootstrap") is None:
         return "debootstrap is not installed (Debian: debootstrap)"
     return None
@@ -58,7 +48,7 @@ def mpi_image_root() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions at once build it once
         for args in (("image", "bootstrap", "debian:bookworm", "debian:bookworm"),
                      ("build", "-t", IMAGE, "examples/mpi")):
-            result = rade(root, *args, timeout=BUILD_TIMEOUT)
+            result = run_rade(root, *args, timeout=BUILD_TIMEOUT)
             if result.returncode != 0:
                 pytest.fail(f"rade {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return root
@@ -70,26 +60,21 @@ def mpich_image(mpi_image_root: Path) -> str:
     with open(mpi_image_root / ".build-lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         args = ("build", "-t", MPICH_IMAGE, "-f", "examples/mpi/Containerfile.mpich", "examples/mpi")
-        result = rade(mpi_image_root, *args, timeout=BUILD_TIMEOUT)
+        result = run_rade(mpi_image_root, *args, timeout=BUILD_TIMEOUT)
         if result.returncode != 0:
             pytest.fail(f"rade {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return MPICH_IMAGE
 
 
-class MpiCluster:
+class MpiCluster(DevCluster):
     """The running 2-node cluster, as the tests drive it."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.files = root / "files"
-        self.files.mkdir(exist_ok=True)
-        self.jobs: list[int] = []
+    wait_timeout = 120.0
+    poll_interval = 0.2
 
-    def rade(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = rade(self.root, *args)
-        if check and result.returncode != 0:
-            raise AssertionError(f"rade {' '.join(args)} exited {result.returncode}: {result.stderr}")
-        return result
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.jobs: list[int] = []
 
     def submit(self, command: list[str], ranks: int = 4, per_node: int = 2, **fields: Any) -> int:
         spec = {"name": "mpi-test", "image": IMAGE, "command": command, "volumes": [f"{self.files}:/files:ro"],
@@ -101,37 +86,14 @@ class MpiCluster:
         self.jobs.append(job)
         return job
 
-    def show(self, job: int) -> dict[str, Any]:
-        return json.loads(self.rade("show", str(job), "--json").stdout)
-
     def logs(self, job: int) -> str:
         return self.rade("logs", str(job)).stdout
 
-    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-        """Poll `check` until it returns something true; fail naming `what` after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                queue = self.rade("queue", "--all", check=False).stdout
-                raise AssertionError(f"timed out waiting for {what}; the queue:\n{queue}")
-            time.sleep(0.2)
+    def timeout_context(self) -> str:
+        return f"; the queue:\n{self.rade('queue', '--all', check=False).stdout}"
 
     def wait_ended(self, job: int, timeout: float = 180.0) -> dict[str, Any]:
-        return self.wait_for(f"job {job} to end", lambda: (s := self.show(job))["state"] in TERMINAL and s, timeout)
-
-    def containers(self) -> list[str]:
-        base = self.root / "containers"
-        return sorted(p.name for p in base.iterdir() if len(p.name) == 64) if base.exists() else []
-
-    def quiesce(self) -> None:
-        queue = json.loads(self.rade("queue", "--all", "--json").stdout)
-        alive = [str(j["id"]) for j in queue if j["state"] not in TERMINAL]
-        if alive:
-            self.rade("cancel", *alive, check=False)
-        self.wait_for("every container to be gone", lambda: not self.containers(), timeout=60)
+        return self.wait_end(job, timeout)
 
 
 @pytest.fixture
@@ -155,37 +117,12 @@ def processes_of_job(job: int) -> dict[int, dict[str, str]]:
     return found
 
 
-def leftovers(state: devcluster.ClusterState | None, jobs: list[int]) -> list[str]:
-    """What of our dev cluster is still on the machine: namespaces, links, the cgroups of our jobs' tasks
-    (other clusters of this machine, in other slots, are not ours to check)."""
-    if state is None:
-        return []
-    found = [f"netns {n.netns}" for n in state.nodes if Path("/run/netns", n.netns).exists()]
-    links = [n.host_link for n in state.nodes] + [state.bridge]
-    found += [f"link {name}" for name in links if Path("/sys/class/net", name).exists()]
-    ours = tuple(f"{slice_prefix(state.root, n.name)}.{job}." for n in state.nodes for job in jobs)
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        slice_dir = hierarchy / SLICE_PARENT
-        if slice_dir.is_dir() and jobs:
-            found += [f"cgroup {c}" for c in slice_dir.iterdir() if c.is_dir() and c.name.startswith(ours)]
-    return found
-
-
 @pytest.fixture(scope="module")
 def live_mpi_cluster(mpi_image_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MpiCluster]:
     root = tmp_path_factory.mktemp("mpi-cluster")
     (root / "images").symlink_to(mpi_image_root / "images")
-    cluster = MpiCluster(root)
-    try:
-        devcluster.up(str(root), 2, timeout=60)
+    with running_cluster(root, 2, harness=MpiCluster, bootstrap=False) as cluster:
         yield cluster
-    finally:
-        state = devcluster.load_state(str(root))
-        procs = [p for p in ([state.scheduler] + [n.agent for n in state.nodes]) if p] if state else []
-        devcluster.down(str(root))
-        left = leftovers(state, cluster.jobs) + [f"process {p.pid}" for p in procs if devcluster.is_alive(p)]
-        left += [f"container {c}" for c in cluster.containers()]
-        assert not left, f"the cluster left {left}"
 
 
 @pytest.fixture

@@ -205,7 +205,7 @@ class ClusterState:
         if job.state is JobState.PENDING:
             self._end_job(job, JobState.CANCELLED, None, "cancelled while pending")
             return "cancelled"
-        self._set_job(evolve(job, outcome=Outcome.CANCELLED, outcome_code=None, reason="cancelling"))
+        self._set_job(evolve(job, outcome=Outcome.CANCELLED, outcome_code=None, reason=f"cancelled by {user}"))
         self._stop_tasks(job_id, f"job {job_id} cancelled by {user}")
         self._maybe_finish(job_id)
         return "cancelling"

@@ -214,6 +214,7 @@ def test_cancel_pending_is_immediate_and_running_goes_through_the_agent(harness)
     assert harness.kills() == [("n1", (running, 0, 0))]
     harness.update("n1", (running, 0, 0), TaskState.CANCELLED)
     assert harness.state.ended[running][0] is JobState.CANCELLED
+    assert harness.store.job(running)[0].reason == "cancelled by alice"  # says who, not "cancelling" forever
 
 
 def test_only_the_owner_or_root_may_cancel(harness):

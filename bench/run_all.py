@@ -63,7 +63,7 @@ def tool_version(argv: list[str]) -> str | None:
 
 def machine_header() -> str:
     """Markdown lines saying when and where the figures were measured."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"- date: {now}",
         f"- CPU: {cpu_model()} ({os.cpu_count()} cores)",
@@ -101,10 +101,15 @@ def run_benchmark(script: Path, args: list[str], env: dict[str, str]) -> tuple[s
     return output, time.monotonic() - started, proc.returncode
 
 
+def is_benchmark(script: Path) -> bool:
+    """A script that runs as a program; a module the scripts share (bench/runtimes.py) is not one."""
+    return not script.name.startswith("_") and 'if __name__ == "__main__":' in script.read_text(encoding="utf-8")
+
+
 def main() -> int:
     """Run every bench/*.py but this one; write bench/results.md; exit non-zero if any failed."""
     quick = "--full" not in sys.argv[1:]
-    scripts = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_"))
+    scripts = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name and is_benchmark(p))
     sections = [f"# rade benchmark results\n\n{machine_header()}\n"]
     failed, started = 0, time.monotonic()
     for script in scripts:

@@ -107,7 +107,10 @@ class Access:
     def check_volumes(self, spec: Mapping[str, Any]) -> None:
         """Refuse a spec whose volumes come from outside the allowed prefixes or reach the state."""
         allowed = ", ".join(self.allowed_volumes) or "none"
-        for volume in spec.get("volumes") or ():
+        volumes = spec.get("volumes") or ()
+        if not isinstance(volumes, list | tuple):
+            return  # not a list of volumes at all: the spec's own check refuses it, saying so
+        for volume in volumes:
             # The plain form a client sends ({source, target, read_only}), or the YAML's SRC:DST[:ro].
             source = str(volume.get("source", "")) if isinstance(volume, Mapping) else str(volume).split(":")[0]
             if not source.startswith("/"):

@@ -83,3 +83,12 @@ def test_a_wrong_spec_is_sent_as_wrong_as_it_was_written(wrong):
     with pytest.raises(RadeError) as written:
         JobSpec.from_dict(wrong)
     assert sent.value.message == written.value.message
+
+
+def test_volumes_that_are_no_list_are_left_to_the_spec_check_which_refuses_them():
+    from scheduler.access import Access
+
+    access = Access(("root",), (), ("/scratch",), ())
+    access.check_volumes({"name": "a", "image": "b", "volumes": True})  # no TypeError: nothing to look at
+    with pytest.raises(RadeError, match="volumes"):
+        JobSpec.from_dict(wire_spec({"name": "a", "image": "b", "volumes": True}))

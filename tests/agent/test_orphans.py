@@ -44,8 +44,10 @@ def wait_exited(store, record) -> None:
     from engine.containers import lifecycle
     from engine.containers.status import is_active
 
+    # Its supervisor records the exit, then cleans up holding the container's lock: done when both are.
     deadline = time.monotonic() + 30
-    while is_active(lifecycle.refresh(store, store.get(record.id)).status):
+    while is_active(lifecycle.refresh(store, store.get(record.id)).status) or \
+            lifecycle.is_being_started(store, store.get(record.id)):
         assert time.monotonic() < deadline, "the container did not exit"
         time.sleep(0.05)
 

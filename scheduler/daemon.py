@@ -18,7 +18,8 @@ Frames: an agent (a DEALER whose routing id is its node name) sends messages, on
 frame. A client sends pairs of frames: a request id it chose and the message; the reply carries the same
 id, so a client may keep many requests in flight. Either way the daemon may put several in one ZeroMQ
 message (several frames) to the same peer. A frame that does not decode is logged and dropped (a client still gets an error
-reply when its request id was readable): the daemon keeps serving whatever arrives.
+reply when its request id was readable): the daemon keeps serving whatever arrives. What an agent's message
+means is `scheduler.agents`'s to say, what a client's request does and answers `scheduler.requests`'s.
 
 With `auth: curve` both sockets are CURVE servers and a ZAP handler (`scheduler.auth`) polled in this
 same loop decides who connects; a client request is then made by the user its connection's key
@@ -41,24 +42,9 @@ from typing import Any
 import zmq
 
 from jobs.errors import ProtocolError, RadeError
-from jobs.messages import (
-    Cancel,
-    Drain,
-    ErrorReply,
-    Heartbeat,
-    Message,
-    Query,
-    Register,
-    Reply,
-    Resume,
-    Submit,
-    TaskUpdate,
-    decode,
-    encode,
-)
+from jobs.messages import ErrorReply, Heartbeat, Message, Register, TaskUpdate, decode, encode
 from scheduler import views
 from scheduler.access import Access
-from scheduler.accounting import acct_rows
 from scheduler.agents import AgentDesk
 from scheduler.auth import AGENTS_DOMAIN, CLIENTS_DOMAIN, ZAP_ENDPOINT, Gatekeeper
 from scheduler.clock import Clock, SystemClock
@@ -67,6 +53,7 @@ from scheduler.drain import next_deadline
 from scheduler.metrics import SchedulerMetrics
 from scheduler.nodes import Liveness
 from scheduler.policy import SchedulingPolicy
+from scheduler.requests import ClientDesk, Outgoing
 from scheduler.state import ClusterState
 from scheduler.store import Store
 
@@ -77,7 +64,6 @@ NOBODY = 65534
 PLACEMENTS_PER_PASS = 5000
 PASSES_DEFERRED = 32  # turns in a row a pass may wait for client requests
 REQUEST_GAP_MS = 1  # how long after answering a pass waits for a next request (zmq counts whole ms)
-MAX_WAIT = 60.0
 GC_THRESHOLDS = (100_000, 50, 100)
 
 
@@ -97,13 +83,13 @@ class SchedulerDaemon:
         self.state.pids_limit = config.pids_limit
         self.instance = uuid.uuid4().hex[:12]
         self._stopping = threading.Event()
-        self._waiters: dict[int, list[tuple[bytes, bytes, float]]] = {}
-        self._replies: list[tuple[bytes, bytes, Message]] = []
+        self._replies: list[Outgoing] = []
         root = config.root or os.path.dirname(os.path.dirname(config.state))
         protected = [os.path.dirname(config.state), config.keys] + [
             os.path.join(root, d) for d in ("scheduler", "keys", "agent", "containers", "images", "logs", "cluster",
                                             "volumes")]
         self.access = Access(config.admins, config.users, config.allowed_volumes, protected)
+        self.client_desk = ClientDesk(self.state, self.access, self.clock)
         self.context = zmq.Context()
         self.gate: Gatekeeper | None = None
         self.zap: zmq.Socket | None = None
@@ -216,7 +202,7 @@ class SchedulerDaemon:
                     if self.metrics is not None:
                         counts = views.stats(self.state)
                         self.metrics.update(counts["jobs"], counts["nodes"], counts["placed"], counts["ended"])
-                self._answer_waiters()
+                self._replies.extend(self.client_desk.answer_waiters())
                 # What was read is answered before the pass: a client's next request (or its encoding)
                 # overlaps the pass, and the pass's launches get a commit of their own below.
                 self.store.commit()
@@ -329,7 +315,7 @@ class SchedulerDaemon:
             asked = True
             for request, frame in zip(frames[1::2], frames[2::2]):
                 try:
-                    reply = self._on_client(peer, request, decode(frame), user)
+                    reply = self.client_desk.answer(peer, request, decode(frame), user)
                 except RadeError as err:
                     reply = ErrorReply(message=err.message, hint=err.hint)
                 except Exception as err:
@@ -338,87 +324,6 @@ class SchedulerDaemon:
                 if reply is not None:
                     self._replies.append((peer, request, reply))
         return asked
-
-    def _on_client(self, peer: bytes, request: bytes, msg: Message, user: str | None = None) -> Message | None:
-        state, access = self.state, self.access
-        known = user is not None
-        if user is None:
-            # auth: none: the request's word is all there is, and requests that name no one go unchecked.
-            user = getattr(msg, "user", "") or "nobody"
-        if isinstance(msg, Submit):
-            if known:
-                access.ids(user)  # a user with no uid here is refused now, not when the job starts
-            access.check_volumes(msg.spec)
-            return Reply(data={"jobs": state.submit(msg.spec, user)})
-        if isinstance(msg, Cancel):
-            admin = access.is_admin(user)
-            for job_id in msg.job_ids:  # all or none: refused before anything is cancelled
-                job = state.jobs.get(job_id)
-                if job is not None and not admin:
-                    access.require_owner(user, job.user, job_id)
-            return Reply(data={"results": {str(j): state.cancel(j, user, admin) for j in msg.job_ids}})
-        if isinstance(msg, Drain):
-            if known:
-                access.require_admin(user, "drain nodes")
-            return Reply(data={"results": {n: state.drain(n, msg.reason, msg.deadline) for n in msg.nodes}})
-        if isinstance(msg, Resume):
-            if known:
-                access.require_admin(user, "resume nodes")
-            return Reply(data={"results": {n: state.resume(n) for n in msg.nodes}})
-        if isinstance(msg, Query):
-            return self._query(peer, request, msg.what, msg.filters, user if known else None)
-        raise ProtocolError(f"a {type(msg).__name__} is not a client request")
-
-    def _query(self, peer: bytes, request: bytes, what: str, filters: dict[str, Any],
-               user: str | None = None) -> Message | None:
-        state = self.state
-        if what in ("show", "wait"):
-            job_id = _job_id(filters)
-            detail = views.job_detail(state, job_id)  # NotFound for a job that never was
-            if user is not None:
-                self.access.require_owner(user, detail["user"], job_id)
-        if what == "queue":
-            user = filters.get("user")
-            return Reply(data=views.queue_rows(state, str(user) if user else None, bool(filters.get("all"))))
-        if what == "show":
-            return Reply(data=detail)
-        if what == "nodes":
-            return Reply(data=views.node_rows(state))
-        if what == "stats":
-            return Reply(data=views.stats(state))
-        if what == "acct":
-            asked = filters.get("user")
-            if user is not None and not self.access.is_admin(user):
-                asked = user  # users account for their own jobs only; admins for anyone's
-            rows = acct_rows(state.store.accounting(float(filters.get("since") or 0.0), str(asked) if asked else None),
-                             self.clock.time())
-            return Reply(data=[row.as_dict() for row in rows])
-        if what == "wait":
-            timeout = min(float(filters.get("timeout") or MAX_WAIT), MAX_WAIT)
-            self._waiters.setdefault(job_id, []).append((peer, request, self.clock.monotonic() + timeout))
-            return None
-        raise ProtocolError(f"unknown query {what!r} (queue, show, nodes, stats, acct or wait)")
-
-    def _answer_waiters(self) -> None:
-        """Answer `wait` queries whose job ended, or whose time is up (the client asks again)."""
-        if not self._waiters:
-            return
-        now = self.clock.monotonic()
-        for job_id in list(self._waiters):
-            ended = self.state.ended.get(job_id)
-            keep = []
-            for peer, request, until in self._waiters[job_id]:
-                if ended is not None:
-                    data = {"ended": True, "state": ended[0].value, "exit_code": ended[1]}
-                    self._replies.append((peer, request, Reply(data=data)))
-                elif now >= until:
-                    self._replies.append((peer, request, Reply(data={"ended": False})))
-                else:
-                    keep.append((peer, request, until))
-            if keep:
-                self._waiters[job_id] = keep
-            else:
-                del self._waiters[job_id]
 
     # -- sending (after commit) -----------------------------------------------------------------------------
 
@@ -459,13 +364,6 @@ class SchedulerDaemon:
         except zmq.ZMQError as err:
             # Not connected (EHOSTUNREACH) or gone: orders are resent when the agent registers again.
             log.info("nothing sent to %r: %s", peer, err)
-
-
-def _job_id(filters: dict[str, Any]) -> int:
-    value = filters.get("job")
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise ProtocolError(f"a job id is a number, not {value!r}")
-    return int(value)
 
 
 def _host(endpoint: str) -> str:

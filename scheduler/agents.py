@@ -15,9 +15,10 @@ import logging
 
 from jobs.messages import Heartbeat, Register, Registered, Reregister, TaskUpdate
 from jobs.states import TaskState, can_advance
+from scheduler.lifecycle import kill_order
 from scheduler.records import Desired, NodeRecord, TaskRecord
 from scheduler.resources import Grant, evolve
-from scheduler.state import ClusterState, kill_order
+from scheduler.state import ClusterState
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@ pass whose plans it re-checks against the live nodes before committing them. It 
 orders for agents go to `outbox` as messages, and the daemon sends them only after `store.commit()`, so
 nothing is acted on that a crash could forget.
 
-What the agents' reports mean (registration, reconciliation, fencing) is in `scheduler.agents`; how jobs
-end and requeue is here, next to the records it changes.
+What the agents' reports mean (registration, reconciliation, fencing) is in `scheduler.agents`; what
+follows a task's update (jobs ending, failing, requeued), a node lost or a drain deadline passed is in
+`scheduler.lifecycle`, which `ClusterState` mixes in so that it stays the one writer of the records.
 """
 
 from __future__ import annotations
@@ -19,28 +20,24 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jobs.errors import RadeError
-from jobs.messages import Kill, Launch, Message
+from jobs.messages import Launch, Message
 from jobs.spec import JobSpec
-from jobs.states import JobState, TaskState, advance
+from jobs.states import JobState, advance
 from jobs.units import parse_array
 from scheduler.backfill import BackfillResult
 from scheduler.clock import Clock
-from scheduler.drain import begin_drain, overdue
+from scheduler.drain import begin_drain
 from scheduler.holds import array_limit, dependency_hold, over_array_limits
+from scheduler.lifecycle import Lifecycle, TaskKey
 from scheduler.nodes import HeartbeatBook, Liveness
 from scheduler.placement import PendingReason, Plan, Rejection
 from scheduler.policy import SchedulingPolicy
 from scheduler.queue import QueuedJob
-from scheduler.records import Desired, JobRecord, NodeRecord, Outcome, TaskRecord
+from scheduler.records import JobRecord, NodeRecord, Outcome, TaskRecord
 from scheduler.resources import NodeView, demand_of, evolve
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
-
-TaskKey = tuple[int, int, int]
-_OUTCOME_OF_TASK = {TaskState.FAILED: Outcome.FAILED, TaskState.TIMEOUT: Outcome.TIMEOUT,
-                    TaskState.OOM: Outcome.OOM, TaskState.CANCELLED: Outcome.FAILED,
-                    TaskState.NODE_FAIL: Outcome.NODE_FAIL}
 
 
 class NotFound(RadeError):
@@ -51,7 +48,7 @@ class NotAllowed(RadeError):
     """The request is refused for this user."""
 
 
-class ClusterState:
+class ClusterState(Lifecycle):
     """The single writer of the scheduler's state."""
 
     def __init__(self, store: Store, clock: Clock, liveness: Liveness | None = None,
@@ -152,6 +149,19 @@ class ClusterState:
         """Re-read whether a node takes work, after its record or connection changed."""
         self._set_view(evolve(self.views[name], blocked=self._blocked(self.nodes[name])))
         self.dirty = True
+
+    def node_state(self, name: str) -> str:
+        """The state `rade nodes` shows: DOWN, DRAINING/DRAINED, or IDLE/MIXED/ALLOCATED by load."""
+        node, view = self.nodes[name], self.views[name]
+        if node.down:
+            return "DOWN"
+        if node.drain is not None:
+            return "DRAINING" if self.on_node.get(name) else "DRAINED"
+        if name not in self.connected:
+            return "UNKNOWN"
+        if view.tasks == 0:
+            return "IDLE"
+        return "ALLOCATED" if view.is_full else "MIXED"
 
     def put_node(self, node: NodeRecord) -> None:
         self.nodes[node.name] = node
@@ -341,164 +351,7 @@ class ClusterState:
                       cpus=grant.cores, memory=grant.memory, gpus=grant.gpus, ranks=grant.ranks, env=env, uid=uid,
                       gid=gid, pids_limit=self.pids_limit)
 
-    # -- tasks and jobs -------------------------------------------------------------------------------------
-
-    def apply_task_state(self, task: TaskRecord, state: TaskState, exit_code: int | None, detail: str,
-                         seq: int, usage: tuple[float, int] | None = None) -> None:
-        """Record what a task is now (from its agent, or NODE_FAIL from the scheduler), and what follows.
-        `usage` is the CPU seconds and peak memory its agent measured, when it did."""
-        now = self.clock.time()
-        cpu, peak = usage if usage and any(usage) else (task.cpu_seconds, task.peak_memory)
-        task = evolve(task, state=advance(task.state, state), exit_code=exit_code, detail=detail,
-                       seq=max(seq, task.seq),
-                       started_at=now if state is TaskState.RUNNING else task.started_at,
-                       ended_at=now if _ends(state) else task.ended_at, cpu_seconds=cpu, peak_memory=peak)
-        self.tasks[task.key] = task
-        self.store.put_task(task)
-        job = self.jobs.get(task.job_id)
-        if task.is_ended:
-            self._release(task)
-        if job is None or task.attempt != job.attempt:
-            return
-        all_running = all(self.tasks[k].state is TaskState.RUNNING for k in self.current[job.id])
-        if state is TaskState.RUNNING and job.state is JobState.STARTING and all_running:
-            self._set_job(evolve(job, state=advance(job.state, JobState.RUNNING), started_at=now))
-            log.debug("job %d: running", job.id)
-        if task.is_ended:
-            failed = state is not TaskState.COMPLETED or (exit_code or 0) != 0
-            if failed and job.outcome is None and task.desired is Desired.RUN:
-                outcome = _OUTCOME_OF_TASK.get(state, Outcome.FAILED)
-                self._set_job(evolve(self.jobs[job.id], outcome=outcome, outcome_code=exit_code))
-                log.info("job %d: task %d ended %s (exit %s): stopping the others", job.id, task.task,
-                         state.value, exit_code)
-                self._stop_tasks(job.id, f"task {task.task} of job {job.id} ended {state.value}")
-            self._maybe_finish(job.id)
-
-    def _release(self, task: TaskRecord) -> None:
-        keys = self.on_node.get(task.grant.node)
-        if keys is not None and task.key in keys:
-            keys.discard(task.key)
-            self._set_view(self.views[task.grant.node].give_back(task.grant))
-            self.dirty = True
-
-    def _stop_tasks(self, job_id: int, reason: str, keys: Iterable[TaskKey] | None = None) -> None:
-        """Order the job's live tasks (or the given ones) stopped; each order is sent once, resent on register."""
-        for key in list(keys if keys is not None else self.current.get(job_id, ())):
-            task = self.tasks[key]
-            if task.is_ended or task.desired is Desired.STOP:
-                continue
-            task = evolve(task, desired=Desired.STOP)
-            self.tasks[key] = task
-            self.store.put_task(task)
-            self.outbox.append((task.grant.node, kill_order(task, reason)))
-
-    def _maybe_finish(self, job_id: int) -> None:
-        """When every task of the job's attempt has ended, the job ends (or goes back to the queue)."""
-        job = self.jobs.get(job_id)
-        keys = self.current.get(job_id, [])
-        if job is None or not keys or not all(self.tasks[k].is_ended for k in keys):
-            return
-        outcome = job.outcome
-        if outcome is None:
-            self._end_job(job, JobState.COMPLETED, 0, "")
-        elif outcome is Outcome.REQUEUE or (outcome is Outcome.NODE_FAIL and job.requeue):
-            self._requeue(job)
-        else:
-            self._end_job(job, JobState(outcome.value), job.outcome_code, job.reason)
-
-    def _requeue(self, job: JobRecord) -> None:
-        cause = "its node failed" if job.outcome is Outcome.NODE_FAIL else "its node's drain deadline passed"
-        state = advance(advance(job.state, JobState.NODE_FAIL), JobState.PENDING)
-        for key in self.current.pop(job.id, []):
-            self.tasks.pop(key, None)
-        self._set_job(evolve(job, state=state, attempt=job.attempt + 1, outcome=None, outcome_code=None,
-                              reason=f"requeued: {cause}", started_at=None))
-        self.dirty = True
-        log.info("job %d: requeued as attempt %d (%s)", job.id, job.attempt + 1, cause)
-
-    def _end_job(self, job: JobRecord, state: JobState, exit_code: int | None, reason: str) -> None:
-        job = evolve(job, state=advance(job.state, state), exit_code=exit_code, reason=reason,
-                      ended_at=self.clock.time())
-        self.store.update_job(job)
-        if self.current.get(job.id):
-            self.policy.charge(job, [self.tasks[k] for k in self.current.get(job.id, ()) if k in self.tasks],
-                               job.ended_at or self.clock.time())
-        self.policy.forget(job.id)
-        del self.jobs[job.id]
-        self.ended[job.id] = (job.state, exit_code)
-        if job.array_of in self._arrays:
-            self._arrays[job.array_of].discard(job.id)
-            if not self._arrays[job.array_of]:
-                del self._arrays[job.array_of]
-        if job.array_of in self._limited:
-            members = self._limited[job.array_of][1]
-            members.discard(job.id)
-            if not members:
-                del self._limited[job.array_of]
-        self.why.pop(job.id, None)
-        for key in self.current.pop(job.id, []):
-            self.tasks.pop(key, None)
-        self.dirty = True
-        log.info("job %d: %s%s", job.id, state.value, f" (exit {exit_code})" if exit_code is not None else "")
-
-    def _set_job(self, job: JobRecord) -> None:
-        self.jobs[job.id] = job
-        self.store.update_job(job)
-
-    # -- nodes and time -------------------------------------------------------------------------------------
-
-    def node_down(self, name: str, why: str) -> None:
-        """A node stopped answering: it is DOWN, its tasks NODE_FAIL, their jobs stopped and maybe requeued."""
-        node = self.nodes.get(name)
-        if node is None or node.down:
-            return
-        self.connected.discard(name)
-        self.put_node(evolve(node, down=True, down_reason=why))
-        self.refresh_node(name)
-        log.warning("node %s: DOWN (%s); failing its %d tasks", name, why, len(self.on_node.get(name, ())))
-        for key in sorted(self.on_node.get(name, set())):
-            task = self.tasks.get(key)
-            if task is not None and not task.is_ended:
-                self.apply_task_state(task, TaskState.NODE_FAIL, None, f"node {name} down: {why}", task.seq)
-
-    def tick(self) -> None:
-        """What time alone decides: silent nodes go down, drain deadlines stop work."""
-        for name in self.heartbeats.silent():
-            self.node_down(name, f"no heartbeat for {self.liveness.timeout:g}s")
-        running = {name: sorted(keys) for name, keys in self.on_node.items() if keys}
-        for decision in overdue(self.nodes.values(), running, self.clock.time()):
-            for key in decision.tasks:
-                task = self.tasks[key]
-                job = self.jobs.get(task.job_id)
-                if task.desired is Desired.STOP or job is None:
-                    continue
-                log.info("node %s: drain deadline passed; stopping job %d to requeue it", decision.node, job.id)
-                if job.outcome is None:
-                    self._set_job(evolve(job, outcome=Outcome.REQUEUE, reason="drain deadline"))
-                self._stop_tasks(job.id, f"node {decision.node} drain deadline")
-
-    def node_state(self, name: str) -> str:
-        """The state `rade nodes` shows: DOWN, DRAINING/DRAINED, or IDLE/MIXED/ALLOCATED by load."""
-        node, view = self.nodes[name], self.views[name]
-        if node.down:
-            return "DOWN"
-        if node.drain is not None:
-            return "DRAINING" if self.on_node.get(name) else "DRAINED"
-        if name not in self.connected:
-            return "UNKNOWN"
-        if view.tasks == 0:
-            return "IDLE"
-        return "ALLOCATED" if view.is_full else "MIXED"
-
-
-def kill_order(task: TaskRecord, reason: str) -> Kill:
-    return Kill(job_id=task.job_id, task_id=task.task, attempt=task.attempt, reason=reason)
-
 
 def _lean(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The spec without its empty fields (the agent reads it back with their defaults): a smaller frame."""
     return {key: value for key, value in spec.items() if value is not None and value != [] and value != {}}
-
-
-def _ends(state: TaskState) -> bool:
-    return state not in (TaskState.PENDING, TaskState.STARTING, TaskState.RUNNING)

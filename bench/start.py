@@ -173,6 +173,16 @@ def hide_cgroup2_for_crun() -> None:
         LINUX.umount2("/sys/fs/cgroup/unified", MNT_DETACH)
 
 
+def busy_ms() -> float:
+    """CPU time the whole machine has spent busy since boot, in ms (from /proc/stat): a column's CPU cost per
+    start counts its supervisor, its container's set-up and the kernel's work wherever they ran, which only
+    a machine otherwise idle makes exact."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
@@ -205,26 +215,31 @@ def main() -> int:
             else:
                 skipped[name] = why
         times: dict[str, list[float]] = {name: [] for name in columns}
+        cpu: dict[str, float] = {name: 0.0 for name in columns}
         for name, run in columns.items():
             run()  # warm-up: page cache, seccomp compile, image store
         for round_ in range(args.rounds):
             for name, run in columns.items():
                 if name == "podman" and round_ % 4:
                     continue  # ~0.1 s each: a quarter of the rounds is plenty
-                start = time.perf_counter()
+                busy, start = busy_ms(), time.perf_counter()
                 run()
                 times[name].append((time.perf_counter() - start) * 1000)
+                cpu[name] += busy_ms() - busy
             for entry in os.listdir(base):
                 if entry.startswith("c") and entry[1:].isdigit():
                     shutil.rmtree(f"{base}/{entry}", ignore_errors=True)
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"start-to-exit of /bin/true, fresh overlay root, {args.rounds} alternating rounds (ms); "
               f"load average {load} on {os.cpu_count()} CPUs")
-        print(f"{'column':10s} {'median':>8s} {'p10':>8s} {'p90':>8s} {'runs':>5s}")
+        print(f"{'column':10s} {'median':>8s} {'p10':>8s} {'p90':>8s} {'runs':>5s} {'CPU/run':>8s}")
         for name, values in times.items():
             values.sort()
             p10, p90 = values[len(values) // 10], values[(len(values) * 9) // 10]
-            print(f"{name:10s} {statistics.median(values):8.2f} {p10:8.2f} {p90:8.2f} {len(values):5d}")
+            print(f"{name:10s} {statistics.median(values):8.2f} {p10:8.2f} {p90:8.2f} {len(values):5d} "
+                  f"{cpu[name] / len(values):8.2f}")
+        print("CPU/run: the whole machine's busy time during a run (ms; every process and the kernel, exact on "
+              "an otherwise idle machine)")
         for name, why in skipped.items():
             print(f"{name:10s} skipped: {why}")
         rade = statistics.median(times["rade-api"])

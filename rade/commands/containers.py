@@ -296,9 +296,13 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def cmd_attach(args: argparse.Namespace) -> int:
     from engine.errors import ContainerError
 
+    from engine.containers.status import can_signal
+
     store = _store(args)
     record = store.find(args.container)
-    if record.status.value != "running":
+    # A paused container still has its supervisor (outside the frozen cgroup) to attach to: as with Docker,
+    # the attach holds and the output flows again on unpause.
+    if not can_signal(record.status):
         raise ContainerError(f"container {args.container} is not running", "start it with 'rade start -a'")
     return _attach_and_relay(store, record, record.config.open_stdin and not args.no_stdin)
 
@@ -336,7 +340,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("wait", help="wait for containers to exit; print their exit codes")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_wait)
-    p = sub.add_parser("attach", help="attach to a running container's stdio")
+    p = sub.add_parser("attach", help="attach to a running (or paused) container's stdio")
     p.add_argument("--no-stdin", action="store_true")
     p.add_argument("container")
     p.set_defaults(func=cmd_attach)

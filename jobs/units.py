@@ -9,6 +9,7 @@ read them.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -18,12 +19,12 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kmgtp]?)(i?b)?\s*$", re.IGNORECASE)
 
 
-def parse_size(value: str | int | float) -> int:
+def parse_size(value: str | float) -> int:
     """Bytes in `512M`, `4G`, `1.5G`, `4GiB`, `1024` (plain bytes). K/M/G/T/P are powers of 1024."""
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a size (use e.g. 512M or 4G)")
     if isinstance(value, int | float):
-        if value < 0 or value != value:
+        if value < 0 or (isinstance(value, float) and math.isnan(value)):
             raise UnitError(f"'{value}' is not a size: it must not be negative (use e.g. 512M or 4G)")
         return int(value)
     match = _SIZE_RE.match(str(value))
@@ -52,7 +53,7 @@ _SLURM_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 _DURATION_HINT = "use e.g. 90s, 30m, 2h, 1d or Slurm's D-HH:MM:SS"
 
 
-def parse_duration(value: str | int | float) -> int:
+def parse_duration(value: str | float) -> int:
     """Seconds in `90s`, `30m`, `2h`, `1d`, `1h30m`, `2 hours`, or Slurm's `D-HH:MM:SS`, `D-HH`, `HH:MM:SS`, `MM:SS`.
 
     A bare number is minutes, as in Slurm's `--time`.
@@ -62,7 +63,7 @@ def parse_duration(value: str | int | float) -> int:
     if isinstance(value, int | float):
         if value <= 0:
             raise UnitError(f"'{value}' is not a duration: it must be positive ({_DURATION_HINT})")
-        return int(round(value * 60))
+        return round(value * 60)
     text = str(value).strip()
     seconds = _parse_unit_duration(text)
     if seconds is None:
@@ -78,7 +79,7 @@ def _parse_unit_duration(text: str) -> int | None:
     parts = _DURATION_PART_RE.findall(text)
     if not parts or "".join(f"{n}{u}" for n, u in parts) != re.sub(r"\s+", "", text):
         return None
-    return int(round(sum(float(n) * _DURATION_UNITS[u[0].lower()] for n, u in parts)))
+    return round(sum(float(n) * _DURATION_UNITS[u[0].lower()] for n, u in parts))
 
 
 def _parse_slurm_duration(text: str) -> int | None:
@@ -118,7 +119,7 @@ def format_duration(seconds: float) -> str:
 _CPUS_HINT = "use a positive number of CPUs, e.g. 1, 4 or 0.5"
 
 
-def parse_cpus(value: str | int | float) -> float:
+def parse_cpus(value: str | float) -> float:
     """A positive CPU count, possibly fractional (`0.5`), to a thousandth of a CPU."""
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a CPU count ({_CPUS_HINT})")

@@ -182,6 +182,12 @@ def start(store: ContainerStore, record: ContainerRecord, attach: bool = False,
     record = refresh(store, record)
     if not st.can_start(record.status):
         raise ContainerError(f"container {record.name} is {record.status.value}", "it cannot be started now")
+    from engine.containers.startlock import wait_for_copy
+
+    if wait_for_copy(store, record):  # a `cp` into the stopped container finishes first, as with Docker
+        record = store.get(record.id)  # a removal that held the lock may have taken it away meanwhile
+        if not st.can_start(record.status):
+            raise ContainerError(f"container {record.name} is {record.status.value}", "it cannot be started now")
     if threaded_caller:
         return spawn_exec(store.root, record.id, wait_attach=attach)
     return spawn(store.root, record.id, wait_attach=attach, fork_once=fork_once, preconnect=preconnect)

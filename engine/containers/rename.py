@@ -2,13 +2,15 @@
 
 Names are unique: the check and the change happen under the store lock that `create` takes to hand out
 names, so a rename and a `rade run --name NEW` at once cannot both get NEW. The record itself changes
-under its own lock, like every other update.
+under its own lock, like every other update. A running bridge container's /etc/hosts, where rade wrote the
+name as an alias, gets the new name too (`engine.containers.hostsfile`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from engine.containers.hostsfile import rename_in_hosts
 from engine.containers.names import check_name
 from engine.containers.record import ContainerRecord
 from engine.containers.store import ContainerStore, file_lock
@@ -28,4 +30,10 @@ def rename(store: ContainerStore, ref: str, new_name: str) -> ContainerRecord:
         if holder is not None:
             raise ContainerError(f"the container name {new_name!r} is already in use by {holder.short_id}",
                                  f"remove or rename that container first ('rade rename {new_name} OTHER')")
-        return store.update(record.id, lambda r: replace(r, name=new_name))
+        renamed = store.update(record.id, lambda r: replace(r, name=new_name))
+        try:
+            rename_in_hosts(renamed, record.name, new_name)
+        except ContainerError:
+            store.update(record.id, lambda r: replace(r, name=record.name))  # all or nothing, as Docker
+            raise
+        return renamed

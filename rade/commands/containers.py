@@ -294,9 +294,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from engine.errors import ContainerError
-
     from engine.containers.status import can_signal
+    from engine.errors import ContainerError
 
     store = _store(args)
     record = store.find(args.container)

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import os
+import subprocess
 import tarfile
 
 import pytest
@@ -77,9 +77,9 @@ def test_start_outlasted_by_a_copy_says_a_copy_is_in_progress(rade):
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    with supervisor_lock(store, record, "is being started or removed"):  # as a copy holds it
-        with pytest.raises(ContainerError) as refused:
-            wait_for_copy(store, record, timeout=1.0, clock=lambda: now[0], sleep=sleep)
+    # The lock held as a copy holds it.
+    with supervisor_lock(store, record, "is being started or removed"), pytest.raises(ContainerError) as refused:
+        wait_for_copy(store, record, timeout=1.0, clock=lambda: now[0], sleep=sleep)
     assert "a copy into it (or its removal) is in progress" in str(refused.value)
     assert wait_for_copy(store, record) is False  # free again: no wait
     rade("rm", "cp-held")

@@ -36,8 +36,8 @@ def task_key(record: Any) -> tuple[int, int, int] | None:
 def sweep(store: Any, root: str, node: str, owned: Iterable[str]) -> list[str]:
     """Remove the ended containers of `node` whose ids are not in `owned` (the containers of the tasks
     the agent tracks); the ids of those removed."""
+    from agent.leftovers import reclaim
     from agent.state import task_log_path
-    from agent.tasks import reclaim
     from engine.containers import lifecycle
     from engine.containers.status import is_active
 

@@ -10,12 +10,12 @@ Nothing here blocks on a container or polls: the engine's supervisor reports the
 the end by closing the control connection the runner keeps to it; the daemon watches both descriptors
 in its poller and calls back. Time limits and kill grace periods are timers the daemon fires through
 `next_due()`/`on_timer()`. Every end is reported with exit code, OOM, CPU seconds and peak memory, then
-the container's log moves to ROOT/logs and the container, its slice and its task file are removed.
+the container's log moves to ROOT/logs and the container, its slice and its task file are removed
+(`agent.ending`, which the runner mixes in). What a stopped agent left is taken back in `agent.leftovers`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -25,18 +25,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from agent import mpi
+from agent.ending import TaskEnding
+from agent.leftovers import reclaim, stop_leftovers
 from agent.purge import Purger
-from agent.slices import (
-    SLICE_PARENT,
-    container_parent,
-    make_slice,
-    node_slices,
-    open_slice,
-    remove_slice,
-    slice_prefix,
-    task_limits,
-)
-from agent.state import AgentState, TaskFile, create_task_log, keep_task_log
+from agent.slices import SLICE_PARENT, container_parent, make_slice, open_slice, slice_prefix, task_limits
+from agent.state import AgentState, TaskFile, create_task_log
 from jobs.errors import RadeError
 from jobs.messages import Kill, Launch
 from jobs.states import TaskState
@@ -44,12 +37,9 @@ from jobs.units import parse_duration
 
 log = logging.getLogger(__name__)
 
-# After a supervisor turned the runner's connection away while its container's end was being recorded.
-REATTACH_DELAY = 0.02
-
-# SLICE_PARENT too: tools and tests find the task cgroups through this module.
-__all__ = ["SLICE_PARENT", "EngineRunner", "Task", "container_options", "stop_leftovers"]
-
+# SLICE_PARENT too: tools and tests find the task cgroups through this module; the node's leftovers are
+# stopped and reclaimed through it as well.
+__all__ = ["SLICE_PARENT", "EngineRunner", "Task", "container_options", "reclaim", "stop_leftovers"]
 
 
 class Reporter(Protocol):
@@ -113,7 +103,7 @@ def container_options(order: Launch, node: str, slice_name: str) -> Any:
                 ("rade.attempt", str(order.attempt))))
 
 
-class EngineRunner:
+class EngineRunner(TaskEnding):
     """Runs the tasks of one node (a `TaskRunner` for `AgentLink`)."""
 
     def __init__(self, root: str, node: str, state: AgentState, watcher: Watcher, clock: Clock,
@@ -333,96 +323,6 @@ class EngineRunner:
                 task.stop_state, task.stop_reason = TaskState.TIMEOUT, "time limit reached"
                 self._signal(task, signal.SIGTERM, task.file.grace)
 
-    # -- the end --------------------------------------------------------------------------------------------
-
-    def _finish(self, task: Task) -> None:
-        """The container has exited and its supervisor cleaned up: report how it ended."""
-        from engine.containers import lifecycle
-        from engine.containers.status import is_active
-        from engine.errors import ContainerError
-
-        if task.control is not None:
-            self.watcher.unwatch(task.control.sock.fileno())
-            task.control.close()
-            task.control = None
-        try:
-            record = lifecycle.refresh(self.store, self.store.get(task.file.container_id))
-        except ContainerError as err:
-            self._end(task, TaskState.FAILED, 125, f"the container's record is gone: {err.message}")
-            return
-        if is_active(record.status) or lifecycle.is_being_started(self.store, record):
-            # The connection ended before the supervisor was done: one whose container has just exited
-            # turns new clients away while it drains the output, records the end, and cleans up, holding
-            # the container's lock until then. Reported now, the end would come from the running record,
-            # and the container, which cannot be removed while it says running or is locked, would outlive
-            # its task: look again in a moment.
-            log.info("job %d task %d attempt %d: its end is still being recorded: looking again", *task.key)
-            task.reattach_at = self.clock.monotonic() + REATTACH_DELAY
-            return
-        code, reason = record.exit_code, record.error or task.start_error.get("message", "")
-        # A task stopped by rade (time limit, cancel) or by the OOM killer has no exit code of its own:
-        # its state says how it ended, and the signal's status goes in the reason.
-        if task.stop_state is not None:
-            state, reason, code = task.stop_state, f"{task.stop_reason} (exit status {code})", None
-        elif record.oom_killed:
-            state, reason, code = TaskState.OOM, f"out of memory at its limit (exit status {code})", None
-        elif task.start_error:
-            state = TaskState.FAILED
-        else:
-            state = TaskState.COMPLETED if code == 0 else TaskState.FAILED
-        self._end(task, state, code, reason, record)
-
-    def _end(self, task: Task, state: TaskState, code: int | None, reason: str, record: Any = None) -> None:
-        from engine.containers import lifecycle
-
-        cpu_seconds, peak = 0.0, 0
-        try:
-            stats = task.slice.stats()
-            cpu_seconds, peak = stats.cpu_seconds, stats.memory_peak
-        except (RadeError, OSError) as err:
-            log.warning("job %d task %d attempt %d: reading usage: %s", *task.key, err)
-        if record is not None:
-            try:
-                keep_task_log(self.root, task.key, self.store.dir(record.id).log)
-            except OSError as err:
-                log.warning("job %d task %d attempt %d: keeping the log: %s", *task.key, err)
-        log.info("job %d task %d attempt %d: %s (exit %s, %.2f cpu s, peak %d bytes)%s", *task.key, state.value,
-                 code, cpu_seconds, peak, f": {reason}" if reason else "")
-        # Reported before the clean-up, which the next task on these CPUs need not wait for. Until the task
-        # file goes, a restarted agent would find the exited container and report this end again (the
-        # scheduler drops the repeat).
-        self._report(task.key, state, code, reason, cpu_seconds, peak)
-        # Only the rename that takes the container out of the store happens here; its files and the
-        # slice are deleted by the launcher (or without one, on the purger's thread).
-        key, slice_name = task.key, task.file.cgroup_slice
-        retired = None
-        if record is not None:
-            try:
-                retired = lifecycle.retire_exited(self.store, reclaim(self.store, record), volumes=True)
-            except RadeError as err:
-                log.warning("job %d task %d attempt %d: removing container: %s", *key, err.message)
-        elif task.file.container_id:
-            self._remove_unstarted(task.file.container_id)
-        mpi.remove_files(self.root, self.node, task.key)
-        self.tasks.pop(task.key, None)
-        if retired is not None:
-            path, lock_fd = retired
-            if self.launcher is not None and self.launcher.purge(path, lock_fd, slice_name, self.state.path(key)):
-                os.close(lock_fd)
-                return
-            self.purger.put(path, lock_fd, lambda: _remove_slice(key, slice_name))
-        else:
-            _remove_slice(key, slice_name)
-        self.state.forget(key)
-
-    def _remove_unstarted(self, container_id: str) -> None:
-        from engine.containers import lifecycle
-
-        try:
-            lifecycle.remove(self.store, self.store.get(container_id), force=True, volumes=True)
-        except RadeError as err:
-            log.warning("container %s: removing after a failed start: %s", container_id[:12], err.message)
-
     # -- adoption after a restart ---------------------------------------------------------------------------
 
     def adopt(self) -> int:
@@ -454,55 +354,3 @@ class EngineRunner:
                 self.watcher.unwatch(task.control.sock.fileno())
                 task.control.close()
         self.purger.close()
-
-
-def _remove_slice(key: tuple[int, int, int], slice_name: str) -> None:
-    try:
-        remove_slice(slice_name)
-    except (RadeError, OSError) as err:
-        log.warning("job %d task %d attempt %d: removing its cgroup: %s", *key, err)
-
-
-def reclaim(store: Any, record: Any) -> Any:
-    """The record, taken back from a removal that an agent killed half-way left marked `removing` (which
-    the engine would otherwise refuse to remove again, leaving the container forever): only this node's
-    one agent (or, with none running, `stop_leftovers`) removes its task containers, so no one else is
-    removing it now."""
-    from engine.containers.status import ContainerStatus
-
-    if record.status is not ContainerStatus.REMOVING:
-        return record
-    log.info("container %s: finishing a removal a stopped agent left half-way", record.id[:12])
-    return store.update(record.id, lambda r: r.moved(ContainerStatus.EXITED))
-
-
-def stop_leftovers(root: str, node: str, grace: float = 2.0) -> int:
-    """With no agent running for `node`: stop every container it left (SIGTERM, `grace`, SIGKILL), keep
-    their logs, remove them, their cgroup slices and task files. For taking a node out for good (the
-    dev cluster's `down`); a restarted agent adopts them instead. How many containers were stopped."""
-    from engine.containers import lifecycle
-    from engine.containers.store import ContainerStore
-
-    state = AgentState(root, node)
-    store = ContainerStore(root)
-    files, _ = state.load_all()
-    by_container = {f.container_id: f for f in files if f.container_id}
-    for record in store.all():
-        if dict(record.config.labels).get("rade.node") == node:
-            by_container.setdefault(record.id, None)  # made, but the agent stopped before its task file
-    for container_id, file in by_container.items():
-        try:
-            record = lifecycle.stop(store, reclaim(store, store.get(container_id)), timeout=grace)
-            if file is not None:
-                with contextlib.suppress(OSError):
-                    keep_task_log(root, file.key, store.dir(container_id).log)
-            lifecycle.remove(store, record, force=True, volumes=True)
-        except RadeError as err:
-            log.warning("node %s: container %s: %s", node, container_id[:12], err.message)
-    for file in files:
-        mpi.remove_files(root, node, file.key)
-        state.forget(file.key)
-    for slice_name in node_slices(root, node):
-        with contextlib.suppress(RadeError, OSError):
-            remove_slice(slice_name)
-    return len(by_container)

@@ -7,7 +7,8 @@ records the exit code, OOM kill and finish time in `state.json`, then cleans up 
 cgroup, the network namespace) and removes the container if it was started with `--rm`. The command that
 started it may exit or be killed at any point: nothing here depends on it after the start is reported.
 
-The launcher is passed in (normally `engine.launch.launch`), so the event loop is tested on its own.
+The launcher is passed in (normally `engine.launch.launch`), so the event loop is tested on its own. The
+loop over the channels, and the frames to attach clients, are `engine.containers.loop` (mixed in here).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.containers import launchspec, wiring
-from engine.containers.attach import Frame, Message, encode, encode_data
+from engine.containers.attach import Frame, Message, encode
 from engine.containers.channels import (
     Channel,
     ClientChannel,
@@ -34,6 +35,7 @@ from engine.containers.channels import (
     SignalChannel,
 )
 from engine.containers.logs import STDERR, STDOUT, LogWriter
+from engine.containers.loop import DRAIN_SECONDS, ChannelLoop
 from engine.containers.record import ContainerRecord, now_rfc3339
 from engine.containers.status import ContainerStatus, can_start
 from engine.containers.store import ContainerStore
@@ -42,7 +44,6 @@ from jobs.errors import RadeError
 log = logging.getLogger(__name__)
 
 ATTACH_WAIT_SECONDS = 30.0
-DRAIN_SECONDS = 2.0
 
 
 class Ready:
@@ -71,7 +72,7 @@ def exit_status(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-class Supervisor:
+class Supervisor(ChannelLoop):
     """One container's supervisor: `run()` is its whole life, from listening to the final cleanup."""
 
     def __init__(self, store: ContainerStore, container_id: str, ready: Ready, wait_attach: bool,
@@ -98,60 +99,6 @@ class Supervisor:
         self.lock_fd: int | None = None
         self.first_client = first_client  # connected by the starter before the fork (spawn's preconnect)
         self.layers = layers  # the image's layer dirs when the starter looked them up already
-
-    # -- the loop -------------------------------------------------------------------------------------
-
-    def add(self, channel: Channel) -> None:
-        stale = self.channels.get(channel.fd)
-        if stale is not None:
-            # The fd number was closed and reused (a client left, another came) before the next sync.
-            self.selector.unregister(channel.fd)
-            if stale in self.clients:
-                self.clients.remove(stale)
-        self.channels[channel.fd] = channel
-        self.selector.register(channel.fd, self._events(channel), channel)
-
-    def _events(self, channel: Channel) -> int:
-        if channel.wants_write():
-            return selectors.EVENT_WRITE | (selectors.EVENT_READ if channel.reads else 0)
-        # A write-only fd with nothing to write stays registered for reading: it reports an error
-        # (the reader is gone) that way.
-        return selectors.EVENT_READ
-
-    def _sync(self) -> None:
-        """Drop closed channels, update what each remaining one waits for."""
-        for fd, channel in list(self.channels.items()):
-            if channel.closed:
-                self.selector.unregister(fd)
-                del self.channels[fd]
-                if channel in self.clients:
-                    self.clients.remove(channel)
-                continue
-            events = self._events(channel)
-            if self.selector.get_key(fd).events != events:
-                self.selector.modify(fd, events, channel)
-
-    def poll(self, timeout: float | None) -> None:
-        self._sync()
-        for key, mask in self.selector.select(timeout):
-            channel: Channel = key.data
-            if channel.closed or self.channels.get(key.fd) is not channel:
-                continue
-            try:
-                if mask & selectors.EVENT_WRITE:
-                    channel.on_writable()
-                if mask & selectors.EVENT_READ and not channel.closed:
-                    if channel.reads:
-                        channel.on_readable()
-                    elif not channel.pending:
-                        channel.close()  # a write-only fd readable: the reader is gone
-            except Exception:
-                if not isinstance(channel, ClientChannel):
-                    raise
-                # One misbehaving client must not take the container's supervisor down with it.
-                log.exception("container %s: attach client dropped", self.cid[:12])
-                channel.close()
-        self._sync()
 
     # -- clients --------------------------------------------------------------------------------------
 
@@ -196,12 +143,6 @@ class Supervisor:
             fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, winsize)
         except OSError:
             pass
-
-    def broadcast(self, kind: Frame, data: bytes | dict, stream: str | None = None) -> None:
-        frame = encode_data(kind, data) if isinstance(data, bytes) else encode(kind, data)
-        for client in list(self.clients):
-            if stream is None or client.wants(stream):
-                client.queue(frame)
 
     def on_output(self, stream: str, data: bytes) -> None:
         assert self.log_writer is not None
@@ -321,17 +262,6 @@ class Supervisor:
                 step()
             except Exception as err:  # noqa: BLE001 - every step runs, failures are logged
                 log.error("container %s: %s: %s", self.cid[:12], what, err)
-
-    def flush_clients(self, close: bool) -> None:
-        """Send what is queued for clients; with `close`, then hang up on everyone (the signal that the
-        container is gone and cleaned up, which control clients wait for)."""
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while time.monotonic() < deadline and any(c.pending for c in self.clients if not c.closed):
-            self.poll(deadline - time.monotonic())
-        if close:
-            for channel in list(self.channels.values()):
-                channel.close()
-            self._sync()
 
     def claim(self) -> bool:
         """Hold the container's supervisor lock for the rest of this process's life; False if another

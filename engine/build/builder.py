@@ -3,7 +3,8 @@ a metadata-only entry), each looked up in the step cache first, the output of RU
 
 Multi-stage: each `FROM image [AS name]` starts a stage with its own state; a later stage builds on an
 earlier one (`FROM name`) or copies from it (`COPY --from=name|index|image`); `--target` stops at a
-stage, and only the stages the target needs are built (`engine.build.stages`).
+stage, and only the stages the target needs are built (`engine.build.stages`). An image named there that
+is not local is pulled from its registry first (`engine.build.base_images`).
 
 RUN is a container of this runtime: created from the current step's image with host networking, run
 attached, its upper dir committed as the step's layer, then removed. COPY/ADD write their layer tar
@@ -58,11 +59,15 @@ class BuildState:
 class Builder:
     def __init__(self, root: str, context: str, containerfile: str | None = None,
                  build_args: dict[str, str] | None = None, out: Callable[[str], None] = print,
-                 use_cache: bool = True) -> None:
+                 use_cache: bool = True, registry: Any = None, progress: bool = True) -> None:
+        """`registry`: how to reach registries for a base image that is not local (RegistryOptions;
+        None: the saved logins, TLS verified); `progress`: the pull's display on stderr if a terminal."""
+        from engine.build.base_images import BaseImages
         from engine.images.store import ImageStore
 
         self.root = root
         self.images = ImageStore(root)
+        self.bases = BaseImages(root, self.images, registry, out, progress)
         self.context = BuildContext(context)
         path = Path(containerfile) if containerfile else self._default_file()
         try:
@@ -183,7 +188,7 @@ class Builder:
             state.image = None
             return
         else:
-            state.image = self.images.resolve(ref)
+            state.image = self.bases.get(ref, f"{self.filename}:{ins.line}", f"FROM {ref} is not a local image")
         config = state.image.runtime_config
         state.env = dict(e.partition("=")[::2] for e in config.get("Env") or [])
         state.workdir = config.get("WorkingDir") or "/"
@@ -236,15 +241,9 @@ class Builder:
         stage = find_stage(self.stages, ref, self.current_stage)
         if stage is not None:
             return self.stage_images[stage.index]
-        if ref in (s.name for s in self.stages if s.name):
+        if ref in (s.name for s in self.stages if s.name) or ref.isdigit():
             raise BuildError(f"{where}: --from={ref} names a later stage", "copy only from stages above this one")
-        try:
-            return self.images.resolve(ref)
-        except BuildError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the image store's own error says what is missing
-            raise BuildError(f"{where}: --from={ref} is neither a stage before this one nor a local image",
-                             getattr(err, "hint", None) or "check the name") from None
+        return self.bases.get(ref, where, f"--from={ref} is neither a stage before this one nor a local image")
 
     def _is_image_dir(self, state: BuildState):
         layers = [Path(p) for p in state.image.layer_dirs()] if state.image is not None else []

@@ -1,5 +1,6 @@
 """`rade build -t NAME[:TAG] [-f Containerfile] [--build-arg K=V] [--target STAGE] DIR`: an image from a
-Containerfile (multi-stage: `--target` stops at a stage)."""
+Containerfile (multi-stage: `--target` stops at a stage). A base image (`FROM`, `COPY --from`) that is not
+local is pulled from its registry, with `rade pull`'s progress display on a terminal."""
 
 from __future__ import annotations
 
@@ -22,13 +23,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
+    from engine.images.credentials import CredentialStore, default_auth_file
+    from engine.images.transfer import RegistryOptions
+
+    # For a base image that is not local: pulled as `rade pull` would, with the same logins.
+    registry = RegistryOptions(credentials=CredentialStore(args.authfile or default_auth_file(args.root)),
+                               tls_verify=args.tls_verify)
     builder = Builder(args.root, args.context, args.file, build_args, out=out if not args.quiet else
-                      (lambda _line: None), use_cache=not args.no_cache)
+                      (lambda _line: None), use_cache=not args.no_cache, registry=registry,
+                      progress=not args.quiet)
     image = builder.build(args.tag, target=args.target)
     if args.quiet:
         print(image.id)
     sys.stdout.flush()
     return 0
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "1", "yes", "false", "0", "no"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value in ("true", "1", "yes")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,5 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage (a name given with FROM ... AS)")
     p.add_argument("--no-cache", action="store_true", help="run every step again (the results are cached anew)")
+    p.add_argument("--tls-verify", type=_bool, default=True, metavar="BOOL",
+                   help="verify the TLS certificate of a registry a base image is pulled from (default true)")
+    p.add_argument("--authfile", default=None,
+                   help="the saved logins for pulling base images (default: $RADE_AUTH_FILE or ROOT/auth.json)")
     p.add_argument("context", metavar="DIR")
     p.set_defaults(func=cmd_build)

@@ -78,7 +78,10 @@ COPY --from=evil /leak /got
 
 def test_copy_from_errors_name_the_line(rade, tmp_path):
     cases = {
-        "FROM busybox\nCOPY --from=nowhere /a /b\n": "Containerfile:2: --from=nowhere is neither a stage",
+        # Not local, so pulled (as docker build does): from a loopback port where no registry listens.
+        "FROM busybox\nCOPY --from=127.0.0.1:1/nowhere /a /b\n":
+            "Containerfile:2: --from=127.0.0.1:1/nowhere is neither a stage before this one nor a local image, "
+            "and pulling it failed",
         "FROM busybox AS one\nCOPY --from=two /a /b\nFROM busybox AS two\nFROM one\n": "names a later stage",
         "FROM busybox AS a\nRUN true\nFROM busybox\nCOPY --from=a /no/such /x\n": "/no/such: no such file",
         "FROM busybox\nADD --from=busybox /bin/sh /sh\n": "ADD takes no --from",

@@ -45,6 +45,16 @@ def format_size(size: int) -> str:
     return f"{size}B"
 
 
+def format_decimal_size(size: int) -> str:
+    """Bytes as Docker's CLI words them: decimal units, three significant digits (4.26MB, 2.05kB)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{size}B"
+
+
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Long forms too (`2 hours`, `30 min`): people write them, and they cannot be misread.
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|[smhd])",

@@ -353,16 +353,6 @@ class _Counted:
         self.raw.flush()
 
 
-def human_size(size: int) -> str:
-    """Bytes as Docker's CLI words them (powers of 1000, three digits): 2.05kB, 25.2MB."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{size}B"
-
-
 def _end_child(pid: int, err_r: int, err: BaseException, own: bool) -> None:
     """After this side failed with `err`: wait for the child and raise its report, unless `err` is this
     side's `own` failure or the report is only the echo of it (a broken pipe); then the caller raises

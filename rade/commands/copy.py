@@ -29,10 +29,10 @@ def cmd_cp(args: argparse.Namespace) -> int:
     else:
         size = copy_in(store, store.find(dest_container), src, dest, follow=args.follow_link, archive=args.archive)
     if not args.quiet and dest != "-" and sys.stderr.isatty():
-        from engine.containers.copy import human_size
+        from jobs.units import format_decimal_size
 
         # As Docker's CLI: a line on the terminal only, never in a script's output.
-        print(f"Successfully copied {human_size(size)} to {args.dest}", file=sys.stderr)
+        print(f"Successfully copied {format_decimal_size(size)} to {args.dest}", file=sys.stderr)
     return 0
 
 

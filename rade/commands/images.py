@@ -17,6 +17,7 @@ import tempfile
 from typing import Any
 
 from jobs.errors import UsageError
+from jobs.units import format_decimal_size
 
 _SAVE_FORMATS = ("docker-archive", "oci-archive", "oci-dir")
 
@@ -31,16 +32,6 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-
-
-def human_size(size: int) -> str:
-    """Sizes as Docker prints them: decimal units, three significant digits (4.26MB)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{size}B"
 
 
 def human_age(created: str | None, now: datetime.datetime | None = None) -> str:
@@ -142,7 +133,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     for image in images:
         for tag in image.repo_tags or ("<none>:<none>",):
             repo, _, name = tag.rpartition(":")
-            rows.append((repo, name, image.short_id, human_age(image.created), human_size(image.size)))
+            rows.append((repo, name, image.short_id, human_age(image.created), format_decimal_size(image.size)))
     _table(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), rows)
     return 0
 
@@ -186,7 +177,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     _table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), [
         (image.short_id if i == 0 else "<missing>", human_age(r["created"]),
          r["created_by"] if width is None or len(r["created_by"]) <= width else r["created_by"][:width - 3] + "...",
-         human_size(r["size"]), r["comment"]) for i, r in enumerate(rows)])
+         format_decimal_size(r["size"]), r["comment"]) for i, r in enumerate(rows)])
     return 0
 
 

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
+from jobs.units import format_decimal_size
 from rade.cli import main
-from rade.commands.images import human_size, inspect_image
+from rade.commands.images import inspect_image
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_errors_are_one_line_with_exit_codes(rade, tmp_path) -> None:
 
 
 def test_sizes_print_like_docker() -> None:
-    assert [human_size(n) for n in (0, 999, 1000, 4_260_000, 1_500_000_000)] == \
+    assert [format_decimal_size(n) for n in (0, 999, 1000, 4_260_000, 1_500_000_000)] == \
         ["0B", "999B", "1kB", "4.26MB", "1.5GB"]
 
 

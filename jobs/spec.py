@@ -165,17 +165,25 @@ class JobSpec:
         return build_spec(tree, problems, base_dir=None)
 
 
+# Scalars as msgpack and JSON give them: told apart by their exact type, so the tree of a submitted spec
+# is built without an abstract-class check for each of its values (those were half of checking a spec).
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+
+
 def node_from_value(value: Any, mark: Mark, problems: Problems) -> Node:
     """A tree of Nodes for plain Python data, every node marked with `mark`."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return Node(value, mark)
+    if kind is dict or isinstance(value, Mapping):
         children: dict[str, Node] = {}
         for key, child in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str and not isinstance(key, str):
                 problems.add(mark, "", f"key {key!r} is not text")
                 continue
             children[key] = node_from_value(child, mark, problems)
-        return Node(children, mark, keys={key: mark for key in children})
-    if isinstance(value, list | tuple):
+        return Node(children, mark, keys=dict.fromkeys(children, mark))
+    if kind is list or isinstance(value, list | tuple):
         return Node([node_from_value(item, mark, problems) for item in value], mark)
     return Node(value, mark)
 

@@ -189,3 +189,18 @@ def test_the_printed_form_validates_back_to_the_same_spec(full_spec_text):
     text = spec_to_yaml(spec)
     assert "memory: 512M" in text and "time_limit: 93784s" in text
     assert parse_spec(text, "printed.yaml", base_dir="/elsewhere") == spec
+
+
+def test_a_plain_spec_reads_alike_from_any_mapping_and_sequence_type():
+    from types import MappingProxyType
+
+    plain = {"name": "a", "image": "busybox", "command": ["true"], "env": {"K": "v"},
+             "resources": {"cpus": 2, "memory": "1G"}, "placement": {"exclude": ["n2"]}}
+    other = MappingProxyType({**plain, "command": ("true",), "env": MappingProxyType({"K": "v"}),
+                              "placement": MappingProxyType({"exclude": ("n2",)})})
+    assert JobSpec.from_dict(other, origin="x") == JobSpec.from_dict(plain, origin="x")
+
+
+def test_a_plain_spec_with_a_key_that_is_not_text_is_refused():
+    with pytest.raises(SpecError, match="key 3 is not text"):
+        JobSpec.from_dict({"name": "a", "image": "busybox", "command": ["true"], "env": {3: "v"}})

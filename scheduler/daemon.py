@@ -12,7 +12,8 @@ clock and the poll timeout; nothing sleeps.
 Durability: the store is SQLite in WAL mode, `synchronous: normal` by default, so a commit is in the WAL
 file before anything is sent and survives any death of this process (SIGKILL included); only a power cut
 or a kernel crash may lose the last commits. `synchronous: full` in the configuration adds an fsync to
-every commit for sites that want those too (see `scheduler.store`).
+every commit for sites that want those too (see `scheduler.store`). The WAL's pages are copied into the
+database file by a thread of its own (`scheduler.checkpoint`), so no client's commit waits for that copy.
 
 Frames: an agent (a DEALER whose routing id is its node name) sends messages, one protocol message a
 frame. A client sends pairs of frames: a request id it chose and the message; the reply carries the same
@@ -47,6 +48,7 @@ from scheduler import views
 from scheduler.access import Access
 from scheduler.agents import AgentDesk
 from scheduler.auth import AGENTS_DOMAIN, CLIENTS_DOMAIN, ZAP_ENDPOINT, Gatekeeper
+from scheduler.checkpoint import WRITER_LIMIT, Checkpointer
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import SchedulerConfig
 from scheduler.drain import next_deadline
@@ -174,11 +176,18 @@ class SchedulerDaemon:
         previous = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        # WAL pages are copied into the database file by a thread of its own, not inside a commit.
+        checkpointer = Checkpointer(self.store.path) if self.store.path != ":memory:" else None
+        if checkpointer is not None:
+            self.store.checkpoint_at(WRITER_LIMIT)
+            checkpointer.start()
         poller = zmq.Poller()
         poller.register(self.agents, zmq.POLLIN)
         poller.register(self.clients, zmq.POLLIN)
         if self.zap is not None:
             poller.register(self.zap, zmq.POLLIN)
+        gap = zmq.Poller()  # the client socket alone, kept: `Socket.poll` builds a poller on every call
+        gap.register(self.clients, zmq.POLLIN)
         next_tick = self.clock.monotonic()
         deferred = 0
         known: dict[zmq.Socket, int] | None = None  # what is ready, when the turn before found out
@@ -210,7 +219,7 @@ class SchedulerDaemon:
                 # Requests first: after answering, the pass waits for a next request that comes within a
                 # moment (a few turns at most), so a stream of submissions is answered back to back and one
                 # pass takes them all; a lone submission is placed a moment later.
-                if asked and deferred < PASSES_DEFERRED and self.clients.poll(REQUEST_GAP_MS):
+                if asked and deferred < PASSES_DEFERRED and gap.poll(REQUEST_GAP_MS):
                     deferred += 1
                     known = {self.clients: zmq.POLLIN}  # agents wait for the pass's turn (32 at most)
                     continue
@@ -222,6 +231,8 @@ class SchedulerDaemon:
                 self.store.commit()
                 self._flush()
         finally:
+            if checkpointer is not None:
+                checkpointer.stop()
             gc.set_threshold(*previous)
             gc.unfreeze()
             self.close()

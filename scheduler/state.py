@@ -174,7 +174,8 @@ class ClusterState(Lifecycle):
         is kept (its plain form and placement demand) is never checked again."""
         spec = JobSpec.from_dict(spec_data, origin="submitted spec")
         plain = spec.to_dict()
-        demand = demand_of(0, spec)
+        # One job's demand is made with its id; an array's members share one, each given its own id.
+        demand = demand_of(self._next_id, spec)
         indices: Iterable[int | None] = (None,)
         array_of = None
         if plain.get("array"):
@@ -185,14 +186,16 @@ class ClusterState(Lifecycle):
         for index in indices:
             job_id = self._next_id
             self._next_id += 1
-            job = JobRecord(id=job_id, name=spec.name, user=user, spec=plain, demand=evolve(demand, job_id=job_id),
+            job = JobRecord(id=job_id, name=spec.name, user=user, spec=plain,
+                            demand=demand if demand.job_id == job_id else evolve(demand, job_id=job_id),
                             priority=spec.priority, submitted_at=now, array_index=index, array_of=array_of)
             self.store.insert_job(job)
             self.jobs[job_id] = job
             self._track_array(job)
             self._fresh.append(job_id)
             ids.append(job_id)
-        log.debug("job %s submitted by %s: %s", ",".join(map(str, ids)), user, spec.name)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job %s submitted by %s: %s", ",".join(map(str, ids)), user, spec.name)
         return ids
 
     def cancel(self, job_id: int, user: str, admin: bool) -> str:

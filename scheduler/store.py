@@ -196,6 +196,11 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._nodes.clear()
 
+    def checkpoint_at(self, pages: int) -> None:
+        """How many pages the WAL may reach before a commit of this connection copies them into the database
+        file itself (SQLite's default is 1,000); for when another connection checkpoints sooner."""
+        self._db.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
     def close(self, commit: bool = True) -> None:
         """Close the database; without `commit`, what was not yet committed is lost (as in a crash)."""
         if commit:

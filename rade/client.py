@@ -229,7 +229,45 @@ class SchedulerClient:
 
     def request(self, msg: Message, timeout: float | None = None) -> Any:
         """Send one request and return its reply's data; raise on an error reply or no reply in time."""
-        return self.request_many([msg], window=1, timeout=timeout)[0]
+        # `request_many` with a window of one, without its bookkeeping: one at a time is what most
+        # commands (and a script submitting in a loop) do, and each round trip waits on this code.
+        sock = self._sock()
+        limit = self.timeout if timeout is None else timeout
+        request_id = next(self._ids).to_bytes(8, "big")
+        self._send(sock, [request_id, encode(msg)], limit)
+        while True:
+            frames = self._receive(sock, limit)
+            for reply_id, frame in zip(frames[::2], frames[1::2]):
+                if reply_id == request_id:
+                    reply = decode(frame)
+                    if isinstance(reply, ErrorReply):
+                        raise SchedulerRefused(reply.message, reply.hint)
+                    return reply.data if isinstance(reply, Reply) else None
+
+    def _send(self, sock: zmq.Socket, frames: list[bytes], limit: float) -> None:
+        try:
+            sock.send_multipart(frames)
+        except zmq.Again:
+            # No connection to queue it on: a refused handshake drops it, and a DEALER without one
+            # would wait forever.
+            self._handshake_failure()
+            self.close()
+            raise SchedulerUnreachable(f"cannot send to the scheduler at {self.endpoint} within {limit:g}s",
+                                       "is 'rade scheduler' running there?") from None
+
+    def _receive(self, sock: zmq.Socket, limit: float) -> list[bytes]:
+        """The next message of replies; raises when none comes within `limit` seconds."""
+        while True:
+            ready = dict(self._poller.poll(limit * 1000))
+            if self._monitor in ready:
+                self._handshake_failure()
+            if sock in ready:
+                return sock.recv_multipart()
+            if self._monitor not in ready:
+                self.close()  # a late reply must not be taken for the answer to a later request
+                raise SchedulerUnreachable(
+                    f"no answer from the scheduler at {self.endpoint} within {limit:g}s",
+                    "is 'rade scheduler' running there? give its address with --scheduler or RADE_SCHEDULER")
 
     def request_many(self, msgs: Iterable[Message], window: int = 256, timeout: float | None = None) -> list[Any]:
         """Send requests with up to `window` in flight; replies' data in request order."""
@@ -249,30 +287,12 @@ class SchedulerClient:
                     break
                 index, msg = item
                 request_id = next(self._ids).to_bytes(8, "big")
-                try:
-                    sock.send_multipart([request_id, encode(msg)])
-                except zmq.Again:
-                    # No connection to queue it on: a refused handshake drops it, and a DEALER without
-                    # one would wait forever.
-                    self._handshake_failure()
-                    self.close()
-                    raise SchedulerUnreachable(f"cannot send to the scheduler at {self.endpoint} within "
-                                               f"{limit:g}s", "is 'rade scheduler' running there?") from None
+                self._send(sock, [request_id, encode(msg)], limit)
                 pending[request_id] = index
                 count += 1
             if not pending:
                 break
-            ready = dict(self._poller.poll(limit * 1000))
-            if self._monitor in ready:
-                self._handshake_failure()
-            if sock not in ready:
-                if self._monitor in ready:
-                    continue
-                self.close()  # a late reply must not be taken for the answer to a later request
-                raise SchedulerUnreachable(
-                    f"no answer from the scheduler at {self.endpoint} within {limit:g}s",
-                    "is 'rade scheduler' running there? give its address with --scheduler or RADE_SCHEDULER")
-            frames = sock.recv_multipart()
+            frames = self._receive(sock, limit)
             for request_id, frame in zip(frames[::2], frames[1::2]):  # replies come in (id, message) pairs
                 if request_id not in pending:
                     continue

@@ -255,9 +255,12 @@ def signal_container(store: ContainerStore, record: ContainerRecord, signum: int
 
 
 def wait(store: ContainerStore, record: ContainerRecord, timeout: float | None = None) -> ContainerRecord:
-    """Block until the container has exited and been cleaned up; its final record."""
+    """Block until the container has exited and been cleaned up; its final record. A supervisor still
+    holding an exited container is waited for: it is still cleaning up (a removal now would be refused)."""
+    from engine.containers.startlock import is_lock_free
+
     record = refresh(store, record)
-    if st.is_active(record.status):
+    if st.is_active(record.status) or (record.status is ContainerStatus.EXITED and not is_lock_free(store, record)):
         try:
             client = AttachClient(store.dir(record.id))
         except ContainerError:
@@ -315,25 +318,23 @@ def remove(store: ContainerStore, record: ContainerRecord, force: bool = False, 
         if record.status is not ContainerStatus.EXITED:
             return  # removed by its own --rm
     elif is_being_started(store, record):
-        raise ContainerError(f"container {record.name} is being started", "try again in a moment")
+        if record.status is ContainerStatus.EXITED:
+            # Its supervisor is still cleaning up (`start -a` has returned): a moment, not a refusal.
+            wait(store, record, timeout=10.0)
+            try:
+                record = store.get(record.id)
+            except ContainerError:
+                return  # removed by its own --rm
+        if is_being_started(store, record):
+            raise ContainerError(f"container {record.name} is being started", "try again in a moment")
     remove_stopped(store, record, volumes)
 
 
 def is_being_started(store: ContainerStore, record: ContainerRecord) -> bool:
     """Whether a supervisor holds the container's lock although the record does not say running yet."""
-    import fcntl
+    from engine.containers.startlock import is_lock_free
 
-    try:
-        fd = os.open(store.dir(record.id).path / "supervisor.lock", os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return not is_lock_free(store, record)
 
 
 def remove_stopped(store: ContainerStore, record: ContainerRecord, volumes: bool,

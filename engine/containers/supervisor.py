@@ -103,11 +103,11 @@ class Supervisor(ChannelLoop):
     # -- clients --------------------------------------------------------------------------------------
 
     def on_client(self, conn: socket.socket) -> None:
+        # Kept even once the container has exited: the hang-up at the very end is what tells a client the
+        # exit is recorded and cleaned up (a client closed at once here read a record still saying running).
         client = ClientChannel(conn, self.on_message)
         self.clients.append(client)
         self.add(client)
-        if self.exited:
-            client.close()
 
     def on_message(self, client: ClientChannel, message: Message) -> None:
         if message.kind is Frame.HELLO:

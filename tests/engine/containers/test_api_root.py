@@ -42,3 +42,14 @@ def test_api_stats_exec_and_adoption(rade, image_root):
     assert [r.id for r in again.adopt({"rade.node": "api-test"})] == [started.id]
     again.kill(started.id, signal.SIGKILL)
     assert again.wait(started.id).exit_code == 137
+
+
+def test_wait_on_a_container_that_just_exited_reads_its_recorded_end(rade, image_root):
+    # A client connecting while the supervisor drains the output of an exited container used to be hung up
+    # on at once, before the exit was recorded, and read a record still saying running.
+    engine = Engine(image_root)
+    for round_ in range(40):
+        started = engine.run("busybox", ["sh", "-c", "exit 3"], name=f"quick-{round_}")
+        record = engine.wait(started.id)
+        assert (record.status.value, record.exit_code) == ("exited", 3), round_
+        engine.remove(started.id)

@@ -320,3 +320,12 @@ def test_stats_shows_a_busy_container(rade):
     fields = lines[1].split()
     assert fields[0] == cid[:12] and float(fields[2].rstrip("%")) > 0 and "64M" in lines[1]
     rade("rm", "-f", cid)
+
+
+def test_rm_right_after_start_attach_returns_waits_for_the_clean_up(rade):
+    # `start -a` returns once the output ends, while the supervisor may still be cleaning up: `rm` then
+    # waits a moment for it instead of refusing the container as "being started".
+    for round_ in range(15):
+        rade("create", "--name", f"brief-{round_}", "busybox", "echo", "said")
+        assert rade.out("start", "-a", f"brief-{round_}") == "said"
+        rade("rm", f"brief-{round_}")

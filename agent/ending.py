@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# After a supervisor turned the runner's connection away while its container's end was being recorded.
+# After a supervisor hung up before its container's end was recorded (see `_finish`).
 REATTACH_DELAY = 0.02
 
 
@@ -59,11 +59,10 @@ class TaskEnding:
             self._end(task, TaskState.FAILED, 125, f"the container's record is gone: {err.message}")
             return
         if is_active(record.status) or lifecycle.is_being_started(self.store, record):
-            # The connection ended before the supervisor was done: one whose container has just exited
-            # turns new clients away while it drains the output, records the end, and cleans up, holding
-            # the container's lock until then. Reported now, the end would come from the running record,
-            # and the container, which cannot be removed while it says running or is locked, would outlive
-            # its task: look again in a moment.
+            # The connection ended before the supervisor was done (a supervisor of an older rade, still
+            # running a container adopted across an upgrade, turned clients away while it drained the
+            # output). Reported now, the end would come from the running record, and the container, which
+            # cannot be removed while it says running or is locked, would outlive its task: look again.
             log.info("job %d task %d attempt %d: its end is still being recorded: looking again", *task.key)
             task.reattach_at = self.clock.monotonic() + REATTACH_DELAY
             return

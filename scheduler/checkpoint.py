@@ -7,7 +7,8 @@ submitting one job at a time that was a sixth of all the daemon's commit time. H
 connection does it every moment instead, while the daemon's thread goes on committing: a PASSIVE
 checkpoint never blocks a writer, and the sqlite3 module lets go of the GIL while SQLite works. The
 daemon's connection keeps a limit of its own, far higher, so the WAL stays bounded even if this thread
-falls behind: the checkpoint it then runs finds most pages copied already.
+falls behind: the checkpoint it then runs finds most pages copied already. Only with `synchronous:
+normal`: with `full` each commit fsyncs the WAL, and this thread's fsyncs beside them slowed those down.
 
 Nothing here changes what is durable when: a commit is in the WAL before the daemon acts on it, as
 before; a checkpoint only moves committed pages, and SQLite recovers from a death in the middle of one.

@@ -13,7 +13,8 @@ Durability: the store is SQLite in WAL mode, `synchronous: normal` by default, s
 file before anything is sent and survives any death of this process (SIGKILL included); only a power cut
 or a kernel crash may lose the last commits. `synchronous: full` in the configuration adds an fsync to
 every commit for sites that want those too (see `scheduler.store`). The WAL's pages are copied into the
-database file by a thread of its own (`scheduler.checkpoint`), so no client's commit waits for that copy.
+database file by a thread of its own (`scheduler.checkpoint`, with `normal`), so no client's commit waits
+for that copy.
 
 Frames: an agent (a DEALER whose routing id is its node name) sends messages, one protocol message a
 frame. A client sends pairs of frames: a request id it chose and the message; the reply carries the same
@@ -176,8 +177,12 @@ class SchedulerDaemon:
         previous = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        # WAL pages are copied into the database file by a thread of its own, not inside a commit.
-        checkpointer = Checkpointer(self.store.path) if self.store.path != ":memory:" else None
+        # WAL pages are copied into the database file by a thread of its own, not inside a commit. Not with
+        # `synchronous: full`: there every commit waits for an fsync of the WAL, and the thread's own fsyncs
+        # beside them made those commits slower than the copies it took off them.
+        checkpointer = None
+        if self.store.path != ":memory:" and self.config.synchronous.upper() == "NORMAL":
+            checkpointer = Checkpointer(self.store.path)
         if checkpointer is not None:
             self.store.checkpoint_at(WRITER_LIMIT)
             checkpointer.start()

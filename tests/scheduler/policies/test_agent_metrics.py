@@ -8,12 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import zmq
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config import AgentConfig
 from agent.daemon import AgentDaemon
@@ -24,22 +22,13 @@ from jobs.messages import Heartbeat, Kill, Launch, Register, Registered, TaskUpd
 from jobs.spec import JobSpec
 from jobs.states import TaskState, is_terminal
 
-from ..daemons import free_port
+from ..daemons import free_port, scrape
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 TOP = Path(__file__).resolve().parents[3]
 NODE = "m1"
 
-
-def scrape(port: int) -> dict[str, dict[tuple, float]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
 
 
 def serve_until(sock: zmq.Socket, done, timeout: float = 40.0) -> object:

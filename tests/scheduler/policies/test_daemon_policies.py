@@ -5,14 +5,12 @@ blocked job, accounting after the fact, and the Prometheus endpoint."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from ..daemons import Daemons, free_port, wait_until
+from ..daemons import Daemons, free_port, scrape, wait_until
 
 
 @pytest.fixture
@@ -37,15 +35,6 @@ def submit(d: Daemons, tmp_path, name: str, **fields) -> list[int]:
     assert done.returncode == 0, done.stderr
     return [int(line) for line in done.stdout.split()]
 
-
-def scrape(port: int) -> dict[str, dict[tuple, float]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
 
 
 @pytest.mark.slow

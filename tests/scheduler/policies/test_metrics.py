@@ -3,25 +3,14 @@ prometheus-client's own text parser."""
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import AgentMetrics, TaskUsage
 from scheduler.metrics import SchedulerMetrics
 
-
-def scrape(port: int) -> dict[str, dict[tuple, float]]:
-    """name -> {sorted label items: value} from the endpoint's text."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
+from ..daemons import scrape
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.cgroups import CgroupV1, CgroupV2, hierarchies
+from tests.engine.containers.conftest import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -48,14 +49,6 @@ def _cpu(cgroup) -> float:
     return cgroup.stats().cpu_seconds
 
 
-def _until(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 @pytest.mark.parametrize("kind", ["v1", "v2"])
 def test_frozen_cgroup_uses_no_cpu_and_runs_again_when_thawed(kind, spinner):
@@ -63,7 +56,7 @@ def test_frozen_cgroup_uses_no_cpu_and_runs_again_when_thawed(kind, spinner):
     try:
         cgroup.create()
         cgroup.add(spinner.pid)
-        _until(lambda: _cpu(cgroup) > 0.01, "the spinner to use CPU")
+        wait_for(lambda: _cpu(cgroup) > 0.01, what="the spinner to use CPU")
         cgroup.freeze()
         assert cgroup.is_frozen()
         before = _cpu(cgroup)
@@ -74,7 +67,7 @@ def test_frozen_cgroup_uses_no_cpu_and_runs_again_when_thawed(kind, spinner):
         cgroup.thaw()
         assert not cgroup.is_frozen()
         frozen_at = _cpu(cgroup)
-        _until(lambda: _cpu(cgroup) > frozen_at + 0.01, "the thawed spinner to use CPU again")
+        wait_for(lambda: _cpu(cgroup) > frozen_at + 0.01, what="the thawed spinner to use CPU again")
     finally:
         cgroup.remove()
     assert not any(os.path.exists(p) for p in cgroup.paths())

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from engine.cgroups import open_cgroup
+from tests.engine.containers.conftest import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -23,18 +24,10 @@ def _cpu(cid: str) -> float:
     return open_cgroup(cid).stats().cpu_seconds
 
 
-def _until(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_paused_container_uses_no_cpu_and_shows_paused(rade):
     cid = rade.out("run", "-d", "--network", "none", "--name", "spin-pause", "busybox", *SPIN)
-    _until(lambda: _cpu(cid) > 0.02, "the container to use CPU")
+    wait_for(lambda: _cpu(cid) > 0.02, what="the container to use CPU")
     assert rade.out("pause", "spin-pause") == "spin-pause"
     state = _state(rade, "spin-pause")
     assert state["Status"] == "paused" and state["Paused"] is True and state["Running"] is True
@@ -52,7 +45,7 @@ def test_paused_container_uses_no_cpu_and_shows_paused(rade):
     state = _state(rade, "spin-pause")
     assert state["Status"] == "running" and state["Paused"] is False
     resumed = _cpu(cid)
-    _until(lambda: _cpu(cid) > resumed + 0.02, "the unpaused container to use CPU again")
+    wait_for(lambda: _cpu(cid) > resumed + 0.02, what="the unpaused container to use CPU again")
     not_paused = rade("unpause", "spin-pause", check=False)
     assert not_paused.returncode == 125 and b"not paused" in not_paused.stderr
     rade("rm", "-f", "spin-pause")
@@ -109,8 +102,8 @@ def test_a_paused_container_whose_supervisor_died_is_cleaned_up(rade):
     rade("pause", "p-orphan")
     record = json.loads((rade.root / "containers" / cid / "state.json").read_text())["container"]
     os.kill(record["supervisor_pid"], signal.SIGKILL)
-    _until(lambda: not _alive(record["supervisor_pid"]), "the supervisor to die")
+    wait_for(lambda: not _alive(record["supervisor_pid"]), what="the supervisor to die")
     # The next look corrects the record and kills what was left frozen (the freezer thawed to let it die).
     assert _state(rade, "p-orphan")["Status"] == "exited"
-    _until(lambda: not _alive(record["pid"]), "the frozen container process to be killed")
+    wait_for(lambda: not _alive(record["pid"]), what="the frozen container process to be killed")
     rade("rm", "p-orphan")

@@ -13,24 +13,25 @@ def _store(args: argparse.Namespace):
     return ContainerStore(args.root)
 
 
+def _each(args: argparse.Namespace, action) -> int:
+    """`action(store, record)` on every container named, each printed once done, as Docker does."""
+    store = _store(args)
+    for ref in args.containers:
+        action(store, store.find(ref))
+        print(ref)
+    return 0
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
     from engine.containers.pause import pause
 
-    store = _store(args)
-    for ref in args.containers:
-        pause(store, store.find(ref))
-        print(ref)
-    return 0
+    return _each(args, pause)
 
 
 def cmd_unpause(args: argparse.Namespace) -> int:
     from engine.containers.pause import unpause
 
-    store = _store(args)
-    for ref in args.containers:
-        unpause(store, store.find(ref))
-        print(ref)
-    return 0
+    return _each(args, unpause)
 
 
 def cmd_rename(args: argparse.Namespace) -> int:

@@ -14,10 +14,11 @@ The seam other parts call:
 How it runs (as crun does it): the parent precomputes everything (capability mask, seccomp BPF, /etc
 file contents) so the child only makes syscalls. It unshares a PID namespace for its next child only
 (and, for --network none, a network namespace with lo up), forks (so the child is PID 1 of the new
-namespace), and returns to its own namespaces. While the
-child builds the root in its new mount namespace, the parent creates the cgroup, writes the limits and
-the child's pid; the child waits on a sync pipe before it starts the command, so nothing the container
-runs escapes the cgroup. A CLOEXEC error pipe carries any failure of the child or of the exec back as a
+namespace), and returns to its own namespaces. The cgroup is made and its limits written before the
+fork; with v1 the child then joins it by itself (writing "0" to each hierarchy's `tasks`, the one move
+that does not wait for an RCU grace period), with v2 the parent moves it by pid while the child builds
+the root. The child waits on a sync pipe before it starts the command, so nothing the container runs
+escapes the cgroup. A CLOEXEC error pipe carries any failure of the child or of the exec back as a
 structured error; end-of-file on it means the command was exec'ed.
 
 Without root the same steps run inside a user namespace (engine.userns): no cgroup, devices bound from
@@ -76,6 +77,7 @@ class Plan:
     console: str | None
     sync_fd: int
     err_fd: int
+    join_fds: tuple[int, ...] = ()  # the cgroup's files the child joins it by (CgroupDriver.self_join_files)
 
 
 def _join_network(p: Plan) -> None:
@@ -147,12 +149,15 @@ def _read_only(p: Plan) -> None:
         rootfs.read_only_root(p.sys)
 
 
-def _wait_for_cgroup(p: Plan) -> None:
-    # As late as possible, so the parent's cgroup writes overlap the mounts above; before the command
+def _join_cgroup(p: Plan) -> None:
+    # As late as possible, so a parent moving us by pid overlaps the mounts above; before the command
     # exists, so it starts inside its limits.
     if os.read(p.sync_fd, 1) != b"1":
         os._exit(125)  # the parent failed and reports it itself
     os.close(p.sync_fd)
+    for fd in p.join_fds:
+        os.write(fd, b"0")
+        os.close(fd)
 
 
 def _cgroup_namespace(p: Plan) -> None:
@@ -229,7 +234,7 @@ STEPS = (
     ("mask /proc paths", _mask),
     ("workdir", _workdir),
     ("read-only root", _read_only),
-    ("wait for the cgroup", _wait_for_cgroup),
+    ("join the cgroup", _join_cgroup),
     ("unshare cgroup namespace", _cgroup_namespace),
     ("mount /sys/fs/cgroup", _cgroup_view),
     ("set up stdio", _stdio),
@@ -307,11 +312,20 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
     plan.sync_fd, plan.err_fd = sync_r, err_w
     cgroup = NoCgroup(config.container_id) if plan.rootless else open_cgroup(config.container_id,
                                                                               config.cgroup_parent)
+    join_fds: tuple[int, ...] | None = ()
     try:
-        if plan.rootless:
-            pid = fork_in_user_namespace(sys, err_w)
-        else:
-            pid = _fork_into_new_namespaces(sys, config.network == NETWORK_NONE)
+        try:
+            cgroup.create()
+            cgroup.apply(config.limits)
+            join_fds = cgroup.self_join_files()
+            plan.join_fds = join_fds or ()
+            if plan.rootless:
+                pid = fork_in_user_namespace(sys, err_w)
+            else:
+                pid = _fork_into_new_namespaces(sys, config.network == NETWORK_NONE)
+        except BaseException:
+            cgroup.remove()  # nothing runs in it yet
+            raise
         if pid == 0:
             os.close(sync_w)
             os.close(err_r)
@@ -319,12 +333,13 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
         os.close(sync_r)
         os.close(err_w)
         sync_r = err_w = -1
+        _close_all(plan.join_fds)
+        plan.join_fds = ()
         process = ContainerProcess(pid, cgroup)
         cgroup_error = None
         try:
-            cgroup.create()
-            cgroup.apply(config.limits)
-            cgroup.add(pid)
+            if join_fds is None:
+                cgroup.add(pid)
             os.write(sync_w, b"1")
         except CgroupError as err:
             cgroup_error = err
@@ -340,12 +355,16 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
             raise child_errors.error_from(failure) if failure else cgroup_error
         return process
     finally:
-        for fd in (sync_r, sync_w, err_r, err_w, plan.netns_fd):
-            if fd is not None and fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        _close_all((sync_r, sync_w, err_r, err_w, plan.netns_fd, *plan.join_fds))
+
+
+def _close_all(fds: tuple[int | None, ...]) -> None:
+    for fd in fds:
+        if fd is not None and fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _fork_into_new_namespaces(sys: Syscalls, new_network: bool) -> int:

@@ -78,6 +78,11 @@ class CgroupDriver(Protocol):
     def add(self, pid: int) -> None:
         """Move a process (and its future children) into the cgroup."""
 
+    def self_join_files(self) -> tuple[int, ...] | None:
+        """Files (open, close-on-exec; the caller closes them) that a single-threaded process joins the
+        cgroup by, writing "0" to each itself; None when the driver has no such way and the process is
+        moved by pid with `add`. Call after `create` and `apply`."""
+
     def procs(self) -> list[int]:
         """The pids in the cgroup now."""
 

@@ -31,11 +31,11 @@ def write(path: str, value: str | int) -> None:
         raise CgroupError(f"cgroup file {path} does not exist",
                           "the controller it belongs to is not enabled or not mounted here") from None
     except OSError as err:
-        raise _error(err, f"cannot open {path}: {err.strerror}") from None
+        raise error_from(err, f"cannot open {path}: {err.strerror}") from None
     try:
         os.write(fd, data)
     except OSError as err:
-        raise _error(err, f"cannot write {data.decode()!r} to {path}: {err.strerror}") from None
+        raise error_from(err, f"cannot write {data.decode()!r} to {path}: {err.strerror}") from None
     finally:
         os.close(fd)
 
@@ -52,10 +52,11 @@ def read(path: str, default: str | None = None) -> str:
     except OSError as err:
         if err.errno == errno.ENODEV and default is not None:
             return default
-        raise _error(err, f"cannot read {path}: {err.strerror}") from None
+        raise error_from(err, f"cannot read {path}: {err.strerror}") from None
 
 
-def _error(err: OSError, message: str) -> CgroupError:
+def error_from(err: OSError, message: str) -> CgroupError:
+    """The error for a failed cgroup file operation: CgroupGone when the cgroup went away meanwhile."""
     return CgroupGone(message) if err.errno == errno.ENODEV else CgroupError(message)
 
 
@@ -90,7 +91,7 @@ def make_dir(path: str) -> bool:
     except FileNotFoundError:
         raise  # the parent vanished (removed by another container's cleanup): the caller retries
     except OSError as err:
-        raise _error(err, f"cannot create cgroup {path}: {err.strerror}") from None
+        raise error_from(err, f"cannot create cgroup {path}: {err.strerror}") from None
 
 
 def make_container_dir(path: str) -> None:

@@ -27,6 +27,9 @@ class NoCgroup:
     def add(self, pid: int) -> None:
         pass
 
+    def self_join_files(self) -> tuple[int, ...]:
+        return ()
+
     def procs(self) -> list[int]:
         return []
 

@@ -146,6 +146,20 @@ class CgroupV1:
         for path in self._joined or [p for p in self.paths() if os.path.isdir(p)]:
             files.write(f"{path}/cgroup.procs", pid)
 
+    def self_join_files(self) -> tuple[int, ...]:
+        # A thread moving itself through `tasks` is the one move that skips the write side of the
+        # kernel's global threadgroup lock, which waits an RCU grace period (5-15 ms on this kind of
+        # host, a loaded one longer); a single-threaded process moving its only thread moves itself.
+        fds: list[int] = []
+        try:
+            for path in self._joined:
+                fds.append(os.open(f"{path}/tasks", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError as err:
+            for fd in fds:
+                os.close(fd)
+            raise files.error_from(err, f"cannot open {err.filename}: {err.strerror}") from None
+        return tuple(fds)
+
     def procs(self) -> list[int]:
         return files.read_pids(f"{self._dirs.get('memory', '/nonexistent')}/cgroup.procs")
 

@@ -95,6 +95,11 @@ class CgroupV2:
     def add(self, pid: int) -> None:
         files.write(f"{self.path}/cgroup.procs", pid)
 
+    def self_join_files(self) -> None:
+        # v2 moves whole processes through cgroup.procs only, and that move takes the kernel's
+        # threadgroup lock whoever writes it (clone3's CLONE_INTO_CGROUP would not).
+        return None
+
     def procs(self) -> list[int]:
         return files.read_pids(f"{self.path}/cgroup.procs")
 

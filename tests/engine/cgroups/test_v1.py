@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 
@@ -201,3 +202,39 @@ def test_a_cpuset_parent_made_empty_by_another_process_is_filled_before_a_child_
         cgroup.remove()
         if os.path.isdir(parent_dir):
             os.rmdir(parent_dir)
+
+
+def test_a_single_threaded_process_joins_every_hierarchy_by_itself_through_tasks(v1_cgroup):
+    v1_cgroup.create()
+    v1_cgroup.apply(Limits(cpus=1, pids=10))
+    fds = v1_cgroup.self_join_files()
+    assert len(fds) >= 4  # memory, cpuacct, freezer, cpu (co-mounted ones once), pids
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd in fds:
+                os.write(fd, b"0")
+            os.execvp("sleep", ["sleep", "60"])
+        finally:
+            os._exit(1)
+    for fd in fds:
+        os.close(fd)
+    try:
+        deadline = time.monotonic() + 10
+        while v1_cgroup.procs() != [pid] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert v1_cgroup.procs() == [pid]
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+        for controller in ("memory", "cpuacct", "freezer", "cpu", "pids"):
+            assert any(controller in line.split(":")[1].split(",") and line.endswith(f":/{v1_cgroup.name}")
+                       for line in lines), (controller, lines)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_self_join_files_of_a_cgroup_not_made_is_a_cgroup_error(v1_cgroup):
+    v1_cgroup._joined.append(f"{hierarchies()['memory']}/rade/no-such-cgroup-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(CgroupError, match="cannot open .*tasks"):
+        v1_cgroup.self_join_files()

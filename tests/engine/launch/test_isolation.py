@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -207,3 +208,21 @@ def test_a_volume_over_etc_hosts_replaces_the_generated_file(launcher, tmp_path)
                           mounts=(Mount(str(hosts), "/etc/hosts", read_only=True),))
     assert result.status == 0, result.err
     assert result.out == "198.18.0.11\tnode1\nbox\n"
+
+
+def test_pid1_and_its_children_are_in_every_cgroup_the_limits_need(launcher):
+    process = launcher.start(launcher.config(["sh", "-c", "sleep 30 & wait"],
+                                             limits=Limits(cpus=1.5, pids=50, memory=64 << 20)))
+    deadline = time.monotonic() + 10
+    while len(process.cgroup.procs()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pids = process.cgroup.procs()
+    assert process.pid in pids and len(pids) == 3  # the init, sh and sleep
+    for pid in pids:
+        with open(f"/proc/{pid}/cgroup") as f:
+            by_controller = {c: line.split(":", 2)[2] for line in f.read().splitlines()
+                             for c in line.split(":")[1].split(",")}
+        for controller in ("memory", "cpuacct", "freezer", "cpu", "pids"):
+            assert by_controller.get(controller) == "/" + process.cgroup.name, (pid, controller, by_controller)
+    process.kill(9)
+    process.wait()

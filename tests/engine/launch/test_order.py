@@ -184,7 +184,7 @@ def test_config_without_command_or_layers_is_refused_before_fork(tmp_path):
 
 def test_cgroup_view_is_mounted_inside_the_cgroup_namespace_before_seccomp():
     names = [name for name, _ in launch.STEPS]
-    assert names.index("wait for the cgroup") < names.index("unshare cgroup namespace") \
+    assert names.index("join the cgroup") < names.index("unshare cgroup namespace") \
         < names.index("mount /sys/fs/cgroup") < names.index("seccomp filter")
 
 

@@ -21,7 +21,7 @@ import signal
 from dataclasses import replace
 
 from engine import child_errors, init, launch
-from engine.cgroups import CgroupDriver
+from engine.cgroups import CgroupDriver, join_self
 from engine.errors import LaunchError
 from engine.launch_config import LaunchConfig
 from engine.syscalls import (
@@ -134,7 +134,7 @@ def _child(plan: launch.Plan, namespaces: list[tuple[int, int]], cgroup: CgroupD
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         if cgroup is not None:
-            cgroup.add(os.getpid())
+            join_self(cgroup)
         step = "join namespaces"
         for fd, flag in namespaces:
             plan.sys.setns(fd, flag)

@@ -24,6 +24,7 @@ __all__ = [
     "NoCgroup",
     "container_view",
     "host_version",
+    "join_self",
     "open_cgroup",
 ]
 
@@ -62,3 +63,19 @@ def open_cgroup(container_id: str, parent: str = DEFAULT_PARENT) -> CgroupDriver
     if "memory" in hierarchies():
         return CgroupV1(container_id, parent)
     return CgroupV2(container_id, parent, f"{CGROUP_ROOT}/unified")
+
+
+def join_self(cgroup: CgroupDriver) -> None:
+    """Move the calling process into `cgroup`. For a single-threaded process (a child just forked) only:
+    with v1 it moves its one thread itself, the move that does not wait for the kernel's RCU grace
+    period (see `CgroupDriver.self_join_files`); otherwise by pid."""
+    fds = cgroup.self_join_files()
+    if fds is None:
+        cgroup.add(os.getpid())
+        return
+    try:
+        for fd in fds:
+            os.write(fd, b"0")
+    finally:
+        for fd in fds:
+            os.close(fd)

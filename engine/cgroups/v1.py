@@ -152,7 +152,7 @@ class CgroupV1:
         # host, a loaded one longer); a single-threaded process moving its only thread moves itself.
         fds: list[int] = []
         try:
-            for path in self._joined:
+            for path in self._joined or [p for p in self.paths() if os.path.isdir(p)]:  # as `add`
                 fds.append(os.open(f"{path}/tasks", os.O_WRONLY | os.O_CLOEXEC))
         except OSError as err:
             for fd in fds:

@@ -80,3 +80,24 @@ def test_signal_to_an_entered_process_reaches_its_command(launcher, tmp_path):
     assert entered.wait() == 9
     process.kill(9)
     process.wait()
+
+
+def test_entered_process_joins_every_cgroup_of_the_container_through_a_driver_opened_afresh(launcher):
+    from engine.cgroups import Limits, open_cgroup
+
+    config = launcher.config(["sleep", "30"], limits=Limits(memory=64 << 20, pids=50))
+    process = launcher.start(config)
+    controllers = ("memory", "cpuacct", "freezer", "pids") if process.cgroup.version == 1 else ("",)  # v2: "0::/path"
+    fresh = open_cgroup(config.container_id)  # as `rade exec` from another process opens it
+    entered = nsenter.enter(process.pid, fresh, config, ("sleep", "30"))
+    try:
+        with open(f"/proc/{entered.pid}/cgroup") as f:
+            by_controller = {c: line.split(":", 2)[2] for line in f.read().splitlines()
+                             for c in line.split(":")[1].split(",")}
+        for controller in controllers:
+            assert by_controller.get(controller) == "/" + process.cgroup.name, (controller, by_controller)
+        assert entered.pid in process.cgroup.procs()
+    finally:
+        process.kill(9)
+        entered.wait()
+        process.wait()

@@ -13,8 +13,9 @@ from dataclasses import replace
 from engine.containers.hostsfile import rename_in_hosts
 from engine.containers.names import check_name
 from engine.containers.record import ContainerRecord
-from engine.containers.store import ContainerStore, file_lock
+from engine.containers.store import ContainerStore
 from engine.errors import ContainerError
+from engine.filelock import file_lock
 
 
 def rename(store: ContainerStore, ref: str, new_name: str) -> ContainerRecord:

@@ -16,26 +16,16 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.containers.names import check_name, random_name
 from engine.containers.record import ContainerRecord, from_json, to_json
 from engine.errors import ContainerError
+from engine.filelock import file_lock
 
 STATE_VERSION = 1
 RETIRED = ".removed-"  # the name prefix of a removed container's directory until its files are deleted
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock on `path` (created if missing), released on exit even on error."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -1,29 +1,17 @@
-"""Atomic files and inter-process locks for the image store's on-disk state.
+"""Atomic files for the image store's on-disk state.
 
 Several rade processes (two loads, a pull and an rmi) may touch one store at once. Every metadata file is
 written to a temporary name in the same directory, flushed, and renamed over the old one, so a reader sees
-the old document or the new one, never half of either; writers that read-modify-write hold an fcntl lock.
+the old document or the new one, never half of either; writers that read-modify-write hold a lock
+(engine.filelock).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
-
-
-@contextlib.contextmanager
-def file_lock(path: str, shared: bool = False) -> Iterator[None]:
-    """Hold an flock on `path` (created if missing) for the duration of the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:

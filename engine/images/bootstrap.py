@@ -22,7 +22,8 @@ import tarfile
 import tempfile
 
 from engine.errors import ImageError
-from engine.images.atomic import file_lock, read_json, write_json_atomic
+from engine.filelock import file_lock
+from engine.images.atomic import read_json, write_json_atomic
 from engine.images.content import OCI_CONFIG, OCI_LAYER, Descriptor, digest_of
 from engine.images.image import Image
 from engine.images.layers import remove_tree

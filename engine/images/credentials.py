@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Iterator
 
 from engine.errors import RegistryError
+from engine.filelock import file_lock
 from engine.images.auth import Credentials
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -122,13 +122,10 @@ class CredentialStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as err:
-            raise RegistryError(f"cannot lock the auth file {self.path}: {err}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as held:
+            try:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                held.enter_context(file_lock(self.path + ".lock"))
+            except OSError as err:
+                raise RegistryError(f"cannot lock the auth file {self.path}: {err}") from None
             yield
-        finally:
-            os.close(fd)

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from engine.errors import ImageError
-from engine.images.atomic import file_lock, read_json, write_json_atomic
+from engine.filelock import file_lock
+from engine.images.atomic import read_json, write_json_atomic
 from engine.images.content import digest_hex
 
 INDEX_FORMAT = 1

@@ -17,7 +17,8 @@ import stat
 from dataclasses import dataclass
 
 from engine.errors import ImageError
-from engine.images.atomic import file_lock, read_json, write_json_atomic
+from engine.filelock import file_lock
+from engine.images.atomic import read_json, write_json_atomic
 from engine.images.content import digest_hex
 from engine.images.tarsplit import SplitRecorder, rebuild, split_size
 

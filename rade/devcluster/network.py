@@ -41,7 +41,7 @@ def netns_name(slot: int, node: str) -> str:
 
 def claim_slot(state: ClusterState) -> BridgeSpec:
     """Take the first slot whose bridge does not exist yet: make the bridge and save it in `state`."""
-    from engine.images.atomic import file_lock
+    from engine.filelock import file_lock
     from engine.network.testhost import BridgeSpec, ensure_bridge
 
     with file_lock(SLOTS_LOCK):

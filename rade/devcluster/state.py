@@ -63,7 +63,7 @@ def state_path(root: str) -> Path:
 @contextlib.contextmanager
 def locked(root: str) -> Iterator[None]:
     """Hold the root's cluster lock: one `up`, `down` or `restart` at a time acts on a record."""
-    from engine.images.atomic import file_lock
+    from engine.filelock import file_lock
 
     cluster_dir(root).mkdir(parents=True, exist_ok=True)
     with file_lock(str(cluster_dir(root) / "lock")):

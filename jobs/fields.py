@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.compound_kinds import Field, Record, Seq, StrMap
 from jobs.document import Node
 from jobs.kinds import (
     INVALID,
@@ -19,12 +20,8 @@ from jobs.kinds import (
     Choice,
     Cpus,
     Duration,
-    Field,
     Integer,
-    Record,
-    Seq,
     Size,
-    StrMap,
     Text,
     describe,
 )

@@ -1,9 +1,10 @@
 """The kinds of value a job spec field can hold, each able to check a `Node` and to describe itself.
 
-A kind's `check(node, path, problems)` returns the plain Python value of a good node, or `INVALID` after
-adding a located problem that says what was expected and how to write it. `schema()` gives the same rules
-as JSON Schema, so that the validator and `rade schema` cannot drift apart: both read one field table
-(`jobs.fields`). Checks never raise for bad input; they collect, so that one run shows every problem.
+Here are the protocol every kind follows and the scalar kinds (text, numbers, yes/no, units, choices); the
+kinds that hold other kinds are in `jobs.compound_kinds`. A kind's `check(node, path, problems)` returns
+the plain Python value of a good node, or `INVALID` after adding a located problem that says what was
+expected and how to write it. `schema()` gives the same rules as JSON Schema, so that the validator and
+`rade schema` cannot drift apart: both read one field table (`jobs.fields`). Checks never raise for bad input; they collect, so that one run shows every problem.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jobs.document import Node
@@ -56,11 +56,12 @@ def describe(node: Node) -> str:
     if isinstance(value, int | float):
         return f"the number {node.text or value}"
     if isinstance(value, str):
-        return f"the text {_clip(value)!r}"
+        return f"the text {clip(value)!r}"
     return f"{node.text or value!s} (read by YAML as a {type(value).__name__})"
 
 
-def _clip(text: str, width: int = 40) -> str:
+def clip(text: str, width: int = 40) -> str:
+    """`text` cut to `width` characters, marked as cut: a quoted value in an error stays one line."""
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -100,13 +101,13 @@ class Text:
             problems.add(node.mark, path, "contains a NUL character; remove it")
             return INVALID
         if self.absolute and not text.startswith("/"):
-            problems.add(node.mark, path, f"{_clip(text)!r} is not an absolute path inside the container; "
+            problems.add(node.mark, path, f"{clip(text)!r} is not an absolute path inside the container; "
                                           f"start it with '/', e.g. /{text.lstrip('~./') or 'work'}")
             return INVALID
         if self.pattern and not re.fullmatch(self.pattern, text):
             better = self.suggest(text) if self.suggest else ""
             fix = f"; try {better!r}" if better and better != text and re.fullmatch(self.pattern, better) else ""
-            problems.add(node.mark, path, f"{_clip(text)!r} {self.hint}{fix}")
+            problems.add(node.mark, path, f"{clip(text)!r} {self.hint}{fix}")
             return INVALID
         return text
 
@@ -196,7 +197,7 @@ class Unit:
             if isinstance(value, str) and not re.fullmatch(self.string_pattern, value):
                 # The schema's pattern bounds the text forms (`1_0` would pass float()): what an editor
                 # refuses, the validator refuses too.
-                raise UnitError(f"{_clip(value)!r} is not {self.what}")
+                raise UnitError(f"{clip(value)!r} is not {self.what}")
         except UnitError as err:
             problems.add(node.mark, path, err.message)
             return INVALID
@@ -248,160 +249,8 @@ class Choice:
             return INVALID
         close = difflib.get_close_matches(text.lower(), self.values, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        problems.add(node.mark, path, f"{_clip(text)!r} is not allowed here; {hint}use one of {allowed}")
+        problems.add(node.mark, path, f"{clip(text)!r} is not allowed here; {hint}use one of {allowed}")
         return INVALID
 
     def schema(self) -> dict[str, Any]:
         return {"enum": list(self.values)}
-
-
-@dataclass(frozen=True, slots=True)
-class Seq:
-    """A list of one kind; `split_text` also takes a single string split as a shell would (`command`),
-    `single` also takes one bare item as a one-item list (`exclude: n3`)."""
-
-    item: Kind
-    split_text: bool = False
-    single: bool = False
-    example: str = "[a, b]"
-
-    def check(self, node: Node, path: str, problems: Problems) -> Any:
-        if self.split_text and isinstance(node.value, str):
-            try:
-                return tuple(shlex.split(node.value))
-            except ValueError as err:
-                problems.add(node.mark, path, f"cannot split {_clip(node.value)!r} into words ({err}); "
-                                              "write a list instead, e.g. [python3, run.py]")
-                return INVALID
-        if self.single and not node.is_sequence and node.value is not None:
-            value = self.item.check(node, path, problems)
-            return INVALID if value is INVALID else (value,)
-        if not node.is_sequence:
-            problems.add(node.mark, path, f"expected a list (e.g. {self.example}), got {describe(node)}")
-            return INVALID
-        values = [self.item.check(child, f"{path}[{i}]", problems) for i, child in enumerate(node.value)]
-        return INVALID if any(v is INVALID for v in values) else tuple(values)
-
-    def schema(self) -> dict[str, Any]:
-        listed = {"type": "array", "items": self.item.schema()}
-        if self.split_text:
-            return {"anyOf": [listed, {"type": "string"}]}
-        if self.single:
-            return {"anyOf": [listed, self.item.schema()]}
-        return listed
-
-
-@dataclass(frozen=True, slots=True)
-class StrMap:
-    """A mapping from names (matching `key_pattern`) to values of one kind: `env`, `constraints`."""
-
-    key_pattern: str
-    key_hint: str
-    value: Kind
-    reserved_prefix: str | None = None
-    example: str = "{KEY: value}"
-
-    def check(self, node: Node, path: str, problems: Problems) -> Any:
-        if not node.is_mapping:
-            problems.add(node.mark, path, f"expected a mapping (e.g. {self.example}), got {describe(node)}")
-            return INVALID
-        result: dict[str, Any] = {}
-        for key, child in node.value.items():
-            where = f"{path}.{key}"
-            if not re.fullmatch(self.key_pattern, key):
-                problems.add(node.keys[key], where, f"{_clip(key)!r} {self.key_hint}")
-                continue
-            if self.reserved_prefix and key.startswith(self.reserved_prefix):
-                problems.add(node.keys[key], where, f"names starting with {self.reserved_prefix} are set by "
-                                                    "rade inside every container; choose another name")
-                continue
-            result[key] = self.value.check(child, where, problems)
-        return INVALID if any(v is INVALID for v in result.values()) else result
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "object", "propertyNames": {"pattern": f"^(?:{self.key_pattern})$"},
-                "additionalProperties": self.value.schema()}
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One key of a mapping: its kind, whether it must be given, its default, and what it means."""
-
-    name: str
-    kind: Kind
-    doc: str
-    default: Any = None
-    required: bool = False
-    example: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A mapping with a fixed set of keys. Unknown keys name the closest known one."""
-
-    fields: tuple[Field, ...]
-    example: str = "a mapping"
-    aliases: dict[str, str] = field(default_factory=dict)  # what other tools call a field -> its name here
-    by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
-
-    def check(self, node: Node, path: str, problems: Problems) -> Any:
-        if not node.is_mapping:
-            problems.add(node.mark, path, f"expected a mapping ({self.example}), got {describe(node)}")
-            return INVALID
-        result: dict[str, Any] = {}
-        for key, child in node.value.items():
-            where = f"{path}.{key}" if path else key
-            spec = self.by_name.get(key)
-            if spec is None:
-                problems.add(node.keys[key], where, self.unknown_key_message(key, child, path))
-                continue
-            if child.value is None and not spec.required:
-                continue  # `mpi:` with nothing after it means no mpi section, as if the key were absent
-            result[key] = spec.kind.check(child, where, problems)
-        for spec in self.fields:
-            if spec.required and spec.name not in node.value:
-                where = f"{path}.{spec.name}" if path else spec.name
-                problems.add(node.mark, where, f"is missing; add e.g. '{spec.name}: {spec.example}'")
-                result[spec.name] = INVALID
-        return result
-
-    def unknown_key_message(self, key: str, child: Node, path: str) -> str:
-        names = [f.name for f in self.fields]
-        unknown = f"unknown key {_clip(key)!r}"
-        if key in self.aliases:
-            return f"{unknown}; rade calls it {self.aliases[key]!r}"
-        if child.is_mapping and len(set(child.value) & set(names)) * 2 >= max(len(child.value), 1):
-            # `job: {name: ..., image: ...}`: the right fields, one level too deep.
-            inner = ", ".join(k for k in child.value if k in self.by_name)
-            where = f"under '{path}:'" if path else "at the top level"
-            return f"{unknown}; the fields under it ({inner}) belong {where}: remove '{_clip(key)}:' and " \
-                   "move them out one level"
-        for spec in self.fields:
-            inner = spec.kind
-            if isinstance(inner, Record) and key in inner.by_name:
-                return f"{unknown} here; it belongs under '{spec.name}:' (indent it below '{spec.name}:')"
-        close = difflib.get_close_matches(key.lower().replace("-", "_"), names, n=1, cutoff=0.7)
-        if close:
-            return f"{unknown}; did you mean {close[0]!r}?"
-        return f"{unknown}; known keys are {', '.join(names)}"
-
-    def schema(self) -> dict[str, Any]:
-        properties = {}
-        for spec in self.fields:
-            entry = dict(spec.kind.schema())
-            if not spec.required:
-                # An optional key with nothing after it (`mpi:`) means the key is not given.
-                entry = {"anyOf": [entry, {"type": "null"}]}
-            entry["description"] = spec.doc
-            if spec.default is not None and not spec.required:
-                entry["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-            properties[spec.name] = entry
-        result: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-        required = [spec.name for spec in self.fields if spec.required]
-        if required:
-            result["required"] = required
-        return result
-

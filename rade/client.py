@@ -124,7 +124,7 @@ def wire_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _without_defaults(data: Mapping[str, Any], record: Any) -> dict[str, Any]:
-    from jobs.kinds import Record  # loaded with jobs.fields already: a lookup, not an import
+    from jobs.compound_kinds import Record  # loaded with jobs.fields already: a lookup, not an import
 
     lean: dict[str, Any] = {}
     for key, value in data.items():

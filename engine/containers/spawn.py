@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from engine.errors import ContainerError
@@ -110,6 +111,23 @@ def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = F
 
     Only from a process without threads: the child runs Python code before anything is exec'd.
     """
+    def run(ready_fd: int, client: socket.socket | None) -> int:
+        return _become_supervisor(str(root), container_id, ready_fd, wait_attach,
+                                  client.detach() if client is not None else None)
+
+    def failed(ready_fd: int, client: socket.socket | None, err: BaseException) -> None:
+        logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
+
+    return _fork_detached(run, failed, fork_once, preconnect)[1]
+
+
+def _fork_detached(run: Callable[[int, socket.socket | None], int],
+                   failed: Callable[[int, socket.socket | None, BaseException], None],
+                   fork_once: bool, preconnect: bool, child_closes: tuple[int, ...] = ()) -> tuple[int, ReadyReader]:
+    """The fork both starts share: make the ready pipe (and with `preconnect` the attach socket pair),
+    fork, and in the child close the caller's ends (and `child_closes`), start a session, fork again unless
+    `fork_once`, then run `run(ready_fd, client)` and exit with its code. A raise anywhere in the child goes
+    to `failed(ready_fd, client, err)` and exits 125. Returns the child's pid and the caller's reader."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if preconnect else (None, None)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     sys.stdout.flush()
@@ -119,15 +137,17 @@ def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = F
         code = 125
         try:
             os.close(read_fd)
+            for fd in child_closes:
+                os.close(fd)
             if ours is not None:
                 ours.close()
             os.setsid()
             if not fork_once and os.fork() != 0:
                 os._exit(0)
-            code = _become_supervisor(str(root), container_id, write_fd, wait_attach,
-                                      theirs.detach() if theirs is not None else None)
-        except BaseException:
-            logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
+            code = run(write_fd, theirs)
+        # Anything: the child must never unwind into the caller's code. `failed` logs it.
+        except BaseException as err:  # noqa: BLE001
+            failed(write_fd, theirs, err)
         finally:
             os._exit(code)
     os.close(write_fd)
@@ -135,7 +155,7 @@ def spawn(root: str | os.PathLike[str], container_id: str, wait_attach: bool = F
         theirs.close()
     if not fork_once:
         os.waitpid(pid, 0)
-    return ReadyReader(read_fd, ours)
+    return pid, ReadyReader(read_fd, ours)
 
 
 class PendingSupervisor:
@@ -221,53 +241,36 @@ def prespawn(root: str | os.PathLike[str], wait_attach: bool = False, fork_once:
     # work on busy ones.
     import engine.containers.attach
     import engine.containers.launchspec
-    import engine.containers.wiring
+    import engine.containers.wiring  # noqa: F401
 
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if preconnect else (None, None)
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    container_id = "?"
+
+    def run(ready_fd: int, client: socket.socket | None) -> int:
+        nonlocal container_id
+        _detach_stdio()
+        # The work this fork exists for: done while the caller makes the record.
+        import engine.containers.supervisor
+        import engine.launch  # noqa: F401
+
+        found = _await_container(go_r)
+        if found is None:
+            return 0
+        container_id = found["id"]
+        return _become_supervisor(str(root), container_id, ready_fd, wait_attach,
+                                  client.detach() if client is not None else None, found.get("layers"))
+
+    def failed(ready_fd: int, client: socket.socket | None, err: BaseException) -> None:
+        if container_id == "?":
+            _report_startup_failure(ready_fd, client, err)
+        logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
+
     # Out of the collector's reach, so that neither side's collections write to (and so copy) the pages
     # of every object the two share after the fork.
     gc.freeze()
-    pid = os.fork()
-    if pid == 0:
-        code = 125
-        container_id = "?"
-        try:
-            os.close(read_fd)
-            os.close(go_w)
-            if ours is not None:
-                ours.close()
-            os.setsid()
-            if not fork_once and os.fork() != 0:
-                os._exit(0)
-            _detach_stdio()
-            # The work this fork exists for: done while the caller makes the record.
-            import engine.containers.supervisor
-            import engine.launch  # noqa: F401
-
-            found = _await_container(go_r)
-            if found is None:
-                code = 0
-            else:
-                container_id = found["id"]
-                code = _become_supervisor(str(root), container_id, write_fd, wait_attach,
-                                          theirs.detach() if theirs is not None else None, found.get("layers"))
-        except BaseException as err:
-            if container_id == "?":
-                _report_startup_failure(write_fd, theirs, err)
-            logging.getLogger(__name__).exception("supervisor of %s failed", container_id[:12])
-        finally:
-            os._exit(code)
-    os.close(write_fd)
+    pid, reader = _fork_detached(run, failed, fork_once, preconnect, child_closes=(go_w,))
     os.close(go_r)
-    if theirs is not None:
-        theirs.close()
-    if not fork_once:
-        os.waitpid(pid, 0)
-    return PendingSupervisor(pid, go_w, ReadyReader(read_fd, ours), reap=fork_once)
+    return PendingSupervisor(pid, go_w, reader, reap=fork_once)
 
 
 def spawn_exec(root: str | os.PathLike[str], container_id: str, wait_attach: bool = False) -> ReadyReader:

@@ -1,4 +1,5 @@
-"""Fixtures for the benchmark checks: bench/felter.py loaded as a module (bench/ is scripts, not a package)."""
+"""Fixtures for the benchmark checks: bench/felter.py and its workloads loaded as modules (bench/ is scripts, not
+a package)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,27 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.fixture(scope="session")
-def felter() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_felter", REPO / "bench" / "felter.py")
+def _load(name: str) -> ModuleType:
+    """bench/<name>.py as the module `name`, as the script beside it imports it (dataclasses look their
+    module up by name, and felter.py imports felter_workloads by that name)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def workloads() -> ModuleType:
+    return _load("felter_workloads")
+
+
+@pytest.fixture(scope="session")
+def felter(workloads: ModuleType) -> ModuleType:
+    return _load("felter")
 
 
 @pytest.fixture(scope="session")

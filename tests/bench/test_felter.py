@@ -1,4 +1,5 @@
-"""bench/felter.py reads the figures hpcc and the timed xz command print, and states its ratios in the fixed form."""
+"""bench/felter.py reads the figures hpcc and the timed xz command print (felter_workloads.py), and states its
+ratios in the fixed form."""
 
 from __future__ import annotations
 
@@ -14,38 +15,38 @@ import pytest
 RATIO_LINE = re.compile(r"^ratio [a-z]+/[a-z]+ [a-z]+ \d+\.\d{3}$")
 
 
-def test_hpcc_summary_gives_hpl_stream_and_randomaccess_in_table_units(felter: ModuleType, hpcc_output: str) -> None:
-    figures = felter.parse_hpcc(hpcc_output)
+def test_hpcc_summary_gives_hpl_stream_and_randomaccess_in_table_units(workloads: ModuleType, hpcc_output: str) -> None:
+    figures = workloads.parse_hpcc(hpcc_output)
     # The summary of that run says HPL_Tflops=0.00330777, SingleSTREAM_Triad=72.0144,
     # SingleRandomAccess_GUPs=0.0593715: GFLOPS are Tflops x 1000.
     assert figures == pytest.approx({"hpl": 3.30777, "stream": 72.0144, "randomaccess": 0.0593715})
 
 
-def test_hpcc_output_cut_before_its_summary_is_refused(felter: ModuleType, hpcc_output: str) -> None:
+def test_hpcc_output_cut_before_its_summary_is_refused(workloads: ModuleType, hpcc_output: str) -> None:
     cut = hpcc_output[: hpcc_output.index("Begin of Summary section.")]
-    with pytest.raises(felter.BenchError, match="no summary"):
-        felter.parse_hpcc(cut)
+    with pytest.raises(workloads.BenchError, match="no summary"):
+        workloads.parse_hpcc(cut)
 
 
-def test_hpcc_run_that_failed_is_refused(felter: ModuleType, hpcc_output: str) -> None:
-    with pytest.raises(felter.BenchError, match="Success='0'"):
-        felter.parse_hpcc(hpcc_output.replace("\nSuccess=1\n", "\nSuccess=0\n"))
+def test_hpcc_run_that_failed_is_refused(workloads: ModuleType, hpcc_output: str) -> None:
+    with pytest.raises(workloads.BenchError, match="Success='0'"):
+        workloads.parse_hpcc(hpcc_output.replace("\nSuccess=1\n", "\nSuccess=0\n"))
 
 
-def test_hpcc_summary_without_a_figure_names_the_key(felter: ModuleType, hpcc_output: str) -> None:
+def test_hpcc_summary_without_a_figure_names_the_key(workloads: ModuleType, hpcc_output: str) -> None:
     lines = [line for line in hpcc_output.splitlines() if not line.startswith("SingleSTREAM_Triad=")]
-    with pytest.raises(felter.BenchError, match="SingleSTREAM_Triad"):
-        felter.parse_hpcc("\n".join(lines))
+    with pytest.raises(workloads.BenchError, match="SingleSTREAM_Triad"):
+        workloads.parse_hpcc("\n".join(lines))
 
 
-def test_xz_rate_is_input_megabytes_per_second_of_the_timed_run(felter: ModuleType, xz_output: str) -> None:
+def test_xz_rate_is_input_megabytes_per_second_of_the_timed_run(workloads: ModuleType, xz_output: str) -> None:
     # xz_ns=69404749019: 48 MB in 69.40 s.
-    assert felter.parse_xz(xz_output, 48_000_000) == pytest.approx(48 / 69.404749019)
+    assert workloads.parse_xz(xz_output, 48_000_000) == pytest.approx(48 / 69.404749019)
 
 
-def test_xz_output_without_its_timing_line_is_refused(felter: ModuleType) -> None:
-    with pytest.raises(felter.BenchError, match="xz_ns="):
-        felter.parse_xz("xz: /work/xz.in: No such file or directory\n", 48_000_000)
+def test_xz_output_without_its_timing_line_is_refused(workloads: ModuleType) -> None:
+    with pytest.raises(workloads.BenchError, match="xz_ns="):
+        workloads.parse_xz("xz: /work/xz.in: No such file or directory\n", 48_000_000)
 
 
 def test_ratio_lines_are_ratios_of_medians_in_the_fixed_form(felter: ModuleType) -> None:
@@ -77,34 +78,34 @@ def test_table_has_a_row_per_workload_a_column_per_engine_and_the_skip_reasons(f
 
 
 def test_generated_xz_input_is_the_same_for_a_seed_and_of_mixed_compressibility(
-        felter: ModuleType, tmp_path: Path) -> None:
+        workloads: ModuleType, tmp_path: Path) -> None:
     first, second, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    felter.write_mixed_data(str(first), 3_000_000)
-    felter.write_mixed_data(str(second), 3_000_000)
-    felter.write_mixed_data(str(other), 3_000_000, seed=7)
+    workloads.write_mixed_data(str(first), 3_000_000)
+    workloads.write_mixed_data(str(second), 3_000_000)
+    workloads.write_mixed_data(str(other), 3_000_000, seed=7)
     data = first.read_bytes()
     assert len(data) == 3_000_000 and data == second.read_bytes() and data != other.read_bytes()
     ratio = len(lzma.compress(data, preset=1)) / len(data)
     assert 0.3 < ratio < 0.9, ratio  # neither all noise nor all repeats
 
 
-def test_xz_block_size_gives_every_cpu_a_block_of_a_small_input(felter: ModuleType) -> None:
-    assert felter.xz_block_size(16_000_000, cpus=2) == 8_000_000
-    assert felter.xz_block_size(200_000_000, cpus=2) == 24 << 20  # -6's own block size
-    assert felter.xz_block_size(100, cpus=2) == 1 << 20
+def test_xz_block_size_gives_every_cpu_a_block_of_a_small_input(workloads: ModuleType) -> None:
+    assert workloads.xz_block_size(16_000_000, cpus=2) == 8_000_000
+    assert workloads.xz_block_size(200_000_000, cpus=2) == 24 << 20  # -6's own block size
+    assert workloads.xz_block_size(100, cpus=2) == 1 << 20
 
 
 @pytest.mark.slow
-def test_generated_hpcc_input_runs_and_its_figures_parse(felter: ModuleType, tmp_path: Path) -> None:
+def test_generated_hpcc_input_runs_and_its_figures_parse(workloads: ModuleType, tmp_path: Path) -> None:
     if shutil.which("hpcc") is None or shutil.which("mpirun") is None:
         pytest.skip("hpcc or mpirun not installed (Debian: hpcc, openmpi-bin)")
-    (tmp_path / "hpccinf.txt").write_text(felter.hpcc_input(400, nb=64), encoding="ascii")
-    env = {**felter.ENV, "TMPDIR": str(tmp_path)}
+    (tmp_path / "hpccinf.txt").write_text(workloads.hpcc_input(400, nb=64), encoding="ascii")
+    env = {**workloads.ENV, "TMPDIR": str(tmp_path)}
     argv = ["mpirun", "--allow-run-as-root", "-np", "2", "hpcc"]
     proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
                           start_new_session=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     output = (tmp_path / "hpccoutf.txt").read_text(encoding="utf-8")
     assert "HPL_N=400" in output and "HPL_NB=64" in output and "HPL_npcol=2" in output
-    figures = felter.parse_hpcc(output)
+    figures = workloads.parse_hpcc(output)
     assert all(value > 0 for value in figures.values()), figures

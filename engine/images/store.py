@@ -9,15 +9,13 @@ Layout (format 1):
 
 Content arrives by `ingest_blob` (verified while written) and becomes an image by `register_image`, whatever
 the source: docker-archive, OCI layout, a registry, a rootfs tarball, a commit. Removal untags, deletes
-records no container uses, and collects the blobs and layers nothing references any more.
+records no container uses, and collects the blobs and layers nothing references any more (removal.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from engine.errors import ImageError
 from engine.images.atomic import read_json, write_json_atomic
@@ -26,7 +24,6 @@ from engine.images.content import (
     METADATA_LIMIT,
     Descriptor,
     digest_hex,
-    digest_of,
 )
 from engine.images.image import Image
 from engine.images.index import ImageIndex
@@ -37,6 +34,9 @@ from engine.images.manifest import (
 )
 from engine.images.reference import is_image_id_like, parse_reference
 
+if TYPE_CHECKING:
+    from engine.images.removal import Removal
+
 _UNPACK_WORKERS = max(1, min(4, os.cpu_count() or 1))
 STORE_FORMAT = 1
 
@@ -46,15 +46,6 @@ def now_rfc3339() -> str:
     import datetime  # here: a container start only reads the store
 
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True, slots=True)
-class Removal:
-    """What `remove` did: references untagged and image ids deleted (as `docker rmi` prints them)."""
-
-    untagged: tuple[str, ...] = ()
-    deleted: tuple[str, ...] = ()
-    kept_for_containers: tuple[str, ...] = ()
 
 
 class ImageStore:
@@ -261,36 +252,17 @@ class ImageStore:
             self.index.put_tags(table)
 
     def remove(self, reference: str, force: bool = False) -> Removal:
-        """`rmi`: untag `reference`; delete the image when no tag is left and no container uses it.
+        """`rmi`: untag `reference`, and delete the image when no tag is left and no container uses it
+        (see removal.py)."""
+        from engine.images.removal import remove_image
 
-        Naming an image by id deletes it with all its tags, which needs `force` when it has several.
-        A container's image is never deleted: without `force` that is refused; with it the image is only
-        untagged (it stays, dangling, for the container).
-        """
-        image = self.resolve(reference)
-        users = containers_using(self.state_root, image.id)
-        with self.index.locked():
-            table = self.index.tags()
-            own_tags = [r for r, i in table["tags"].items() if i == image.id]
-            own_digests = [r for r, i in table["digests"].items() if i == image.id]
-            key = _table_key(reference)
-            if key is not None and key in own_tags + own_digests and [t for t in own_tags if t != key]:
-                self._untag(table, [key])  # other tags remain: only this name goes
-                return Removal(untagged=(_familiar(key),))
-            if (key is None or key not in own_tags + own_digests) and len(own_tags) > 1 and not force:
-                raise ImageError(f"image {image.short_id} is tagged in {len(own_tags)} repositories",
-                                 "remove the tags one by one, or use -f to remove them all")
-            if users and not force:
-                raise ImageError(f"image {image.short_id} is used by container {users[0][:12]}",
-                                 "remove the container first, or use -f to untag the image anyway")
-            untagged = tuple(_familiar(k) for k in own_tags + own_digests)
-            self._untag(table, own_tags + own_digests)
-            if users:
-                return Removal(untagged=untagged, kept_for_containers=(image.id,))
-            record = self.index.get(image.id) or {}
-            self.index.delete(image.id)
-            self._collect_garbage(image.id, [m["digest"] for m in record.get("manifests", [])])
-        return Removal(untagged=untagged, deleted=(image.id,))
+        return remove_image(self, reference, force)
+
+    def discard_unreferenced(self, blobs: set[str], diff_ids: set[str]) -> None:
+        """After a failed load: delete these blobs and layers unless a registered image references them."""
+        from engine.images.removal import discard_unreferenced
+
+        discard_unreferenced(self, blobs, diff_ids)
 
     def commit(self, parent: Image | None, layer_tar_path: str | None, config_changes: dict[str, Any],
                history_entry: dict[str, Any], tag: str | None = None) -> Image:
@@ -326,95 +298,7 @@ class ImageStore:
                 return image_id
         return None
 
-    def _untag(self, table: dict[str, dict[str, str]], keys: list[str]) -> None:
-        for key in keys:
-            table["tags"].pop(key, None)
-            table["digests"].pop(key, None)
-        self.index.put_tags(table)
-
-    def _collect_garbage(self, removed_id: str, removed_manifests: list[str]) -> None:
-        """Delete a removed image's blobs and layers that no remaining image references (index locked).
-
-        Only the removed image's own content is considered, so blobs another process has ingested for an
-        image it has not registered yet are never collected from under it.
-        """
-        kept_blobs: set[str] = set()
-        kept_layers: set[str] = set()
-        for image_id in self.index.ids():
-            blobs, diff_ids = self._content_of(image_id, [m["digest"] for m in
-                                                          (self.index.get(image_id) or {}).get("manifests", [])])
-            kept_blobs |= blobs
-            kept_layers |= diff_ids
-        blobs, diff_ids = self._content_of(removed_id, removed_manifests)
-        for digest in blobs - kept_blobs:
-            self.blobs.remove(digest)
-        for diff_id in diff_ids - kept_layers:
-            self.layers.remove(diff_id)
-
-    def discard_unreferenced(self, blobs: set[str], diff_ids: set[str]) -> None:
-        """After a failed load: delete these blobs and layers unless a registered image references them."""
-        with self.index.locked():
-            kept_blobs: set[str] = set()
-            kept_layers: set[str] = set()
-            for image_id in self.index.ids():
-                record = self.index.get(image_id) or {}
-                more_blobs, more_layers = self._content_of(image_id, [m["digest"] for m in record.get("manifests", [])])
-                kept_blobs |= more_blobs
-                kept_layers |= more_layers
-            for digest in blobs - kept_blobs:
-                self.blobs.remove(digest)
-            for diff_id in diff_ids - kept_layers:
-                self.layers.remove(diff_id)
-
-    def _content_of(self, image_id: str, manifests: list[str]) -> tuple[set[str], set[str]]:
-        """The blobs (config, manifests, layer blobs) and diff ids an image's record references."""
-        blobs = {image_id, *manifests}
-        diff_ids: set[str] = set()
-        try:
-            diff_ids.update(parse_config(self.blobs.read(image_id)).diff_ids)
-        except ImageError:
-            pass
-        for digest in manifests:
-            try:
-                blobs.update(d.digest for d in parse_manifest(self.blobs.read(digest)).layers)
-            except ImageError:
-                continue
-        return blobs, diff_ids
-
-
-def containers_using(state_root: str, image_id: str) -> list[str]:
-    """Ids of the containers under ROOT/containers whose state.json names this image."""
-    base = os.path.join(state_root, "containers")
-    users = []
-    try:
-        names = sorted(os.listdir(base))
-    except FileNotFoundError:
-        return []
-    for name in names:
-        try:
-            with open(os.path.join(base, name, "state.json"), "rb") as src:
-                state = json.load(src)
-        except (OSError, ValueError):
-            continue
-        if isinstance(state, dict) and state.get("image_id") == image_id:
-            users.append(name)
-    return users
-
-
-def _table_key(text: str) -> str | None:
-    """The tag-table key a user's reference would have (None when it is no reference)."""
-    try:
-        ref = parse_reference(text)
-    except ImageError:
-        return None
-    return f"{ref.name}@{ref.digest}" if ref.digest else str(ref.with_default_tag())
-
 
 def _familiar(key: str) -> str:
     ref = parse_reference(key)
     return ref.familiar()
-
-
-def manifest_digest_of(manifest: bytes) -> str:
-    """The digest a manifest is known by (of its exact bytes)."""
-    return digest_of(manifest)

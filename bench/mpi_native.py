@@ -57,13 +57,16 @@ class NativeRunError(RadeError):
 # The rsh agent Open MPI calls as `AGENT HOST WORDS...`; like ssh, it joins WORDS into one shell command
 # (orted's arguments arrive quoted for a shell). It enters the host's netns, pins to the host's CPUs and
 # takes a UTS namespace named after the host, so Open MPI's per-host session directories stay apart.
+# Like sshd, it runs the command in a session of its own: with the kernel's autogroup scheduling, a
+# session's processes share one CPU weight, so ranks on two hosts left in mpirun's session would split one
+# share between them under load, where two machines (or a rade job's containers) each have a whole one.
 AGENT_SCRIPT = """#!/bin/sh
 host="$1"; shift
 case "$host" in
 {cases}
   *) echo "rade-mpi-agent: unknown test host '$host'" >&2; exit 255;;
 esac
-exec ip netns exec "$host" taskset -c "$cpus" unshare --uts -- \\
+exec ip netns exec "$host" taskset -c "$cpus" setsid --wait unshare --uts -- \\
   /bin/sh -c 'hostname "$0" && exec /bin/sh -c "$*"' "$host" "$@"
 """
 

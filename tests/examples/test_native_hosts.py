@@ -58,6 +58,17 @@ def test_ranks_run_on_two_hosts_and_talk_over_the_bridge(native):
     assert_no_hosts_left(native)
 
 
+def test_each_host_runs_its_ranks_in_a_session_of_its_own(native):
+    # As ssh gives each connection a session: the kernel's autogroup scheduling weighs CPU shares by
+    # session, so ranks of two hosts must not share one (a rade job's containers each have their own).
+    program = "import os; from mpi4py import MPI; print('session', MPI.COMM_WORLD.rank, os.getsid(0))"
+    with native.make_hosts(HOSTS, BRIDGE) as hosts:
+        out = native.mpirun(hosts, 2, [native.SYSTEM_PYTHON, "-c", program])
+    sessions = dict(line.split()[1:] for line in out.splitlines() if line.startswith("session "))
+    assert sorted(sessions) == ["0", "1"]
+    assert sessions["0"] != sessions["1"]
+
+
 def test_hosts_are_removed_when_the_run_fails(native):
     with pytest.raises(native.NativeRunError, match="exited 2"), native.make_hosts(HOSTS, BRIDGE) as hosts:
         native.mpirun(hosts, 2, [native.SYSTEM_PYTHON, str(native.EXAMPLES / "heat.py"), "--nx", "0"])

@@ -66,8 +66,7 @@ class StrMap:
     example: str = "{KEY: value}"
 
     def check(self, node: Node, path: str, problems: Problems) -> Any:
-        if not node.is_mapping:
-            problems.add(node.mark, path, f"expected a mapping (e.g. {self.example}), got {describe(node)}")
+        if not _is_mapping(node, path, problems, f"e.g. {self.example}"):
             return INVALID
         result: dict[str, Any] = {}
         for key, child in node.value.items():
@@ -112,8 +111,7 @@ class Record:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
 
     def check(self, node: Node, path: str, problems: Problems) -> Any:
-        if not node.is_mapping:
-            problems.add(node.mark, path, f"expected a mapping ({self.example}), got {describe(node)}")
+        if not _is_mapping(node, path, problems, self.example):
             return INVALID
         result: dict[str, Any] = {}
         for key, child in node.value.items():
@@ -169,3 +167,10 @@ class Record:
             result["required"] = required
         return result
 
+
+def _is_mapping(node: Node, path: str, problems: Problems, example: str) -> bool:
+    """Whether `node` is a mapping; when it is not, the problem is added, showing `example`."""
+    if node.is_mapping:
+        return True
+    problems.add(node.mark, path, f"expected a mapping ({example}), got {describe(node)}")
+    return False

@@ -13,6 +13,7 @@ import enum
 import functools
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -67,6 +68,18 @@ def _wrong(where: str, kind: Any, value: Any) -> ProtocolError:
 
 
 _SCALARS = (int, str, bool)
+_UNIONS = (types.UnionType, typing.Union)
+
+
+def _either_way(value: Any, kind: Any, args: tuple[Any, ...], where: str,
+                convert: Callable[[Any, Any, str], Any]) -> Any:
+    """What both directions do alike: free-form data (`Any`) and an optional value (`X | None`: None, or
+    `convert` of the value as an X)."""
+    if kind is Any:
+        return _plain(value, where)
+    if value is None and type(None) in args:
+        return None
+    return convert(value, next(a for a in args if a is not type(None)), where)
 
 
 def from_wire(value: Any, kind: Any, where: str) -> Any:
@@ -74,13 +87,8 @@ def from_wire(value: Any, kind: Any, where: str) -> Any:
     if kind in _SCALARS and type(value) is kind:
         return value  # the common case, before the general checks below
     origin, args = _shape(kind)
-    if kind is Any:
-        return _plain(value, where)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return from_wire(value, inner[0], where)
+    if kind is Any or origin in _UNIONS:
+        return _either_way(value, kind, args, where, from_wire)
     if kind is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -124,12 +132,8 @@ def to_wire(value: Any, kind: Any, where: str) -> Any:
     if kind in _SCALARS and type(value) is kind:
         return value  # the common case, before the general checks below
     origin, args = _shape(kind)
-    if kind is Any:
-        return _plain(value, where)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        return to_wire(value, next(a for a in args if a is not type(None)), where)
+    if kind is Any or origin in _UNIONS:
+        return _either_way(value, kind, args, where, to_wire)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         if not isinstance(value, kind):
             raise _wrong(where, kind, value)

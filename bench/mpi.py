@@ -4,7 +4,9 @@ Three columns, measured in alternating runs (the order rotates each round), medi
 
   native          `bench/mpi_native.py`'s two namespace hosts: each a network and UTS namespace with one
                   veth into a bridge and one CPU of its own (taskset); plain `mpirun` on host A (rank 0
-                  there), orted and rank 1 on host B, the host's Debian Open MPI, python3, mpi4py and numpy.
+                  there), orted and rank 1 on host B, each host's processes in a session of their own (as
+                  ssh gives, and as a rade job's containers have: the kernel's autogroups weigh CPU shares
+                  by session), the host's Debian Open MPI, python3, mpi4py and numpy.
   native+seccomp  the same, each rank under rade's default seccomp filter and nothing else of a container
                   (`bench/mpi_seccomp.py`): the cost of the filter on the ranks' hot path, on its own.
   rade            a job on a 2-node dev cluster (`rade cluster`): each node the same kind of namespace host
@@ -20,7 +22,7 @@ while its ranks run. Measured: ping-pong latency (8 B) and bandwidth (1 MiB) fro
 and the heat solver's time per step (768 x 768, examples/mpi/heat.py). Prints the table, then ratio lines
 against the native column. Needs root; removes the cluster and the hosts on every path.
 
-    .venv/bin/python bench/mpi.py [--runs 5] [--heat-steps 100] [--no-seccomp-column]
+    .venv/bin/python bench/mpi.py [--runs 5] [--heat-steps 100] [--heat-repeats 4] [--no-seccomp-column]
 """
 
 from __future__ import annotations
@@ -169,33 +171,47 @@ def same_build(image_root: Path) -> str:
 COLUMNS = ("native", "native+seccomp", "rade")
 
 
-def measure(root: Path, hosts: NativeHosts, runs: int, steps: int,
+def _rotated(columns: Sequence[str], shift: int) -> tuple[str, ...]:
+    shift %= len(columns)
+    return (*columns[shift:], *columns[:shift])
+
+
+def measure(root: Path, hosts: NativeHosts, runs: int, steps: int, heat_repeats: int = 1,
             columns: Sequence[str] = COLUMNS) -> dict[str, dict[str, Spread]]:
-    """Rotate the columns' order each round (the VM drifts between fast and slow spells); spreads by metric."""
+    """Rotate the columns' order each round (the VM drifts between fast and slow spells); spreads by metric.
+
+    A round is one ping-pong run of each column, then `heat_repeats` heat runs of each, the columns taking
+    turns: one heat run's time per step varies by a fifth from run to run on either side (where its
+    arrays land in memory, what else the VM's host runs), so a handful of runs cannot tell 2% apart."""
     samples: dict[str, dict[str, list[float]]] = {c: {} for c in columns}
     sizes = f"{LATENCY_SIZE},{BANDWIDTH_SIZE}"
     heat_args = ["--nx", str(HEAT_SIZE), "--ny", str(HEAT_SIZE), "--steps", str(steps), "--every", str(steps)]
     filtered = replace(hosts, label="native+seccomp",
                        rank_wrapper=(sys.executable, str(Path(__file__).with_name("mpi_seccomp.py"))))
     for index in range(runs):
-        shift = index % len(columns)
-        for where in (*columns[shift:], *columns[:shift]):
+        for where in _rotated(columns, index):
             if where == "rade":
                 rows = mpi_native.parse_pingpong(run_job(root, "pingpong", [
                     "python3", "/opt/examples/pingpong.py", "--sizes", sizes]))
-                heat = mpi_native.parse_heat(run_job(root, "heat", ["python3", "/opt/examples/heat.py", *heat_args]))
             else:
-                target = hosts if where == "native" else filtered
-                rows = mpi_native.run_pingpong(target)
-                heat = mpi_native.run_heat(target, nx=HEAT_SIZE, ny=HEAT_SIZE, steps=steps)
+                rows = mpi_native.run_pingpong(hosts if where == "native" else filtered)
             got = samples[where]
             got.setdefault("latency", []).append(rows[LATENCY_SIZE].latency_us)
             got.setdefault("bandwidth", []).append(rows[BANDWIDTH_SIZE].bandwidth_mbps)
-            got.setdefault("heat", []).append(heat.time_per_step_s * 1e3)
             print(f"  run {index + 1}/{runs} {where:<14}: latency {rows[LATENCY_SIZE].latency_us:8.2f} us, "
-                  f"bandwidth {rows[BANDWIDTH_SIZE].bandwidth_mbps:9.1f} MB/s, heat "
-                  f"{heat.time_per_step_s * 1e3:7.2f} ms/step, load {os.getloadavg()[0]:.1f}",
+                  f"bandwidth {rows[BANDWIDTH_SIZE].bandwidth_mbps:9.1f} MB/s, load {os.getloadavg()[0]:.1f}",
                   file=sys.stderr, flush=True)
+        for repeat in range(heat_repeats):
+            for where in _rotated(columns, index + repeat):
+                if where == "rade":
+                    heat = mpi_native.parse_heat(run_job(root, "heat",
+                                                         ["python3", "/opt/examples/heat.py", *heat_args]))
+                else:
+                    heat = mpi_native.run_heat(hosts if where == "native" else filtered,
+                                               nx=HEAT_SIZE, ny=HEAT_SIZE, steps=steps)
+                samples[where].setdefault("heat", []).append(heat.time_per_step_s * 1e3)
+                print(f"  run {index + 1}/{runs} {where:<14}: heat {heat.time_per_step_s * 1e3:7.2f} ms/step "
+                      f"({repeat + 1}/{heat_repeats}), load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
     return {where: {metric: spread_of(values) for metric, values in got.items()} for where, got in samples.items()}
 
 
@@ -206,10 +222,11 @@ METRICS = (
 )
 
 
-def print_table(results: dict[str, dict[str, Spread]], runs: int, steps: int, build: str,
+def print_table(results: dict[str, dict[str, Spread]], runs: int, steps: int, repeats: int, build: str,
                 load: tuple[float, float]) -> None:
     print(f"MPI, 2 ranks on 2 hosts (one CPU each), Open MPI 4.1 over TCP "
-          f"({' '.join(f'{k}={v}' for k, v in mpi_native.MCA)}); {runs} rotating runs, heat {steps} steps; "
+          f"({' '.join(f'{k}={v}' for k, v in mpi_native.MCA)}); {runs} rotating runs, heat {runs * repeats} "
+          f"runs of {steps} steps; "
           f"spread = (max - min) / median; load average {load[0]:.1f} before, {load[1]:.1f} after")
     print("  native: plain mpirun across two namespace hosts, each rank pinned to its host's CPU (taskset)")
     if "native+seccomp" in results:
@@ -241,13 +258,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="MPI in rade vs native, two ranks on two nodes")
     parser.add_argument("--runs", type=int, default=5, help="alternating runs of each (default 5)")
     parser.add_argument("--heat-steps", type=int, default=100, help="heat solver steps per run (default 100)")
+    parser.add_argument("--heat-repeats", type=int, default=4,
+                        help="heat solver runs of each column per round (default 4)")
     parser.add_argument("--no-seccomp-column", action="store_true",
                         help="leave out the native+seccomp column (a third shorter run)")
     parser.add_argument("--image-root", default=DEFAULT_IMAGE_ROOT,
                         help=f"where the MPI image is built and cached (default {DEFAULT_IMAGE_ROOT})")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.heat_steps < 1:
-        parser.error("--runs and --heat-steps must be at least 1")
+    if args.runs < 1 or args.heat_steps < 1 or args.heat_repeats < 1:
+        parser.error("--runs, --heat-steps and --heat-repeats must be at least 1")
     if os.geteuid() != 0:
         print("mpi: error: needs root (network namespaces, cgroups)", file=sys.stderr)
         return 125
@@ -258,14 +277,14 @@ def main(argv: list[str]) -> int:
         columns = tuple(c for c in COLUMNS if not (args.no_seccomp_column and c == "native+seccomp"))
         before = os.getloadavg()[0]
         with cluster(Path(args.image_root)) as root, mpi_native.make_hosts(HOSTS, NATIVE_BRIDGE) as hosts:
-            results = measure(root, hosts, args.runs, args.heat_steps, columns)
+            results = measure(root, hosts, args.runs, args.heat_steps, args.heat_repeats, columns)
     except RadeError as error:
         print(f"mpi: error: {error.message}", file=sys.stderr)
         return 125
     except KeyboardInterrupt:
         print("mpi: interrupted; cluster and hosts removed", file=sys.stderr)
         return 130
-    print_table(results, args.runs, args.heat_steps, build, (before, os.getloadavg()[0]))
+    print_table(results, args.runs, args.heat_steps, args.heat_repeats, build, (before, os.getloadavg()[0]))
     return 0
 
 

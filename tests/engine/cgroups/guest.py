@@ -71,8 +71,15 @@ def kernel_package() -> str:
 
 
 def prepare_kernel() -> GuestKernel:
-    """The guest kernel from the cache, fetching and unpacking Debian's package the first time."""
-    package = kernel_package()
+    """The guest kernel from the cache, fetching and unpacking Debian's package the first time (a cached
+    kernel serves when apt cannot say which one is current, e.g. offline without package lists)."""
+    try:
+        package = kernel_package()
+    except GuestUnavailable:
+        cached = sorted(p.parent for p in CACHE.glob("*/ready"))
+        if not cached:
+            raise
+        package = "linux-image-" + cached[-1].name
     release = package.removeprefix("linux-image-")
     target = CACHE / release
     if not (target / "ready").exists():
@@ -108,6 +115,10 @@ def _unpack_kernel(package: str, release: str, target: Path) -> None:
         if target.exists():
             shutil.rmtree(target)
         os.rename(staged, target)
+        for older in CACHE.glob("*/ready"):
+            # A kernel Debian has since replaced is of no more use.
+            if older.parent != target:
+                shutil.rmtree(older.parent, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -317,7 +317,8 @@ def state_root() -> Iterator[str]:
         subprocess.run([*rade, "image", "bootstrap", "busybox", "busybox"], check=True, capture_output=True)
         yield root
     finally:
-        subprocess.run([*rade, "rm", "-f", "hog"], check=False, capture_output=True)
+        for name in ("hog", "web"):
+            subprocess.run([*rade, "rm", "-f", name], check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
     assert _mounts_under(root) == []
 
@@ -337,3 +338,34 @@ def test_rade_run_with_a_memory_limit_reports_the_oom_kill(state_root):
     assert state["OOMKilled"] is True and state["ExitCode"] == 137
     subprocess.run([*rade, "rm", "hog"], check=True, capture_output=True)
     assert not [d for d in os.listdir("/sys/fs/cgroup") if d.startswith("rade")], "a rade cgroup was left"
+
+
+def test_detached_container_pauses_execs_and_stops_on_v2(state_root):
+    import json
+    import sys
+
+    def rade(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "rade", "--root", state_root, *args], check=False,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"rade {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def state() -> dict:
+        return json.loads(rade("inspect", "web"))[0]["State"]
+
+    rade("run", "-d", "--name", "web", "--network", "none", "--cpus", "0.5", "--memory", "64M", "--pids-limit", "30",
+         "busybox", "sleep", "300")
+    pid = state()["Pid"]
+    own = _read(f"/proc/{pid}/cgroup").removeprefix("0::")
+    assert _read(f"/sys/fs/cgroup{own}/cpu.max") == "50000 100000"
+    assert _read(f"/sys/fs/cgroup{own}/memory.max") == str(64 * MIB)
+    assert rade("exec", "web", "cat", "/proc/self/cgroup").strip() == "0::/"
+    rade("pause", "web")
+    assert state()["Status"] == "paused" and _keyed(f"/sys/fs/cgroup{own}/cgroup.events")["frozen"] == 1
+    rade("unpause", "web")
+    assert state()["Status"] == "running" and _keyed(f"/sys/fs/cgroup{own}/cgroup.events")["frozen"] == 0
+    assert "web" in rade("stats", "--no-stream")
+    rade("stop", "-t", "1", "web")
+    assert state()["Status"] == "exited"
+    assert not os.path.exists(f"/sys/fs/cgroup{own}")
+    rade("rm", "web")

@@ -12,15 +12,19 @@ PYTEST_ARGS ?=
 # Open MPI (with its headers, for mpi4py) for the MPI tests, iproute2 for test hosts in netns,
 # Debian's mpi4py and numpy for the native MPI runs (the same Open MPI build as in the MPI image),
 # hpcc for the Linpack, STREAM and RandomAccess figures of bench/felter.py, qemu-system-x86 to boot the
-# cgroup-v2 test guest (its Debian kernel is fetched by the test with apt-get download, never installed).
+# cgroup-v2 test guest (its Debian kernel is fetched by `make test` with apt-get download, never installed).
 APT_PACKAGES := busybox-static debootstrap skopeo podman umoci docker-registry crun runc \
 	openmpi-bin libopenmpi-dev libseccomp2 zstd iproute2 tar gzip python3-mpi4py python3-numpy openssl hpcc \
 	qemu-system-x86
 
-.PHONY: test demo deps sysdeps venv bytecode lint bench clean soak
+.PHONY: test demo deps sysdeps venv bytecode lint bench clean soak guest-kernel
 
-test: deps
+test: deps guest-kernel
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Debian kernel the cgroup-v2 test guest boots, into its cache (the tests themselves fetch nothing).
+guest-kernel: venv
+	$(PY) tests/engine/cgroups/guest.py fetch
 
 # The fault-injection soak alone (also part of `make test`): 500 jobs through crashes and a network cut.
 soak: deps

@@ -70,16 +70,24 @@ def kernel_package() -> str:
     return found.group(1)
 
 
-def prepare_kernel() -> GuestKernel:
-    """The guest kernel from the cache, fetching and unpacking Debian's package the first time (a cached
-    kernel serves when apt cannot say which one is current, e.g. offline without package lists)."""
+def prepare_kernel(fetch: bool = False) -> GuestKernel:
+    """The guest kernel from the cache. With `fetch` (`make test` does it before the tests: a test sends
+    nothing beyond loopback), Debian's current package is fetched and unpacked when the cache lacks it;
+    without, the newest cached kernel serves."""
+    cached = sorted(p.parent for p in CACHE.glob("*/ready"))
+    if not fetch:
+        if not cached:
+            raise GuestUnavailable(f"no guest kernel under {CACHE}: `make test` (or `python "
+                                   f"tests/engine/cgroups/guest.py fetch`) fetches Debian's")
+        target = cached[-1]
+        order = (target / "modules.order").read_text().split()
+        return GuestKernel(target.name, target / "vmlinuz", tuple(target / "modules" / m for m in order))
     try:
         package = kernel_package()
     except GuestUnavailable:
-        cached = sorted(p.parent for p in CACHE.glob("*/ready"))
         if not cached:
             raise
-        package = "linux-image-" + cached[-1].name
+        package = "linux-image-" + cached[-1].name  # offline, without package lists: the cached one
     release = package.removeprefix("linux-image-")
     target = CACHE / release
     if not (target / "ready").exists():
@@ -254,3 +262,14 @@ def boot(command: str, cwd: str, timeout: float = 300.0, memory_mb: int = 1024, 
         text += f"\n[qemu killed after {timeout:.0f} s]\n"
     found = re.findall(rf"^{EXIT_MARK} (\d+)\s*$", text, re.MULTILINE)
     return GuestRun(int(found[-1]) if found else None, text, accel[1])
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["fetch"]:
+        sys.exit("usage: guest.py fetch   (fetch and unpack the guest kernel into the cache)")
+    try:
+        print(f"cgroup v2 test guest kernel: {prepare_kernel(fetch=True).release}")
+    except GuestUnavailable as why:
+        print(f"no cgroup v2 test guest kernel (its test will skip): {why}")

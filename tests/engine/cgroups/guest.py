@@ -172,7 +172,12 @@ mount -t cgroup2 -o nsdelegate cgroup2 /newroot/sys/fs/cgroup
 mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
+mkdir -p /rw/repo
+mount --bind "/newroot{cwd}" /rw/repo
 for d in /tmp /var/tmp /run /dev/shm /mnt; do mount -t tmpfs -o mode=1777 tmpfs /newroot$d; done
+# The repository again, in case one of those covered it (a clone under /tmp).
+mkdir -p "/newroot{cwd}"
+mount --bind /rw/repo "/newroot{cwd}"
 cp /stage2 /newroot/run/stage2
 umount /proc /sys
 exec switch_root /newroot /bin/busybox sh /run/stage2
@@ -202,7 +207,7 @@ def build_initramfs(kernel: GuestKernel, command: str, cwd: str, dest: Path) -> 
                ("sys", stat.S_IFDIR | 0o755, b""), ("bin", stat.S_IFDIR | 0o755, b""),
                ("modules", stat.S_IFDIR | 0o755, b""),
                ("bin/busybox", stat.S_IFREG | 0o755, Path(BUSYBOX).read_bytes()),
-               ("init", stat.S_IFREG | 0o755, INIT.encode()),
+               ("init", stat.S_IFREG | 0o755, INIT.format(cwd=cwd).encode()),
                ("stage2", stat.S_IFREG | 0o644,
                 STAGE2.format(cwd=cwd, command=command, mark=EXIT_MARK).encode()),
                ("modules.order", stat.S_IFREG | 0o644, "".join(f"{m.name}\n" for m in kernel.modules).encode())]

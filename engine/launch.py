@@ -16,9 +16,9 @@ file contents) so the child only makes syscalls. It unshares a PID namespace for
 (and, for --network none, a network namespace with lo up), forks (so the child is PID 1 of the new
 namespace), and returns to its own namespaces. The cgroup is made and its limits written before the
 fork; with v1 the child then joins it by itself (writing "0" to each hierarchy's `tasks`, the one move
-that does not wait for an RCU grace period), with v2 the parent moves it by pid while the child builds
-the root. The child waits on a sync pipe before it starts the command, so nothing the container runs
-escapes the cgroup. A CLOEXEC error pipe carries any failure of the child or of the exec back as a
+that does not wait for an RCU grace period), with v2 it is born in it (clone3's CLONE_INTO_CGROUP,
+engine.clone3; moved by pid where the kernel cannot). The child waits on a sync pipe before it starts
+the command, so nothing the container runs escapes the cgroup. A CLOEXEC error pipe carries any failure of the child or of the exec back as a
 structured error; end-of-file on it means the command was exec'ed.
 
 Without root the same steps run inside a user namespace (engine.userns): no cgroup, devices bound from
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from engine import capabilities, child_errors, init, rootfs
 from engine import seccomp as seccomp_filter
 from engine.cgroups import Limits, NoCgroup, container_view, open_cgroup
+from engine.clone3 import fork_in
 from engine.container_process import ContainerProcess
 from engine.errors import CgroupError, LaunchError
 from engine.launch_config import NETWORK_HOST, NETWORK_NONE, LaunchConfig, Mount
@@ -313,6 +314,7 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
     cgroup = NoCgroup(config.container_id) if plan.rootless else open_cgroup(config.container_id,
                                                                               config.cgroup_parent)
     join_fds: tuple[int, ...] | None = ()
+    born_inside = False
     try:
         try:
             cgroup.create()
@@ -322,7 +324,12 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
             if plan.rootless:
                 pid = fork_in_user_namespace(sys, err_w)
             else:
-                pid = _fork_into_new_namespaces(sys, config.network == NETWORK_NONE)
+                into = cgroup.directory_fd() if join_fds is None else None
+                try:
+                    pid, born_inside = _fork_into_new_namespaces(sys, config.network == NETWORK_NONE, into)
+                finally:
+                    if into is not None:
+                        os.close(into)  # in the child too: it needs it no more
         except BaseException:
             cgroup.remove()  # nothing runs in it yet
             raise
@@ -338,7 +345,7 @@ def launch(config: LaunchConfig, sys: Syscalls = LINUX) -> ContainerProcess:
         process = ContainerProcess(pid, cgroup)
         cgroup_error = None
         try:
-            if join_fds is None:
+            if join_fds is None and not born_inside:
                 cgroup.add(pid)
             os.write(sync_w, b"1")
         except CgroupError as err:
@@ -367,9 +374,11 @@ def _close_all(fds: tuple[int | None, ...]) -> None:
                 pass
 
 
-def _fork_into_new_namespaces(sys: Syscalls, new_network: bool) -> int:
+def _fork_into_new_namespaces(sys: Syscalls, new_network: bool, cgroup_fd: int | None = None) -> tuple[int, bool]:
     """fork() with the child as PID 1 of a new PID namespace (and in a new network namespace with its
-    loopback up, when asked); the caller's own namespaces are as they were when this returns.
+    loopback up, when asked); the caller's own namespaces are as they were when this returns. With
+    `cgroup_fd` (a v2 cgroup's directory) the child is born in that cgroup where the kernel can (clone3);
+    returns (pid, whether it was).
 
     The network namespace is made here rather than in the child: bringing `lo` up from PID 1 of a new
     PID namespace costs milliseconds more than from here, for reasons inside the kernel."""
@@ -388,8 +397,9 @@ def _fork_into_new_namespaces(sys: Syscalls, new_network: bool) -> int:
                 sys.setns(own_net, CLONE_NEWNET)
             raise LaunchError("unshare namespaces", err.strerror or str(err),
                               "containers need root (CAP_SYS_ADMIN) on this host") from None
+        born_inside = False
         try:
-            pid = os.fork()
+            pid, born_inside = fork_in(cgroup_fd)
         except OSError as err:
             pid = -1
             raise LaunchError("fork", err.strerror or str(err)) from None
@@ -400,7 +410,7 @@ def _fork_into_new_namespaces(sys: Syscalls, new_network: bool) -> int:
                 sys.setns(own_pid, CLONE_NEWPID)
                 if moved_net:
                     sys.setns(own_net, CLONE_NEWNET)
-        return pid
+        return pid, born_inside
     finally:
         os.close(own_pid)
         if own_net >= 0:

@@ -7,7 +7,7 @@
 process holding its user namespace (PID 1 is its child; the user namespace is joined first). `config` is
 the LaunchConfig it was launched with (for its user, capabilities, no_new_privs and seccomp, which the
 new process gets too). The process forked here
-joins the container's cgroup while host paths are still visible, then each namespace (mount last: it
+is born in the container's cgroup (v2) or joins it while host paths are still visible, then each namespace (mount last: it
 changes the root and working directory to the container's), and from there runs the same final steps
 as the launch (stdio, no_new_privs, capabilities and user, workdir, seccomp) before acting as a small
 init for the command: the command runs in the container's PID namespace, and this process, outside it,
@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from engine import child_errors, init, launch
 from engine.cgroups import CgroupDriver, join_self
+from engine.clone3 import fork_in
 from engine.errors import LaunchError
 from engine.launch_config import LaunchConfig
 from engine.syscalls import (
@@ -105,10 +106,16 @@ def enter(pid: int, cgroup: CgroupDriver | None, config: LaunchConfig, argv: tup
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     plan.err_fd = err_w
     try:
-        child = os.fork()
+        # A v2 cgroup takes the child at its birth; otherwise the child joins it first thing.
+        into = cgroup.directory_fd() if cgroup is not None else None
+        try:
+            child, born_inside = fork_in(into)
+        finally:
+            if into is not None:
+                os.close(into)
         if child == 0:
             os.close(err_r)
-            _child(plan, namespaces, cgroup)
+            _child(plan, namespaces, None if born_inside else cgroup)
         os.close(err_w)
         err_w = -1
         process = EnteredProcess(child)

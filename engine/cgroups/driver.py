@@ -83,6 +83,11 @@ class CgroupDriver(Protocol):
         cgroup by, writing "0" to each itself; None when the driver has no such way and the process is
         moved by pid with `add`. Call after `create` and `apply`."""
 
+    def directory_fd(self) -> int | None:
+        """The cgroup's directory, open (close-on-exec; the caller closes it), for a child to be born in it
+        (clone3's CLONE_INTO_CGROUP, engine.clone3); None where that cannot place a process (v1: one
+        cgroup a hierarchy; no cgroup at all). Call after `create`."""
+
     def procs(self) -> list[int]:
         """The pids in the cgroup now."""
 

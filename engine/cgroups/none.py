@@ -30,6 +30,9 @@ class NoCgroup:
     def self_join_files(self) -> tuple[int, ...]:
         return ()
 
+    def directory_fd(self) -> None:
+        return None
+
     def procs(self) -> list[int]:
         return []
 

@@ -160,6 +160,9 @@ class CgroupV1:
             raise files.error_from(err, f"cannot open {err.filename}: {err.strerror}") from None
         return tuple(fds)
 
+    def directory_fd(self) -> None:
+        return None
+
     def procs(self) -> list[int]:
         return files.read_pids(f"{self._dirs.get('memory', '/nonexistent')}/cgroup.procs")
 

@@ -97,8 +97,14 @@ class CgroupV2:
 
     def self_join_files(self) -> None:
         # v2 moves whole processes through cgroup.procs only, and that move takes the kernel's
-        # threadgroup lock whoever writes it (clone3's CLONE_INTO_CGROUP would not).
+        # threadgroup lock whoever writes it; a child born in the cgroup (`directory_fd`) moves nowhere.
         return None
+
+    def directory_fd(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise files.error_from(err, f"cannot open cgroup {self.path}: {err.strerror}") from None
 
     def procs(self) -> list[int]:
         return files.read_pids(f"{self.path}/cgroup.procs")

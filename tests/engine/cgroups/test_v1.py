@@ -209,20 +209,21 @@ def test_a_single_threaded_process_joins_every_hierarchy_by_itself_through_tasks
     v1_cgroup.apply(Limits(cpus=1, pids=10))
     fds = v1_cgroup.self_join_files()
     assert len(fds) >= 4  # memory, cpuacct, freezer, cpu (co-mounted ones once), pids
+    joined_r, joined_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             for fd in fds:
                 os.write(fd, b"0")
+            os.write(joined_w, b"1")
             os.execvp("sleep", ["sleep", "60"])
         finally:
             os._exit(1)
-    for fd in fds:
+    for fd in (*fds, joined_w):
         os.close(fd)
     try:
-        deadline = time.monotonic() + 10
-        while v1_cgroup.procs() != [pid] and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert os.read(joined_r, 1) == b"1"  # every write done
+        os.close(joined_r)
         assert v1_cgroup.procs() == [pid]
         with open(f"/proc/{pid}/cgroup") as f:
             lines = f.read().splitlines()

@@ -1,8 +1,10 @@
 """The images a build names that are not in the store (`FROM image`, `COPY --from=image`): pulled from
 their registry, as `docker build` pulls a missing base, with `rade pull`'s progress display.
 
-Only a miss is pulled: a name the store holds is used as it is (no `--pull` freshness check), and a name
-that is not a reference at all (`sha256:...` of an image that is not here) is the store's "no such image".
+The policy is podman's `--pull`: "missing" (the default, as `docker build`) pulls only a miss and uses a
+name the store holds as it is; "always" pulls every registry name once a build, so a moved tag is seen
+(layers the store holds are not fetched again); "never" pulls nothing, a miss is an error. A name that
+is not a reference at all (`sha256:...` of an image that is not here) is the store's "no such image".
 Whatever stops the pull (registry unreachable, unknown repository, login needed) is one line naming the
 Containerfile line, with the registry's reason.
 """
@@ -16,12 +18,18 @@ from typing import Any, TextIO
 from engine.build.containerfile import BuildError
 from engine.errors import ImageError
 
+PULL_POLICIES = ("missing", "always", "never")
+
 
 class BaseImages:
-    """Finds the images a build names in the store, pulling those it lacks."""
+    """Finds the images a build names in the store, pulling them as the policy says."""
 
     def __init__(self, root: str, store: Any, options: Any = None, out: Callable[[str], None] = print,
-                 progress: bool = True, progress_stream: TextIO | None = None) -> None:
+                 progress: bool = True, progress_stream: TextIO | None = None, pull: str = "missing") -> None:
+        if pull not in PULL_POLICIES:
+            raise BuildError(f"--pull={pull}: no such policy", f"use one of {', '.join(PULL_POLICIES)}")
+        self.pull = pull
+        self.pulled: dict[str, Any] = {}  # with "always": what this build pulled already
         self.root = root
         self.store = store  # engine.images.store.ImageStore
         self.options = options  # engine.images.transfer.RegistryOptions; None: the store's saved logins
@@ -32,9 +40,15 @@ class BaseImages:
     def get(self, ref: str, where: str, missing: str) -> Any:
         """The image `ref` names, pulled if the store does not hold it; `missing` says, for an error, how
         the Containerfile named what is not here (e.g. "FROM x is not a local image")."""
+        if self.pull == "always" and is_pullable(ref):
+            if ref not in self.pulled:
+                self.pulled[ref] = self._pull(ref, where, f"{ref} could not be refreshed")
+            return self.pulled[ref]
         try:
             return self.store.resolve(ref)
         except ImageError as err:
+            if self.pull == "never":
+                raise BuildError(f"{where}: {missing}", "pull it first, or build without --pull=never") from None
             if not is_pullable(ref):
                 raise BuildError(f"{where}: {missing}", err.hint) from None
         return self._pull(ref, where, missing)

@@ -59,15 +59,16 @@ class BuildState:
 class Builder:
     def __init__(self, root: str, context: str, containerfile: str | None = None,
                  build_args: dict[str, str] | None = None, out: Callable[[str], None] = print,
-                 use_cache: bool = True, registry: Any = None, progress: bool = True) -> None:
+                 use_cache: bool = True, registry: Any = None, progress: bool = True, pull: str = "missing") -> None:
         """`registry`: how to reach registries for a base image that is not local (RegistryOptions;
-        None: the saved logins, TLS verified); `progress`: the pull's display on stderr if a terminal."""
+        None: the saved logins, TLS verified); `progress`: the pull's display on stderr if a terminal;
+        `pull`: when to pull base images, "missing", "always" or "never" (engine.build.base_images)."""
         from engine.build.base_images import BaseImages
         from engine.images.store import ImageStore
 
         self.root = root
         self.images = ImageStore(root)
-        self.bases = BaseImages(root, self.images, registry, out, progress)
+        self.bases = BaseImages(root, self.images, registry, out, progress, pull=pull)
         self.context = BuildContext(context)
         path = Path(containerfile) if containerfile else self._default_file()
         try:

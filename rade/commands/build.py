@@ -1,6 +1,7 @@
-"""`rade build -t NAME[:TAG] [-f Containerfile] [--build-arg K=V] [--target STAGE] DIR`: an image from a
-Containerfile (multi-stage: `--target` stops at a stage). A base image (`FROM`, `COPY --from`) that is not
-local is pulled from its registry, with `rade pull`'s progress display on a terminal."""
+"""`rade build -t NAME[:TAG] [-f Containerfile] [--build-arg K=V] [--target STAGE] [--pull[=POLICY]] DIR`:
+an image from a Containerfile (multi-stage: `--target` stops at a stage). A base image (`FROM`,
+`COPY --from`) that is not local is pulled from its registry (`--pull`: always, or never), with
+`rade pull`'s progress display on a terminal."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                                tls_verify=args.tls_verify)
     builder = Builder(args.root, args.context, args.file, build_args, out=out if not args.quiet else
                       (lambda _line: None), use_cache=not args.no_cache, registry=registry,
-                      progress=not args.quiet)
+                      progress=not args.quiet, pull=args.pull)
     image = builder.build(args.tag, target=args.target)
     if args.quiet:
         print(image.id)
@@ -54,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage (a name given with FROM ... AS)")
     p.add_argument("--no-cache", action="store_true", help="run every step again (the results are cached anew)")
+    p.add_argument("--pull", nargs="?", const="always", default="missing", choices=("always", "missing", "never"),
+                   help="pull base images: always (the flag alone: a moved tag is seen), missing (default), never")
     p.add_argument("--tls-verify", type=_bool, default=True, metavar="BOOL",
                    help="verify the TLS certificate of a registry a base image is pulled from (default true)")
     p.add_argument("--authfile", default=None,

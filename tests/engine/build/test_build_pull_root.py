@@ -79,3 +79,39 @@ def test_a_base_image_the_registry_lacks_is_one_line_naming_the_from(registry_wi
     assert err.startswith(f"rade: error: {tmp_path}/Containerfile:1: FROM {host}/base/absent:v1 is not a local "
                           "image, and pulling it failed")
     assert json.loads(fresh.out("images", "--json") or "[]") == []
+
+
+def test_pull_always_sees_a_moved_tag_that_the_default_keeps_stale(registry_with_busybox, empty_root, tmp_path):
+    host = registry_with_busybox
+    fresh = Rade(empty_root)
+    (tmp_path / "Containerfile").write_text(f"FROM {host}/base/busybox:v1\nRUN cat /marker 2>/dev/null || true\n")
+    fresh("build", "-t", "app:1", str(tmp_path))  # pulls the missing base
+    # The tag moves in the registry: now an image holding /marker.
+    marked = tmp_path / "marked"
+    marked.mkdir()
+    (marked / "Containerfile").write_text(f"FROM {host}/base/busybox:v1\nRUN echo moved > /marker\n")
+    fresh("build", "-t", "marked:1", str(marked))
+    fresh("push", "marked:1", f"{host}/base/busybox:v1")
+    fresh("rmi", "marked:1")
+    fresh("tag", "app:1", f"{host}/base/busybox:v1")  # the local copy is now neither
+
+    stale = fresh("build", "-t", "app:2", str(tmp_path)).stdout.decode()
+    assert "Trying to pull" not in stale
+    fresh_out = fresh("build", "--pull", "-t", "app:3", str(tmp_path)).stdout.decode()
+    assert f"Trying to pull {host}/base/busybox:v1..." in fresh_out and fresh_out.count("Trying to pull") == 1
+    seen = fresh("run", "--rm", "--network", "none", "app:3", "cat", "/marker")
+    assert seen.stdout == b"moved\n"
+    for ref in ("app:1", "app:2", "app:3", f"{host}/base/busybox:v1"):
+        fresh("rmi", ref, check=False)
+
+
+def test_pull_never_refuses_a_missing_base_without_asking_the_registry(registry_with_busybox, empty_root, tmp_path):
+    host = registry_with_busybox
+    fresh = Rade(empty_root)
+    (tmp_path / "Containerfile").write_text(f"FROM {host}/base/busybox:v1\nRUN true\n")
+    result = fresh("build", "--pull=never", str(tmp_path), check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 125 and err.count("\n") == 1, err
+    assert f"Containerfile:1: FROM {host}/base/busybox:v1 is not a local image" in err
+    assert "Trying to pull" not in result.stdout.decode()
+    assert json.loads(fresh.out("images", "--json") or "[]") == []

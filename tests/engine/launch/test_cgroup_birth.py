@@ -6,54 +6,53 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from engine import launch as launch_module
+from engine import nsenter
 from engine.cgroups import CgroupV2
 
 pytestmark = pytest.mark.root
 
 
-def _v2_mount() -> str:
+@pytest.fixture
+def v2_driver(monkeypatch) -> Iterator[tuple[CgroupV2, list[int]]]:
+    """A v2 cgroup on the host's cgroup2 mount as the one every launch opens, and the pids `add` was
+    asked to move (recorded, not moved: a pid moved would hide a child not born inside)."""
     mount = "/sys/fs/cgroup" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "/sys/fs/cgroup/unified"
     if not os.path.exists(f"{mount}/cgroup.procs"):
         pytest.skip("this host has no cgroup2 mount")
-    return mount
-
-
-def test_a_container_with_a_v2_driver_is_born_in_its_cgroup_not_moved(launcher, monkeypatch):
-    cgroup = CgroupV2(f"test-{uuid.uuid4().hex[:12]}", mount=_v2_mount())
+    cgroup = CgroupV2(f"test-{uuid.uuid4().hex[:12]}", mount=mount)
     moved: list[int] = []
     monkeypatch.setattr(CgroupV2, "add", lambda self, pid: moved.append(pid))
     monkeypatch.setattr(launch_module, "open_cgroup", lambda container_id, parent=None: cgroup)
     try:
-        process = launcher.start(launcher.config(["sleep", "30"], network="none"))
-        with open(f"/proc/{process.pid}/cgroup") as f:
-            assert f"0::/{cgroup.name}\n" in f.read()
-        assert process.pid in cgroup.procs() and moved == []
-        process.kill(signal.SIGKILL)
-        process.wait()
+        yield cgroup, moved
     finally:
         cgroup.remove()
 
 
-def test_a_process_entered_with_a_v2_driver_is_born_in_the_cgroup_not_moved(launcher, monkeypatch):
-    from engine import nsenter
+def _in(pid: int, cgroup: CgroupV2) -> bool:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f"0::/{cgroup.name}\n" in f.read()
 
-    cgroup = CgroupV2(f"test-{uuid.uuid4().hex[:12]}", mount=_v2_mount())
-    moved: list[int] = []
-    monkeypatch.setattr(CgroupV2, "add", lambda self, pid: moved.append(pid))
-    monkeypatch.setattr(launch_module, "open_cgroup", lambda container_id, parent=None: cgroup)
-    try:
-        config = launcher.config(["sleep", "30"], network="none")
-        process = launcher.start(config)
-        entered = nsenter.enter(process.pid, cgroup, config, ("sleep", "30"))
-        with open(f"/proc/{entered.pid}/cgroup") as f:
-            assert f"0::/{cgroup.name}\n" in f.read()
-        assert moved == []
-        process.kill(signal.SIGKILL)
-        entered.wait()
-        process.wait()
-    finally:
-        cgroup.remove()
+
+def test_a_container_with_a_v2_driver_is_born_in_its_cgroup_not_moved(launcher, v2_driver):
+    cgroup, moved = v2_driver
+    process = launcher.start(launcher.config(["sleep", "30"], network="none"))
+    assert _in(process.pid, cgroup) and process.pid in cgroup.procs() and moved == []
+    process.kill(signal.SIGKILL)
+    process.wait()
+
+
+def test_a_process_entered_with_a_v2_driver_is_born_in_the_cgroup_not_moved(launcher, v2_driver):
+    cgroup, moved = v2_driver
+    config = launcher.config(["sleep", "30"], network="none")
+    process = launcher.start(config)
+    entered = nsenter.enter(process.pid, cgroup, config, ("sleep", "30"))
+    assert _in(entered.pid, cgroup) and moved == []
+    process.kill(signal.SIGKILL)
+    entered.wait()
+    process.wait()

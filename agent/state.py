@@ -15,13 +15,13 @@ counts from boot and so survives a restart of the agent (containers do not survi
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.filelock import try_lock
 from jobs.errors import RadeError
 
 STATE_VERSION = 1
@@ -131,13 +131,10 @@ class AgentState:
     def lock(self) -> None:
         """Hold the node's lock for this process's life; AgentStateError if another agent has it."""
         self.tasks.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(self.dir / "lock")
+        if fd is None:
             raise AgentStateError(f"another agent runs node {self.dir.name} on this root ({self.dir})",
-                                  "stop it first, or give this one another --name") from None
+                                  "stop it first, or give this one another --name")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd

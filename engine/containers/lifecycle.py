@@ -363,17 +363,15 @@ def retire_exited(store: ContainerStore, record: ContainerRecord, volumes: bool)
     caller's fresh one (`refresh`); ContainerError if it is active or a supervisor holds the lock.
     Returns the retired directory and the lock's descriptor, still held: the caller deletes the files
     (`store.purge`), then closes the descriptor, so that a `create` meanwhile leaves them alone."""
-    import fcntl
+    from engine.filelock import try_lock
 
-    fd = os.open(store.dir(record.id).path / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = try_lock(store.dir(record.id).path / "supervisor.lock")
+    if fd is None:
+        raise ContainerError(f"container {record.name} is being started", "try again in a moment")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if st.is_active(record.status):
             raise ContainerError(f"container {record.name} is {record.status.value}", "stop it first")
         retired = store.retire(record.id)
-    except BlockingIOError:
-        os.close(fd)
-        raise ContainerError(f"container {record.name} is being started", "try again in a moment") from None
     except BaseException:
         os.close(fd)
         raise

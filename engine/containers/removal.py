@@ -10,7 +10,6 @@ lock throughout, so the lock is the test. The finisher holds that lock itself wh
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from engine.containers.record import ContainerRecord
 from engine.containers.status import ContainerStatus
 from engine.containers.store import ContainerStore
 from engine.errors import ContainerError
+from engine.filelock import try_lock
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,12 @@ def supervisor_lock(store: ContainerStore, record: ContainerRecord, busy: str) -
     """Hold the container's supervisor lock (as a supervisor does) for the block; ContainerError saying
     `busy` if another process holds it."""
     try:
-        fd = os.open(store.dir(record.id).path / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = try_lock(store.dir(record.id).path / "supervisor.lock")
     except FileNotFoundError:
         raise ContainerError(f"no such container: {record.name}", "it was removed meanwhile") from None
+    if fd is None:
+        raise ContainerError(f"container {record.name} {busy}", "try again in a moment")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ContainerError(f"container {record.name} {busy}", "try again in a moment") from None
         yield
     finally:
         os.close(fd)

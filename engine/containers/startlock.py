@@ -10,31 +10,21 @@ supervisor's own refusal says that.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from collections.abc import Callable
 
 from engine.containers.record import ContainerRecord
 from engine.containers.store import ContainerStore
 from engine.errors import ContainerError
+from engine.filelock import is_held
 
 WAIT_SECONDS = 30.0
 
 
 def is_lock_free(store: ContainerStore, record: ContainerRecord) -> bool:
     """Whether no process holds the container's supervisor lock (tested by taking and dropping it)."""
-    try:
-        fd = os.open(store.dir(record.id).path / "supervisor.lock", os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True  # never started, never copied into: nothing holds it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+    # A lock file that does not exist: never started, never copied into, so nothing holds it.
+    return not is_held(store.dir(record.id).path / "supervisor.lock")
 
 
 def wait_for_copy(store: ContainerStore, record: ContainerRecord, timeout: float = WAIT_SECONDS,

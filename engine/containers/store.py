@@ -12,7 +12,6 @@ change and renames the new file into place, so a reader never sees half a record
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 from engine.containers.names import check_name, random_name
 from engine.containers.record import ContainerRecord, from_json, to_json
 from engine.errors import ContainerError
-from engine.filelock import file_lock
+from engine.filelock import file_lock, is_held
 
 STATE_VERSION = 1
 RETIRED = ".removed-"  # the name prefix of a removed container's directory until its files are deleted
@@ -239,17 +238,8 @@ class ContainerStore:
             if not entry.name.startswith(RETIRED):
                 continue
             try:
-                fd = os.open(os.path.join(entry.path, "supervisor.lock"), os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                fd = None
+                if is_held(os.path.join(entry.path, "supervisor.lock")):
+                    continue
             except OSError:
                 continue
-            try:
-                if fd is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            finally:
-                if fd is not None:
-                    os.close(fd)
             shutil.rmtree(entry.path, ignore_errors=True)

@@ -266,16 +266,10 @@ class Supervisor(ChannelLoop):
     def claim(self) -> bool:
         """Hold the container's supervisor lock for the rest of this process's life; False if another
         supervisor holds it (two `start`s raced: only one may launch)."""
-        import fcntl
+        from engine.filelock import try_lock
 
-        fd = os.open(self.cdir.path / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.lock_fd = fd
-        return True
+        self.lock_fd = try_lock(self.cdir.path / "supervisor.lock")
+        return self.lock_fd is not None
 
     def release(self) -> None:
         """Let go of the lock before hanging up on clients: a client told "it is over" may act at once."""

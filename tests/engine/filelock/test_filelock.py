@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.filelock import file_lock
+from engine.filelock import file_lock, is_held, try_lock
 
 
 def _held_by_another(path: Path, shared: bool = False) -> bool:
@@ -51,3 +51,26 @@ def test_lock_is_released_when_the_block_raises(tmp_path: Path) -> None:
 def test_a_missing_directory_is_an_os_error_not_a_lock(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError), file_lock(tmp_path / "absent" / "x.lock"):
         pass
+
+
+def test_try_lock_takes_a_free_lock_and_gives_none_while_another_holds_it(tmp_path: Path) -> None:
+    path = tmp_path / "supervisor.lock"
+    fd = try_lock(path)
+    assert fd is not None and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    try:
+        assert _held_by_another(path) and is_held(path)
+        assert try_lock(path) is None  # a second open is another holder, as another process's would be
+    finally:
+        os.close(fd)
+    assert not is_held(path)
+    again = try_lock(path)
+    assert again is not None
+    os.close(again)
+
+
+def test_a_lock_file_that_does_not_exist_is_held_by_no_one_and_not_made(tmp_path: Path) -> None:
+    path = tmp_path / "never-started.lock"
+    assert not is_held(path) and not path.exists()
+    with pytest.raises(FileNotFoundError):
+        try_lock(path, create=False)
+    assert not path.exists()

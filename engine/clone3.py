@@ -55,9 +55,11 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
 
 def fork_in(cgroup_fd: int | None) -> tuple[int, bool]:
     """os.fork(), the child born in the v2 cgroup open at `cgroup_fd` when one is given and the kernel can
-    (before Linux 5.7, or for a cgroup it cannot take, a plain fork: the caller then moves the child by
-    pid). Returns (pid, whether the child was born in the cgroup); raises OSError as os.fork() does."""
-    if cgroup_fd is not None:
+    (before Linux 5.7, for a cgroup it cannot take, or in a process with threads, a plain fork: the caller
+    then moves the child by pid). Returns (pid, whether the child was born in the cgroup); raises OSError as os.fork() does."""
+    # A raw clone skips glibc's fork bookkeeping, which only a process of one thread can do without: a
+    # caller with threads (any, C ones included, which `threading` does not count) forks as usual.
+    if cgroup_fd is not None and len(os.listdir("/proc/self/task")) == 1:
         try:
             return fork_into_cgroup(cgroup_fd), True
         except OSError:

@@ -50,3 +50,25 @@ def test_a_descriptor_that_is_no_cgroup_raises_and_forks_nothing():
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
 
+
+
+def test_fork_in_a_process_with_threads_forks_plainly_for_the_caller_to_move(v2_unified_cgroup):
+    import threading
+
+    from engine.clone3 import fork_in
+
+    v2_unified_cgroup.create()
+    fd = v2_unified_cgroup.directory_fd()
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        pid, born_inside = fork_in(fd)
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    finally:
+        stop.set()
+        worker.join()
+        os.close(fd)
+    assert not born_inside

@@ -1,12 +1,16 @@
 """How a launched container's first process gets into its cgroup: with a v2 driver it is born there
-(clone3), never moved by pid. On this hybrid host the v2 driver is exercised on the real cgroup2 mount."""
+(clone3), never moved by pid. On this hybrid host the v2 driver is exercised on the real cgroup2 mount.
+
+Each check runs in a child forked for it: a launch born in its cgroup needs a process of one thread, and
+the test process may hold threads other tests left (a fork keeps only the thread that forks)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -39,20 +43,54 @@ def _in(pid: int, cgroup: CgroupV2) -> bool:
         return f"0::/{cgroup.name}\n" in f.read()
 
 
+def _in_a_fork(check: Callable[[], None]) -> None:
+    """Run `check` in a forked child of one thread; re-raise its failure here."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        report = b""
+        try:
+            check()
+        except BaseException:  # noqa: BLE001 - everything goes back to the test
+            report = traceback.format_exc().encode()
+        finally:
+            os.write(write_end, report)
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        report = reader.read().decode()
+    os.waitpid(pid, 0)
+    assert not report, report
+
+
 def test_a_container_with_a_v2_driver_is_born_in_its_cgroup_not_moved(launcher, v2_driver):
     cgroup, moved = v2_driver
-    process = launcher.start(launcher.config(["sleep", "30"], network="none"))
-    assert _in(process.pid, cgroup) and process.pid in cgroup.procs() and moved == []
-    process.kill(signal.SIGKILL)
-    process.wait()
+
+    def check() -> None:
+        process = launcher.start(launcher.config(["sleep", "30"], network="none"))
+        try:
+            assert _in(process.pid, cgroup) and process.pid in cgroup.procs() and moved == []
+        finally:
+            process.kill(signal.SIGKILL)
+            process.wait()
+            process.cleanup()
+
+    _in_a_fork(check)
 
 
 def test_a_process_entered_with_a_v2_driver_is_born_in_the_cgroup_not_moved(launcher, v2_driver):
     cgroup, moved = v2_driver
-    config = launcher.config(["sleep", "30"], network="none")
-    process = launcher.start(config)
-    entered = nsenter.enter(process.pid, cgroup, config, ("sleep", "30"))
-    assert _in(entered.pid, cgroup) and moved == []
-    process.kill(signal.SIGKILL)
-    entered.wait()
-    process.wait()
+
+    def check() -> None:
+        config = launcher.config(["sleep", "30"], network="none")
+        process = launcher.start(config)
+        try:
+            entered = nsenter.enter(process.pid, cgroup, config, ("sleep", "30"))
+            assert _in(entered.pid, cgroup) and moved == []
+        finally:
+            process.kill(signal.SIGKILL)
+            process.wait()
+            process.cleanup()
+        entered.wait()
+
+    _in_a_fork(check)

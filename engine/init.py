@@ -32,6 +32,9 @@ _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.
           signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
 
 _SPAWN_DEFAULT = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+# What the container's PID 1 is called in ps (as docker-init, tini, catatonit).
+TITLE = "rade-init"
+PR_SET_NAME = 15
 
 
 
@@ -85,6 +88,7 @@ def _report_exec_failure(argv: Sequence[str], err: OSError, err_fd: int) -> NoRe
 def run(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd: int) -> NoReturn:
     """Be PID 1: start the command and serve it until it exits. Never returns."""
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED | {signal.SIGCHLD})
+    retitle(TITLE)
     if tty:
         # The command must take the terminal in its own new session, which posix_spawn cannot do.
         child = os.fork()
@@ -95,6 +99,28 @@ def run(argv: Sequence[str], env: Mapping[str, str], tty: bool, err_fd: int) -> 
     # The command's copy closes on exec; once ours is closed too, the parent's read sees end-of-file.
     os.close(err_fd)
     os._exit(serve(child))
+
+
+def retitle(title: str) -> None:
+    """Show this process as `title` in ps, in and out of the container: its name (comm) and its command
+    line, which are otherwise the caller's (an agent's or a `rade run`'s, host paths and options included).
+    The command line is the argv strings the kernel laid out at exec, rewritten in place, as setproctitle
+    does; /proc/PID/stat says where they are. Best effort: a failure changes nothing else."""
+    import ctypes
+
+    raw = title.encode()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(raw[:15]), 0, 0, 0)
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        # arg_start and arg_end are fields 48 and 49 of proc(5); fields[0] is field 3.
+        start, end = int(fields[45]), int(fields[46])
+    except (OSError, ValueError, IndexError):
+        return
+    if end - start > len(raw):
+        ctypes.memset(start, 0, end - start)
+        ctypes.memmove(start, raw, len(raw))
 
 
 def serve(child: int) -> int:

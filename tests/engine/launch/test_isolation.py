@@ -227,3 +227,10 @@ def test_pid1_and_its_children_are_in_every_cgroup_the_limits_need(launcher):
             assert by_controller.get(controller) == "/" + process.cgroup.name, (pid, controller, by_controller)
     process.kill(9)
     process.wait()
+
+
+def test_pid1_shows_as_rade_init_not_its_launchers_command_line(launcher):
+    result = launcher.run(["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/comm; ps -o pid,args"])
+    cmdline, comm = result.out.splitlines()[:2]
+    assert cmdline.strip() == "rade-init" and comm == "rade-init", result.out
+    assert "python" not in result.out and "/work" not in result.out and "pytest" not in result.out, result.out

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from engine.child_errors import KIND_LAUNCH, KIND_NOT_EXECUTABLE, KIND_NOT_FOUND, report
+from engine.syscalls import LINUX, PR_SET_NAME
 
 # Signals PID 1 passes on rather than acts on (SIGKILL and SIGSTOP cannot be caught, and act on PID 1).
 FORWARDED = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
@@ -34,7 +35,6 @@ _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.
 _SPAWN_DEFAULT = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 # What the container's PID 1 is called in ps (as docker-init, tini, catatonit).
 TITLE = "rade-init"
-PR_SET_NAME = 15
 
 
 
@@ -109,9 +109,9 @@ def retitle(title: str) -> None:
     import ctypes
 
     raw = title.encode()
+    name = ctypes.create_string_buffer(raw[:15])  # comm holds 15 bytes
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_NAME, ctypes.c_char_p(raw[:15]), 0, 0, 0)
+        LINUX.prctl(PR_SET_NAME, ctypes.addressof(name))
         with open("/proc/self/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
         # arg_start and arg_end are fields 48 and 49 of proc(5); fields[0] is field 3.

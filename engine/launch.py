@@ -18,8 +18,8 @@ namespace), and returns to its own namespaces. The cgroup is made and its limits
 fork; with v1 the child then joins it by itself (writing "0" to each hierarchy's `tasks`, the one move
 that does not wait for an RCU grace period), with v2 it is born in it (clone3's CLONE_INTO_CGROUP,
 engine.clone3; moved by pid where the kernel cannot). The child waits on a sync pipe before it starts
-the command, so nothing the container runs escapes the cgroup. A CLOEXEC error pipe carries any failure of the child or of the exec back as a
-structured error; end-of-file on it means the command was exec'ed.
+the command, so nothing the container runs escapes the cgroup. A CLOEXEC error pipe carries any failure
+of the child or of the exec back as a structured error; end-of-file on it means the command was exec'ed.
 
 Without root the same steps run inside a user namespace (engine.userns): no cgroup, devices bound from
 the host instead of made, and `pid` is the small process holding the namespace, which forwards signals.
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from engine import capabilities, child_errors, init, rootfs
 from engine import seccomp as seccomp_filter
-from engine.cgroups import Limits, NoCgroup, container_view, open_cgroup
+from engine.cgroups import Limits, NoCgroup, container_view, join_through, open_cgroup
 from engine.clone3 import fork_in
 from engine.container_process import ContainerProcess
 from engine.errors import CgroupError, LaunchError
@@ -156,9 +156,7 @@ def _join_cgroup(p: Plan) -> None:
     if os.read(p.sync_fd, 1) != b"1":
         os._exit(125)  # the parent failed and reports it itself
     os.close(p.sync_fd)
-    for fd in p.join_fds:
-        os.write(fd, b"0")
-        os.close(fd)
+    join_through(p.join_fds)
 
 
 def _cgroup_namespace(p: Plan) -> None:

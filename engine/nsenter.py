@@ -6,11 +6,10 @@
 `pid` is `ContainerProcess.pid`: the host pid of the container's PID 1, or for a rootless container the
 process holding its user namespace (PID 1 is its child; the user namespace is joined first). `config` is
 the LaunchConfig it was launched with (for its user, capabilities, no_new_privs and seccomp, which the
-new process gets too). The process forked here
-is born in the container's cgroup (v2) or joins it while host paths are still visible, then each namespace (mount last: it
-changes the root and working directory to the container's), and from there runs the same final steps
-as the launch (stdio, no_new_privs, capabilities and user, workdir, seccomp) before acting as a small
-init for the command: the command runs in the container's PID namespace, and this process, outside it,
+new process gets too). The process forked here is born in the container's cgroup (v2) or joins it
+while host paths are still visible, then each namespace (mount last: it changes the root and working
+directory to the container's), and from there runs the same final steps as the launch (stdio,
+no_new_privs, capabilities and user, workdir, seccomp) before acting as a small init for the command: the command runs in the container's PID namespace, and this process, outside it,
 forwards signals and exits with the command's status, so the caller can wait on it like any child.
 """
 

@@ -41,6 +41,7 @@ MNT_DETACH = 0x2
 
 # prctl options (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_SET_KEEPCAPS = 8
 PR_SET_SECCOMP = 22
 PR_CAPBSET_DROP = 24

@@ -25,6 +25,7 @@ __all__ = [
     "container_view",
     "host_version",
     "join_self",
+    "join_through",
     "open_cgroup",
 ]
 
@@ -72,7 +73,13 @@ def join_self(cgroup: CgroupDriver) -> None:
     fds = cgroup.self_join_files()
     if fds is None:
         cgroup.add(os.getpid())
-        return
+    else:
+        join_through(fds)
+
+
+def join_through(fds: tuple[int, ...]) -> None:
+    """Join a cgroup through the files of `CgroupDriver.self_join_files` (the calling process must have one
+    thread), closing them."""
     try:
         for fd in fds:
             os.write(fd, b"0")
